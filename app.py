@@ -1,0 +1,88 @@
+"""3D Ultra upload API: routes only. Each parses the request, calls one use case and returns a dict."""
+
+from chalice import Chalice, CORSConfig
+
+from chalicelib import services
+from chalicelib.config import Settings
+from chalicelib.deps import Dependencies
+from chalicelib.http import api_view, decode_json_body, iso_utc, json_response, normalise_chalice_error
+
+settings = Settings.from_env()
+deps = Dependencies(settings)
+app = Chalice(app_name="three-d-ultra-upload")
+cors = CORSConfig(
+    allow_origin=settings.allowed_origin,
+    allow_headers=["X-Session-Token", "Idempotency-Key"],
+    max_age=600,
+)
+
+
+@app.middleware("http")
+def finish_request(event, get_response):
+    response = normalise_chalice_error(get_response(event))
+    analytics = deps.built("analytics")
+    if analytics is not None:
+        analytics.flush()
+    return response
+
+
+@app.route("/api/upload", methods=["POST"], cors=cors)
+@api_view
+def create_upload():
+    request = app.current_request
+    created = services.create_upload(
+        decode_json_body(request.raw_body),
+        request.headers.get("idempotency-key"),
+        uploads=deps.uploads,
+        storage=deps.storage,
+        analytics=deps.analytics,
+        max_upload_bytes=deps.settings.max_upload_bytes,
+        url_ttl_seconds=deps.settings.upload_url_ttl_seconds,
+    )
+    return json_response(
+        {
+            "uploadUrl": created.upload_url,
+            "uploadId": created.upload_id,
+            "key": created.key,
+            "expiresAt": iso_utc(created.expires_at),
+            "sessionToken": created.session_token,
+        },
+        200 if created.replayed else 201,
+    )
+
+
+@app.route("/api/upload/{upload_id}/confirm", methods=["POST"], cors=cors)
+@api_view
+def confirm_upload(upload_id):
+    confirmed = services.confirm_upload(
+        upload_id,
+        app.current_request.headers.get("x-session-token"),
+        uploads=deps.uploads,
+        storage=deps.storage,
+        analytics=deps.analytics,
+    )
+    return json_response({"success": True, "jobId": confirmed.job_id, "status": confirmed.status})
+
+
+@app.route("/api/upload/{upload_id}", methods=["GET"], cors=cors)
+@api_view
+def get_upload(upload_id):
+    job = services.get_upload_status(upload_id, app.current_request.headers.get("x-session-token"), uploads=deps.uploads)
+    return json_response(
+        {
+            "jobId": job.id,
+            "status": job.status,
+            "fileType": job.file_type,
+            "fileSize": job.file_size,
+            "createdAt": iso_utc(job.created_at),
+            "confirmedAt": iso_utc(job.confirmed_at),
+        }
+    )
+
+
+@app.route("/api/health", methods=["GET"], cors=cors)
+@api_view
+def health():
+    checks = services.check_health(uploads=deps.uploads, storage=deps.storage)
+    healthy = all(state == "ok" for state in checks.values())
+    return json_response({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)

@@ -1,0 +1,1 @@
+"""Shared code of the 3D Ultra upload functions (packaged into the Lambda by Chalice)."""

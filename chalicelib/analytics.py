@@ -1,0 +1,78 @@
+"""Product analytics (PostHog) that never slows a request past its budget nor breaks it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+
+class Analytics:
+    """Queues events during a request and delivers them, within a time budget, before the request ends."""
+
+    def __init__(self, client, *, budget_seconds: float):
+        self._client = client
+        self._budget = budget_seconds
+        self._pending = False
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    def capture(self, event: str, upload_id: str, properties: dict) -> None:
+        """Queue one event about an upload; the upload id is the only identity that leaves."""
+        try:
+            self._client.capture(
+                event,
+                distinct_id=upload_id,
+                properties={**properties, "$process_person_profile": False},
+            )
+            self._pending = True
+        except Exception as exc:  # analytics must never break a request
+            log.warning("analytics: could not queue %s: %s", event, type(exc).__name__)
+
+    def flush(self) -> None:
+        """Deliver what is queued, waiting at most the budget (a frozen Lambda would never send it)."""
+        if not self._pending:
+            return
+        self._pending = False
+        try:
+            self._client.flush(timeout_seconds=self._budget)
+        except Exception as exc:
+            log.warning("analytics: flush failed: %s", type(exc).__name__)
+
+    def on_error(self, exc: Exception, batch) -> None:
+        """PostHog's delivery-failure callback: log the failure, never the events."""
+        with self._lock:
+            self._failures += 1
+        log.warning("analytics: delivery failed (%s); events dropped", type(exc).__name__)
+
+
+class DisabledAnalytics:
+    """What the service uses when no PostHog key is configured."""
+
+    def capture(self, event: str, upload_id: str, properties: dict) -> None:
+        """Drop the event."""
+
+    def flush(self) -> None:
+        """Nothing to send."""
+
+
+def build_analytics(api_key: str | None, host: str, budget_seconds: float):
+    """A PostHog-backed Analytics, or DisabledAnalytics when there is no key (PostHog is then never imported)."""
+    if not api_key:
+        log.info("analytics: off (POSTHOG_API_KEY is not set)")
+        return DisabledAnalytics()
+    from posthog import Posthog
+
+    analytics = Analytics(None, budget_seconds=budget_seconds)
+    analytics._client = Posthog(
+        project_api_key=api_key,
+        host=host,
+        timeout=budget_seconds,
+        max_retries=0,
+        disable_geoip=True,
+        on_error=analytics.on_error,
+    )
+    # The client logs its own copy of every delivery error; ours says it once, without the payload.
+    logging.getLogger("posthog").setLevel(logging.CRITICAL)
+    return analytics

@@ -1,0 +1,122 @@
+"""Settings: read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MIB = 1024 * 1024
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where and how to reach PostgreSQL, parsed from a libpq-style URL."""
+
+    host: str
+    port: int
+    user: str
+    password: Optional[str]
+    database: str
+    sslmode: str = "prefer"
+    sslrootcert: Optional[str] = None
+    channel_binding: str = "prefer"
+
+    @classmethod
+    def from_url(cls, url: str) -> "DatabaseSettings":
+        """Parse `postgresql://user:pass@host:port/db?sslmode=...` with libpq's meanings."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ConfigError("DATABASE_URL must start with postgresql://")
+        if not parts.hostname or not parts.username:
+            raise ConfigError("DATABASE_URL must name a user and a host")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        sslmode = query.get("sslmode", "prefer")
+        if sslmode not in SSL_MODES:
+            raise ConfigError(f"DATABASE_URL has an unknown sslmode {sslmode!r}")
+        channel_binding = query.get("channel_binding", "prefer")
+        if channel_binding == "require" and sslmode in ("disable", "allow", "prefer"):
+            raise ConfigError("DATABASE_URL asks for channel_binding=require without sslmode=require or stricter")
+        try:
+            port = parts.port or 5432
+        except ValueError as exc:
+            raise ConfigError("DATABASE_URL has an invalid port") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username),
+            password=unquote(parts.password) if parts.password is not None else None,
+            database=unquote(parts.path.lstrip("/")) or unquote(parts.username),
+            sslmode=sslmode,
+            sslrootcert=query.get("sslrootcert"),
+            channel_binding=channel_binding,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the functions need to know about their environment."""
+
+    database: DatabaseSettings
+    r2_endpoint_url: str
+    r2_access_key_id: str
+    r2_secret_access_key: str
+    r2_bucket: str
+    allowed_origin: str
+    posthog_api_key: Optional[str] = None
+    posthog_host: str = "https://us.i.posthog.com"
+    analytics_budget_seconds: float = 1.0
+    max_upload_bytes: int = 20 * MIB
+    upload_url_ttl_seconds: int = 900
+    db_timeout_seconds: float = 5.0
+    storage_timeout_seconds: float = 3.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """Build the settings, naming every missing or unusable variable at once."""
+        missing = [
+            name
+            for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET", "ALLOWED_ORIGIN")
+            if not env.get(name)
+        ]
+        endpoint = env.get("R2_ENDPOINT_URL") or (
+            f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com" if env.get("R2_ACCOUNT_ID") else ""
+        )
+        if not endpoint:
+            missing.append("R2_ENDPOINT_URL (or R2_ACCOUNT_ID)")
+        if missing:
+            raise ConfigError("Missing required setting(s): " + ", ".join(missing))
+        return cls(
+            database=DatabaseSettings.from_url(env["DATABASE_URL"]),
+            r2_endpoint_url=endpoint,
+            r2_access_key_id=env["R2_ACCESS_KEY_ID"],
+            r2_secret_access_key=env["R2_SECRET_ACCESS_KEY"],
+            r2_bucket=env["R2_BUCKET"],
+            allowed_origin=env["ALLOWED_ORIGIN"],
+            posthog_api_key=env.get("POSTHOG_API_KEY") or None,
+            posthog_host=env.get("POSTHOG_HOST") or cls.posthog_host,
+            analytics_budget_seconds=_number(env, "ANALYTICS_BUDGET_SECONDS", cls.analytics_budget_seconds, float),
+            max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes, int),
+            upload_url_ttl_seconds=_number(env, "UPLOAD_URL_TTL_SECONDS", cls.upload_url_ttl_seconds, int),
+            db_timeout_seconds=_number(env, "DB_TIMEOUT_SECONDS", cls.db_timeout_seconds, float),
+            storage_timeout_seconds=_number(env, "STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds, float),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default, kind):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value

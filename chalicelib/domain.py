@@ -1,0 +1,107 @@
+"""Pure rules of an upload: request validation, ids, keys and session tokens. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+
+from cuid2 import create_id, is_cuid
+from email_validator import EmailNotValidError, validate_email
+
+from .errors import ValidationFailed
+
+# The extension is part of the storage key, so it comes from this table and never from the client.
+FILE_TYPES = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/heic": "heic",
+}
+UPLOAD_ID_LENGTH = 24
+MAX_EMAIL_LENGTH = 254
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """A validated, normalised `POST /api/upload` body."""
+
+    email: str
+    file_type: str
+    file_size: int
+
+    @property
+    def extension(self) -> str:
+        return FILE_TYPES[self.file_type]
+
+    def fingerprint(self) -> str:
+        """A stable digest of the request, to tell an idempotent replay from a reused key."""
+        canonical = json.dumps([self.email, self.file_type, self.file_size], separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_upload_request(body: dict, *, max_bytes: int) -> UploadRequest:
+    """Validate a decoded JSON body; the error message names the offending field."""
+    if not isinstance(body, dict):
+        raise ValidationFailed("The request body must be a JSON object.")
+    email = body.get("email")
+    if not isinstance(email, str) or not email.strip():
+        raise ValidationFailed("email: a non-empty string is required.")
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise ValidationFailed(f"email: must be at most {MAX_EMAIL_LENGTH} characters.")
+    try:
+        email = validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValidationFailed(f"email: not a valid email address ({exc}).") from None
+    file_type = body.get("fileType")
+    if not isinstance(file_type, str) or file_type not in FILE_TYPES:
+        raise ValidationFailed("fileType: must be one of " + ", ".join(FILE_TYPES) + ".")
+    file_size = body.get("fileSize")
+    # bool is an int subclass in Python; JSON true must not pass as a size.
+    if not isinstance(file_size, int) or isinstance(file_size, bool):
+        raise ValidationFailed("fileSize: an integer number of bytes is required.")
+    if not 1 <= file_size <= max_bytes:
+        raise ValidationFailed(f"fileSize: must be between 1 and {max_bytes} bytes.")
+    return UploadRequest(email=email, file_type=file_type, file_size=file_size)
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    """Accept 1-255 printable ASCII characters, or no key at all."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH or not all(" " <= ch <= "~" for ch in value):
+        raise ValidationFailed("Idempotency-Key: must be 1 to 255 printable ASCII characters.")
+    return value
+
+
+def new_upload_id() -> str:
+    """A fresh cuid2 id."""
+    return create_id(UPLOAD_ID_LENGTH)
+
+
+def is_upload_id(value: str) -> bool:
+    """True for strings shaped like the ids this service mints (so nothing else reaches SQL or a key)."""
+    return is_cuid(value, min_length=UPLOAD_ID_LENGTH, max_length=UPLOAD_ID_LENGTH)
+
+
+def object_key(upload_id: str, extension: str) -> str:
+    """The storage key of an upload's original photo."""
+    return f"uploads/{upload_id}/original.{extension}"
+
+
+def mint_token() -> str:
+    """A new session token: a random UUID, like the browser's crypto.randomUUID()."""
+    return str(uuid.uuid4())
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest kept at rest instead of the token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    """Compare a presented token with a stored hash in constant time."""
+    return hmac.compare_digest(hash_token(token), token_hash)

@@ -1,0 +1,81 @@
+"""Domain errors: what went wrong, in words a user can read. They know nothing of HTTP."""
+
+
+class UploadError(Exception):
+    """Base of every error the use cases raise on purpose."""
+
+    code = "INTERNAL_ERROR"
+    message = "Something went wrong on our side. Please try again."
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class ValidationFailed(UploadError):
+    """The request is malformed; the message names the field."""
+
+    code = "VALIDATION_ERROR"
+
+
+class MissingToken(UploadError):
+    """The X-Session-Token header is absent."""
+
+    code = "MISSING_TOKEN"
+    message = "This request needs the session token of your upload."
+
+
+class InvalidToken(UploadError):
+    """The session token does not belong to this upload."""
+
+    code = "INVALID_TOKEN"
+    message = "This session token is not valid for this upload."
+
+
+class UploadNotFound(UploadError):
+    """No upload has this id (or the id is malformed)."""
+
+    code = "UPLOAD_NOT_FOUND"
+    message = "Upload not found. Please try again."
+
+
+class UploadExpired(UploadError):
+    """The upload was abandoned and has been cleaned up."""
+
+    code = "UPLOAD_EXPIRED"
+    message = "This upload has expired. Please upload your photo again."
+
+
+class AlreadyConfirmed(UploadError):
+    """The upload was confirmed before."""
+
+    code = "UPLOAD_ALREADY_CONFIRMED"
+    message = "This upload has already been processed."
+
+
+class IdempotencyKeyReused(UploadError):
+    """The Idempotency-Key was used before with a different request."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    message = "This Idempotency-Key was already used for a different upload."
+
+
+class UploadNotVerified(UploadError):
+    """The object is missing from storage or differs from what was declared."""
+
+    code = "UPLOAD_NOT_VERIFIED"
+    message = "We couldn't verify your upload. Let's try again!"
+
+
+class StorageUnavailable(UploadError):
+    """Object storage could not be reached or failed."""
+
+    code = "STORAGE_UNAVAILABLE"
+    message = "We couldn't verify your upload. Let's try again!"
+
+
+class DatabaseUnavailable(UploadError):
+    """PostgreSQL could not be reached or failed."""
+
+    code = "SERVICE_UNAVAILABLE"
+    message = "The service is temporarily unavailable. Please try again in a moment."

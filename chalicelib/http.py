@@ -1,0 +1,97 @@
+"""The one place where domain outcomes become HTTP: status codes, JSON bodies, request decoding."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from datetime import timezone
+
+from chalice import Response
+
+from . import errors
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    errors.ValidationFailed: 400,
+    errors.MissingToken: 401,
+    errors.InvalidToken: 401,
+    errors.UploadNotFound: 404,
+    errors.AlreadyConfirmed: 409,
+    errors.UploadExpired: 410,
+    errors.IdempotencyKeyReused: 422,
+    errors.UploadNotVerified: 422,
+    errors.StorageUnavailable: 500,
+    errors.DatabaseUnavailable: 503,
+}
+# Chalice answers some requests itself (wrong method, wrong media type); give those our error shape too.
+CHALICE_CODES = {
+    "BadRequestError": "VALIDATION_ERROR",
+    "MethodNotAllowedError": "METHOD_NOT_ALLOWED",
+    "UnsupportedMediaType": "UNSUPPORTED_MEDIA_TYPE",
+    "NotFoundError": "NOT_FOUND",
+    "InternalServerError": "INTERNAL_ERROR",
+}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def json_response(body: dict, status: int = 200) -> Response:
+    """A JSON response with an explicit Content-Type."""
+    return Response(body=body, status_code=status, headers=dict(JSON_HEADERS))
+
+
+def error_response(exc: errors.UploadError) -> Response:
+    """`{"error": {"code", "message"}}` with the status that fits the error."""
+    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
+    return json_response({"error": {"code": exc.code, "message": exc.message}}, status)
+
+
+def api_view(view):
+    """Wrap a route so that every failure leaves as a JSON error, never as a traceback."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except errors.UploadError as exc:
+            return error_response(exc)
+        except Exception:
+            log.exception("unhandled error in %s", view.__name__)
+            return error_response(errors.UploadError())
+
+    return wrapper
+
+
+def iso_utc(moment):
+    """ISO-8601 in UTC with a Z, to the millisecond (what JavaScript's Date prints), or None."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decode_json_body(raw: bytes | None) -> object:
+    """The request body as JSON; a missing, undecodable or too deeply nested body is a validation error."""
+    if not raw:
+        raise errors.ValidationFailed("The request body must be a JSON object.")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise errors.ValidationFailed("The request body is not valid JSON.") from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def normalise_chalice_error(response: Response) -> Response:
+    """Rewrite Chalice's own `{"Code", "Message"}` error bodies into ours."""
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body and "error" not in body:
+        code = CHALICE_CODES.get(body["Code"], "INTERNAL_ERROR" if response.status_code >= 500 else "BAD_REQUEST")
+        message = body.get("Message") or "The request could not be handled."
+        if code == "INTERNAL_ERROR":
+            message = errors.UploadError.message
+        response.body = {"error": {"code": code, "message": message}}
+        response.headers["Content-Type"] = "application/json"
+    return response

@@ -1,0 +1,162 @@
+"""All SQL of the service. Values go in as `:name` placeholders, escaped by the database driver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+from pg8000.exceptions import DatabaseError
+
+from .db import Database
+
+# Any constant will do, as long as every migration runner uses the same one.
+MIGRATION_LOCK_ID = 3_600_2026
+
+_UPLOAD_COLUMNS = (
+    "id, session_token_hash, original_url, file_type, file_size, status, created_at, confirmed_at"
+)
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """One row of `uploads`, as the use cases need it."""
+
+    id: str
+    token_hash: str
+    key: str
+    file_type: str
+    file_size: int
+    status: str
+    created_at: datetime
+    confirmed_at: Optional[datetime]
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    """What an insert-or-replay did: `record` is None when the replay was refused."""
+
+    record: Optional[UploadRecord]
+    inserted: bool
+
+
+@dataclass(frozen=True)
+class ReplayConflict:
+    """Why an Idempotency-Key replay was refused."""
+
+    same_request: bool
+    confirmed: bool
+    status: str
+
+
+class Uploads:
+    """The `uploads` table, spoken in the domain's verbs."""
+
+    def __init__(self, db: Database):
+        self._db = db
+
+    def create(
+        self,
+        *,
+        upload_id: str,
+        email: str,
+        token_hash: str,
+        key: str,
+        file_type: str,
+        file_size: int,
+        fingerprint: str,
+        idempotency_key: Optional[str],
+    ) -> CreateOutcome:
+        """Insert a pending job, or, for a replayed Idempotency-Key of the same request, rotate its token.
+
+        The database decides in one statement, so concurrent replays of one key make exactly one job.
+        """
+        rows = self._db.run(
+            "INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size,"
+            " idempotency_key, request_fingerprint)"
+            " VALUES (:id, :email, :hash, :key, :file_type, :file_size, :idem, :fingerprint)"
+            " ON CONFLICT (idempotency_key) DO UPDATE"
+            " SET session_token_hash = EXCLUDED.session_token_hash, updated_at = now()"
+            " WHERE uploads.request_fingerprint = EXCLUDED.request_fingerprint"
+            " AND uploads.confirmed_at IS NULL AND uploads.status = 'pending'"
+            f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted",
+            id=upload_id,
+            email=email,
+            hash=token_hash,
+            key=key,
+            file_type=file_type,
+            file_size=file_size,
+            idem=idempotency_key,
+            fingerprint=fingerprint,
+        )
+        if not rows:
+            return CreateOutcome(record=None, inserted=False)
+        return CreateOutcome(record=UploadRecord(*rows[0][:-1]), inserted=rows[0][-1])
+
+    def replay_conflict(self, idempotency_key: str, fingerprint: str) -> Optional[ReplayConflict]:
+        """Explain why a replay of this key was refused (None if the key is unknown)."""
+        rows = self._db.run(
+            "SELECT request_fingerprint = :fingerprint, confirmed_at IS NOT NULL, status"
+            " FROM uploads WHERE idempotency_key = :idem",
+            fingerprint=fingerprint,
+            idem=idempotency_key,
+        )
+        return ReplayConflict(*rows[0]) if rows else None
+
+    def get(self, upload_id: str) -> Optional[UploadRecord]:
+        """The job with this id, or None."""
+        rows = self._db.run(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = :id", id=upload_id)
+        return UploadRecord(*rows[0]) if rows else None
+
+    def mark_confirmed(self, upload_id: str, token_hash: str) -> Optional[UploadRecord]:
+        """Confirm a pending job once; None when it was already confirmed, expired, or its token rotated."""
+        rows = self._db.run(
+            "UPDATE uploads SET confirmed_at = now(), updated_at = now()"
+            " WHERE id = :id AND session_token_hash = :hash AND confirmed_at IS NULL AND status = 'pending'"
+            f" RETURNING {_UPLOAD_COLUMNS}",
+            id=upload_id,
+            hash=token_hash,
+        )
+        return UploadRecord(*rows[0]) if rows else None
+
+    def ping(self) -> None:
+        """One round trip to prove the database answers."""
+        self._db.run("SELECT 1")
+
+
+def ensure_migrations_table(db: Database) -> None:
+    """Create the table that records applied migrations."""
+    db.run(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+
+
+def applied_migrations(db: Database) -> set[str]:
+    """Versions already applied."""
+    return {row[0] for row in db.run("SELECT version FROM schema_migrations")}
+
+
+def apply_migration(db: Database, version: str, sql: str) -> None:
+    """Apply one migration and record it, in one transaction, under the advisory lock; skip it if recorded."""
+    # A DO block is one statement: the lock, the check, the change and the record commit or roll back
+    # together, and a transaction-mode pooler keeps it on one server connection.
+    db.run(
+        "DO $migration$ BEGIN"
+        " IF NOT pg_try_advisory_xact_lock(:lock) THEN"
+        "  RAISE EXCEPTION 'another migration run holds the lock' USING ERRCODE = 'lock_not_available';"
+        " END IF;"
+        " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = :version) THEN RETURN; END IF;"
+        " EXECUTE :sql;"
+        " INSERT INTO schema_migrations (version) VALUES (:version);"
+        " END $migration$",
+        lock=MIGRATION_LOCK_ID,
+        version=version,
+        sql=sql,
+    )
+
+
+def is_lock_not_available(exc: DatabaseError) -> bool:
+    """True when the error is the migration lock being held elsewhere."""
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return detail.get("C") == "55P03"

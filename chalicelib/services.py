@@ -1,0 +1,168 @@
+"""Use cases of the upload API: plain values in, plain values out, dependencies passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from . import domain
+from .errors import (
+    AlreadyConfirmed,
+    IdempotencyKeyReused,
+    InvalidToken,
+    MissingToken,
+    UploadError,
+    UploadExpired,
+    UploadNotFound,
+    UploadNotVerified,
+)
+from .repository import UploadRecord
+
+
+@dataclass(frozen=True)
+class CreatedUpload:
+    """What the browser needs to PUT its photo and later prove it owns the job."""
+
+    upload_url: str
+    upload_id: str
+    key: str
+    expires_at: datetime
+    session_token: str
+    replayed: bool
+
+
+def create_upload(
+    body: object,
+    idempotency_key: Optional[str],
+    *,
+    uploads,
+    storage,
+    analytics,
+    max_upload_bytes: int,
+    url_ttl_seconds: int,
+) -> CreatedUpload:
+    """Validate the request, create (or replay) the pending job, mint its token and presign its PUT."""
+    request = domain.parse_upload_request(body, max_bytes=max_upload_bytes)
+    idempotency_key = domain.parse_idempotency_key(idempotency_key)
+    upload_id = domain.new_upload_id()
+    token = domain.mint_token()
+    fingerprint = request.fingerprint()
+    outcome = uploads.create(
+        upload_id=upload_id,
+        email=request.email,
+        token_hash=domain.hash_token(token),
+        key=domain.object_key(upload_id, request.extension),
+        file_type=request.file_type,
+        file_size=request.file_size,
+        fingerprint=fingerprint,
+        idempotency_key=idempotency_key,
+    )
+    if outcome.record is None:
+        _explain_refused_replay(uploads.replay_conflict(idempotency_key, fingerprint))
+    record = outcome.record
+    # Whole seconds: the signature's own clock is truncated the same way, so the URL never dies earlier.
+    expires_at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=url_ttl_seconds)
+    upload_url = storage.presign_put(
+        record.key, content_type=record.file_type, content_length=record.file_size, expires_in=url_ttl_seconds
+    )
+    if outcome.inserted:
+        analytics.capture("session_created", record.id, {"uploadId": record.id})
+    return CreatedUpload(
+        upload_url=upload_url,
+        upload_id=record.id,
+        key=record.key,
+        expires_at=expires_at,
+        session_token=token,
+        replayed=not outcome.inserted,
+    )
+
+
+def _explain_refused_replay(conflict) -> None:
+    if conflict is None or conflict.same_request is False:
+        raise IdempotencyKeyReused()
+    if conflict.confirmed:
+        raise AlreadyConfirmed()
+    if conflict.status == "expired":
+        raise UploadExpired()
+    raise UploadError()
+
+
+def authorize(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
+    """The session check every job-scoped route uses: the token must belong to this upload."""
+    if not token:
+        raise MissingToken()
+    if not domain.is_upload_id(upload_id):
+        raise UploadNotFound()
+    record = uploads.get(upload_id)
+    if record is None:
+        raise UploadNotFound()
+    if not domain.token_matches(token, record.token_hash):
+        raise InvalidToken()
+    return record
+
+
+@dataclass(frozen=True)
+class ConfirmedUpload:
+    """A job that is confirmed and ready for processing."""
+
+    job_id: str
+    status: str
+
+
+def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics) -> ConfirmedUpload:
+    """Check the photo really is in storage as declared, then mark the job confirmed, exactly once."""
+    record = authorize(upload_id, token, uploads=uploads)
+    _ensure_confirmable(record)
+    stored = storage.head(record.key)
+    if stored is None or stored.size != record.file_size or _media_type(stored.content_type) != record.file_type:
+        raise UploadNotVerified()
+    confirmed = uploads.mark_confirmed(record.id, record.token_hash)
+    if confirmed is None:
+        # Someone else changed the row between our read and our update: say what happened.
+        current = uploads.get(record.id)
+        if current is None:
+            raise UploadNotFound()
+        _ensure_confirmable(current)
+        raise InvalidToken()
+    duration_ms = int((confirmed.confirmed_at - confirmed.created_at).total_seconds() * 1000)
+    analytics.capture("upload_confirmed", confirmed.id, {"uploadId": confirmed.id})
+    analytics.capture(
+        "upload_completed",
+        confirmed.id,
+        {
+            "uploadId": confirmed.id,
+            "fileSize": confirmed.file_size,
+            "fileType": confirmed.file_type,
+            "durationMs": duration_ms,
+        },
+    )
+    return ConfirmedUpload(job_id=confirmed.id, status=confirmed.status)
+
+
+def _ensure_confirmable(record: UploadRecord) -> None:
+    if record.confirmed_at is not None:
+        raise AlreadyConfirmed()
+    if record.status == "expired":
+        raise UploadExpired()
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def get_upload_status(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
+    """The job as the processing screen shows it."""
+    return authorize(upload_id, token, uploads=uploads)
+
+
+def check_health(*, uploads, storage) -> dict:
+    """Ask each dependency for one round trip; name the ones that fail."""
+    checks = {}
+    for name, ping in (("database", uploads.ping), ("storage", storage.ping)):
+        try:
+            ping()
+            checks[name] = "ok"
+        except UploadError:
+            checks[name] = "unavailable"
+    return checks

@@ -1,0 +1,99 @@
+"""Object storage (Cloudflare R2, or any S3-compatible server) behind the domain's verbs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD tells about a stored object."""
+
+    size: int
+    content_type: str
+
+
+def s3_client(*, endpoint_url: str, access_key_id: str, secret_access_key: str, timeout: float):
+    """A boto3 S3 client set up for R2: SigV4, region `auto`, bounded timeouts and retries."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"max_attempts": 2, "mode": "standard"},
+        # R2 rejects the CRC32 checksums that boto3 >= 1.36 adds to writes by default.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="auto",
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=config,
+    )
+
+
+class Storage:
+    """One bucket of uploaded photos."""
+
+    def __init__(self, client, bucket: str):
+        self._client = client
+        self._bucket = bucket
+
+    def presign_put(self, key: str, *, content_type: str, content_length: int, expires_in: int) -> str:
+        """A URL that lets the browser PUT exactly this many bytes of this type to this key (no network call)."""
+        return self._client.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": key,
+                "ContentType": content_type,
+                "ContentLength": content_length,
+            },
+            ExpiresIn=expires_in,
+        )
+
+    def head(self, key: str) -> Optional[ObjectInfo]:
+        """Size and type of the object at `key`, or None if there is none."""
+        try:
+            response = self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return None
+            raise self._unavailable("head", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("head", exc) from exc
+        return ObjectInfo(size=response["ContentLength"], content_type=response.get("ContentType", ""))
+
+    def delete(self, key: str) -> None:
+        """Remove the object at `key` (absent objects are fine)."""
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("delete", exc) from exc
+
+    def ping(self) -> None:
+        """One request to prove the bucket answers."""
+        try:
+            self._client.head_bucket(Bucket=self._bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("head_bucket", exc) from exc
+
+    @staticmethod
+    def _unavailable(operation: str, exc: Exception) -> StorageUnavailable:
+        log.error("storage %s failed: %s", operation, type(exc).__name__)
+        return StorageUnavailable()

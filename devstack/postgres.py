@@ -1,0 +1,97 @@
+"""A private PostgreSQL cluster on loopback, run as an unprivileged user when we are root."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+UNPRIVILEGED_USER = "postgres"
+
+
+def find_bin_dir() -> Path:
+    """PostgreSQL server binaries: $PG_BIN, else the system's newest, else those shipped by the `pgserver` wheel."""
+    candidates = [os.environ.get("PG_BIN", "")]
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+    try:
+        import pgserver  # noqa: F401  (fallback for machines without system PostgreSQL)
+
+        candidates.append(str(Path(pgserver.__file__).parent / "pginstall" / "bin"))
+    except ImportError:
+        pass
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    raise RuntimeError("No PostgreSQL server binaries found: install Debian's postgresql or `pip install pgserver`")
+
+
+class PostgresCluster:
+    """initdb + pg_ctl on a data directory of our own, listening only on 127.0.0.1."""
+
+    def __init__(self, base_dir: Path, port: int, *, extra_conf: str = ""):
+        self.base_dir = base_dir
+        self.data_dir = base_dir / "data"
+        self.socket_dir = base_dir / "sock"
+        self.log_file = base_dir / "postgres.log"
+        self.port = port
+        self.extra_conf = extra_conf
+        self.bin_dir = find_bin_dir()
+
+    def url(self, database: str = "postgres", user: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}?sslmode=disable"
+
+    def start(self) -> None:
+        """Create the cluster if needed and start it; returns when it accepts connections."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        self._hand_over(self.base_dir, self.socket_dir)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+            if self.extra_conf:
+                with open(self.data_dir / "postgresql.conf", "a") as conf:
+                    conf.write("\n" + self.extra_conf + "\n")
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -F"
+        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "30", "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (no-op if it is not running)."""
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "30", "stop", check=False)
+
+    def psql_command(self, sql: str) -> None:
+        """Run one SQL command as the superuser through the private socket."""
+        self._run("psql", "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+                  "-v", "ON_ERROR_STOP=1", "-qc", sql, bin_dir=Path(shutil.which("psql") or "psql").parent)
+
+    def _run(self, program: str, *args: str, check: bool = True, bin_dir: Path | None = None) -> None:
+        command = [str((bin_dir or self.bin_dir) / program), *args]
+        if os.geteuid() == 0:
+            # initdb refuses to run as root, and the server should not have root's powers anyway.
+            command = ["runuser", "-u", UNPRIVILEGED_USER, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, start_new_session=True)
+        if check and result.returncode != 0:
+            log_tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise RuntimeError(f"{program} failed ({result.returncode}): {result.stderr.strip()}\n{log_tail}")
+
+    @staticmethod
+    def _hand_over(*paths: Path) -> None:
+        if os.geteuid() != 0:
+            return
+        _ensure_unprivileged_user()
+        user = pwd.getpwnam(UNPRIVILEGED_USER)
+        for path in paths:
+            os.chown(path, user.pw_uid, user.pw_gid)
+            # Every parent must be traversable by that user; ours are fresh temp dirs.
+            os.chmod(path, 0o700)
+        parent = paths[0].parent
+        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+
+
+def _ensure_unprivileged_user() -> None:
+    try:
+        pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", UNPRIVILEGED_USER], check=True)

@@ -1,0 +1,70 @@
+"""`make dev`: start the local stack and serve the API with `chalice local` until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .processes import stop_process, wait_for_port
+from .stack import LocalStack
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Popen:
+    """Run `chalice local` on 127.0.0.1:port with `env`; return once it accepts connections."""
+    chalice = Path(sys.executable).parent / "chalice"
+    process = subprocess.Popen(
+        [str(chalice), "local", "--host", "127.0.0.1", "--port", str(port), "--stage", "dev", "--no-autoreload"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **env},
+        stdout=log_file,
+        stderr=subprocess.STDOUT if log_file is not None else None,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=30, process=process, what="chalice local")
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
+
+
+def main() -> int:
+    """Serve until told to stop; stop everything that was started, whatever happens."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    port = int(os.environ.get("PORT", "8000"))
+    origin = os.environ.get("ALLOWED_ORIGIN") or f"http://127.0.0.1:{port}"
+    stop_requested = False
+
+    def request_stop(signum, frame):
+        nonlocal stop_requested
+        stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    stack = LocalStack(allowed_origin=origin)
+    api = None
+    try:
+        env = stack.start()
+        api = start_api(env, port)
+        print(f"3D Ultra upload API ready at http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
+        api.wait()
+        return 0 if stop_requested else api.returncode
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if api is not None:
+            stop_process(api)
+        stack.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

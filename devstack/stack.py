@@ -1,0 +1,113 @@
+"""Start and stop the whole local stack: one way, used by `make dev` and by the test fixtures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .postgres import PostgresCluster
+from .processes import free_port
+from .seaweed import SeaweedS3
+
+log = logging.getLogger(__name__)
+DATABASE = "uploads"
+BUCKET = "uploads"
+R2_VARIABLES = ("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET")
+
+
+class LocalStack:
+    """PostgreSQL + SeaweedFS in a temp directory outside the project, or the servers the environment names."""
+
+    def __init__(self, *, allowed_origin: str, environ: dict | None = None, base_dir: Path | None = None):
+        self.allowed_origin = allowed_origin
+        environ = dict(os.environ if environ is None else environ)
+        self.given_database_url = environ.get("DATABASE_URL")
+        self.given_storage = (
+            {name: environ[name] for name in (*R2_VARIABLES, "R2_ENDPOINT_URL", "R2_ACCOUNT_ID") if environ.get(name)}
+            if all(environ.get(name) for name in R2_VARIABLES)
+            and (environ.get("R2_ENDPOINT_URL") or environ.get("R2_ACCOUNT_ID"))
+            else None
+        )
+        self._own_dir = base_dir is None
+        self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="3d-ultra-stack-"))
+        self.postgres: PostgresCluster | None = None
+        self.s3: SeaweedS3 | None = None
+        self.env: dict[str, str] = {}
+
+    def start(self) -> dict[str, str]:
+        """Start what is needed, prepare database and bucket; return the environment the API needs."""
+        started = time.monotonic()
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                db_url = pool.submit(self._start_database)
+                storage = pool.submit(self._start_storage)
+                self.env = {**db_url.result(), **storage.result(), "ALLOWED_ORIGIN": self.allowed_origin}
+        except BaseException:
+            self.stop()
+            raise
+        log.info("local stack ready in %.1f s", time.monotonic() - started)
+        return self.env
+
+    def stop(self) -> None:
+        """Stop every process this stack started and remove its files."""
+        if self.s3 is not None:
+            self.s3.stop()
+            self.s3 = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _start_database(self) -> dict[str, str]:
+        from chalicelib.config import DatabaseSettings
+        from chalicelib.db import Database
+        from chalicelib.migrate import apply_migrations
+
+        url = self.given_database_url
+        if not url:
+            self.postgres = PostgresCluster(self.base_dir / "postgres", free_port())
+            self.postgres.start()
+            self.postgres.psql_command(f"CREATE DATABASE {DATABASE}")
+            url = self.postgres.url(DATABASE)
+        db = Database(DatabaseSettings.from_url(url))
+        try:
+            apply_migrations(db)
+        finally:
+            db.close()
+        return {"DATABASE_URL": url}
+
+    def _start_storage(self) -> dict[str, str]:
+        from ops.bucket import configure_bucket
+
+        env = self.given_storage
+        if env is None:
+            self.s3 = SeaweedS3(self.base_dir / "seaweed", access_key="dev-access-key", secret_key="dev-secret-key")
+            self.s3.start()
+            env = {
+                "R2_ENDPOINT_URL": self.s3.endpoint_url,
+                "R2_ACCESS_KEY_ID": self.s3.access_key,
+                "R2_SECRET_ACCESS_KEY": self.s3.secret_key,
+                "R2_BUCKET": BUCKET,
+            }
+        endpoint = env.get("R2_ENDPOINT_URL") or f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
+        configure_bucket(
+            endpoint_url=endpoint,
+            access_key_id=env["R2_ACCESS_KEY_ID"],
+            secret_access_key=env["R2_SECRET_ACCESS_KEY"],
+            bucket=env["R2_BUCKET"],
+            allowed_origin=self.allowed_origin,
+        )
+        return env

@@ -1,0 +1,1 @@
+"""Operator commands: bucket set-up and database migrations, for local stacks and production alike."""

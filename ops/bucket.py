@@ -1,0 +1,54 @@
+"""Create the uploads bucket if needed and give it the CORS rule the browser's PUT needs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from botocore.exceptions import ClientError
+
+from chalicelib.storage import s3_client
+
+# The browser sends exactly these on the presigned PUT (Content-Length is set by the browser itself).
+CORS_ALLOWED_HEADERS = ["content-type"]
+
+
+def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key: str, bucket: str,
+                     allowed_origin: str) -> None:
+    """Idempotently create `bucket` and set its CORS rule for `allowed_origin`."""
+    client = s3_client(endpoint_url=endpoint_url, access_key_id=access_key_id,
+                       secret_access_key=secret_access_key, timeout=10)
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        client.create_bucket(Bucket=bucket)
+    client.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [{
+                "AllowedOrigins": [allowed_origin],
+                "AllowedMethods": ["PUT", "HEAD"],
+                "AllowedHeaders": CORS_ALLOWED_HEADERS,
+                "ExposeHeaders": ["ETag"],
+                "MaxAgeSeconds": 3600,
+            }]
+        },
+    )
+
+
+def main() -> None:
+    """Configure the bucket named by the R2_* variables for ALLOWED_ORIGIN."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.parse_args()
+    env = os.environ
+    endpoint = env.get("R2_ENDPOINT_URL") or f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
+    configure_bucket(endpoint_url=endpoint, access_key_id=env["R2_ACCESS_KEY_ID"],
+                     secret_access_key=env["R2_SECRET_ACCESS_KEY"], bucket=env["R2_BUCKET"],
+                     allowed_origin=env["ALLOWED_ORIGIN"])
+    print(f"bucket {env['R2_BUCKET']}: CORS set for {env['ALLOWED_ORIGIN']}")
+
+
+if __name__ == "__main__":
+    main()

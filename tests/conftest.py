@@ -1,0 +1,27 @@
+"""Shared fixtures. Importing `app` needs settings; unit tests get harmless placeholders that reach nothing."""
+
+import os
+
+import pytest
+
+ORIGIN = "http://127.0.0.1:8000"
+PLACEHOLDER_ENV = {
+    "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none?sslmode=disable",
+    "R2_ENDPOINT_URL": "http://127.0.0.1:9",
+    "R2_ACCESS_KEY_ID": "placeholder",
+    "R2_SECRET_ACCESS_KEY": "placeholder",
+    "R2_BUCKET": "uploads",
+    "ALLOWED_ORIGIN": ORIGIN,
+}
+for _name, _value in PLACEHOLDER_ENV.items():
+    os.environ.setdefault(_name, _value)
+# Analytics stays off unless a test turns it on against its own capture server.
+os.environ.pop("POSTHOG_API_KEY", None)
+
+
+@pytest.fixture(scope="session")
+def output_dir():
+    """Where tests leave artefacts (screenshots, logs) for people to look at."""
+    path = os.path.abspath(os.environ.get("TEST_OUTPUT_DIR", "test-output"))
+    os.makedirs(path, exist_ok=True)
+    return path
