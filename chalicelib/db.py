@@ -67,11 +67,13 @@ class Database:
         *,
         timeout: float = 5.0,
         max_idle: int = 4,
+        application_name: str = "3d-ultra-upload",
         connect: Optional[Callable[..., pg8000.native.Connection]] = None,
     ):
         self._settings = settings
         self._timeout = timeout
         self._max_idle = max_idle
+        self._application_name = application_name
         self._connect = connect or pg8000.native.Connection
         self._idle: list = []
         self._lock = threading.Lock()
@@ -121,7 +123,7 @@ class Database:
                 database=s.database,
                 ssl_context=ssl_context_for(s),
                 timeout=self._timeout,
-                application_name="3d-ultra-upload",
+                application_name=self._application_name,
             )
         except (InterfaceError, OSError, DatabaseError) as exc:
             log.error("cannot connect to the database: %s: %s", type(exc).__name__, exc)

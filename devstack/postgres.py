@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import pwd
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -61,13 +60,19 @@ class PostgresCluster:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "30", "stop", check=False)
 
-    def psql_command(self, sql: str) -> None:
-        """Run one SQL command as the superuser through the private socket."""
-        self._run("psql", "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres",
-                  "-v", "ON_ERROR_STOP=1", "-qc", sql, bin_dir=Path(shutil.which("psql") or "psql").parent)
+    def create_database(self, name: str) -> None:
+        """Create a database owned by the superuser."""
+        from chalicelib.config import DatabaseSettings
+        from chalicelib.db import Database
 
-    def _run(self, program: str, *args: str, check: bool = True, bin_dir: Path | None = None) -> None:
-        command = [str((bin_dir or self.bin_dir) / program), *args]
+        admin = Database(DatabaseSettings.from_url(self.url("postgres")), application_name="devstack")
+        try:
+            admin.run(f"CREATE DATABASE {name}")
+        finally:
+            admin.close()
+
+    def _run(self, program: str, *args: str, check: bool = True) -> None:
+        command = [str(self.bin_dir / program), *args]
         if os.geteuid() == 0:
             # initdb refuses to run as root, and the server should not have root's powers anyway.
             command = ["runuser", "-u", UNPRIVILEGED_USER, "--", *command]

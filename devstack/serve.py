@@ -46,7 +46,9 @@ def main() -> int:
         stop_requested = True
         raise KeyboardInterrupt
 
+    # Set both explicitly: a shell starts background jobs with SIGINT ignored, and Python would keep that.
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     stack = LocalStack(allowed_origin=origin)
     api = None
     try:

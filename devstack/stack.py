@@ -80,7 +80,7 @@ class LocalStack:
         if not url:
             self.postgres = PostgresCluster(self.base_dir / "postgres", free_port())
             self.postgres.start()
-            self.postgres.psql_command(f"CREATE DATABASE {DATABASE}")
+            self.postgres.create_database(DATABASE)
             url = self.postgres.url(DATABASE)
         db = Database(DatabaseSettings.from_url(url))
         try:

@@ -10,7 +10,8 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
-from chalicelib.config import Settings
+from chalicelib.config import DatabaseSettings, Settings
+from chalicelib.db import Database
 from chalicelib.deps import Dependencies
 from devstack.processes import free_port, stop_process
 from devstack.serve import start_api
@@ -42,10 +43,12 @@ def api(live_deps, monkeypatch):
         yield ApiClient(client.http)
 
 
-@pytest.fixture
-def db(live_deps):
-    """Run SQL against the test database, for assertions about what was stored."""
-    return live_deps.database
+@pytest.fixture(scope="session")
+def db(stack_env):
+    """A separate connection pool to the test database, for setting up and checking what was stored."""
+    database = Database(DatabaseSettings.from_url(stack_env["DATABASE_URL"]), application_name="tests")
+    yield database
+    database.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,40 @@
+"""Races decided by the database, exercised over real HTTP against threaded `chalice local`."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.integration.conftest import http, put_object, upload_body
+
+
+def post_json(url, body=None, headers=None):
+    status, raw = http("POST", url, data=json.dumps(body).encode() if body is not None else b"",
+                       headers={"Content-Type": "application/json", **(headers or {})})
+    return status, json.loads(raw)
+
+
+def test_twenty_concurrent_confirms_give_exactly_one_200(live_server, db):
+    status, body = post_json(f"{live_server}/api/upload", upload_body(file_size=5))
+    assert status == 201
+    assert put_object(body["uploadUrl"], b"12345", "image/png")[0] == 200
+    confirm_url = f"{live_server}/api/upload/{body['uploadId']}/confirm"
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        replies = list(pool.map(lambda _: post_json(confirm_url, headers={"X-Session-Token": body["sessionToken"]}),
+                                range(20)))
+
+    statuses = sorted(status for status, _ in replies)
+    assert statuses == [200] + [409] * 19
+    assert all(reply["error"]["code"] == "UPLOAD_ALREADY_CONFIRMED" for status, reply in replies if status == 409)
+    assert db.run("SELECT count(*) FROM uploads WHERE id = :id AND confirmed_at IS NOT NULL",
+                  id=body["uploadId"]) == [[1]]
+
+
+def test_concurrent_creates_with_one_idempotency_key_make_exactly_one_job(live_server, db):
+    headers = {"Idempotency-Key": "concurrent-attempt-1"}
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        replies = list(pool.map(lambda _: post_json(f"{live_server}/api/upload", upload_body(), headers), range(10)))
+
+    assert sorted(status for status, _ in replies) == [200] * 9 + [201]
+    assert len({reply["uploadId"] for _, reply in replies}) == 1
+    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = 'concurrent-attempt-1'") == [[1]]

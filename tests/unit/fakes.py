@@ -1,0 +1,99 @@
+"""In-memory stand-ins for the outside systems, for unit tests that do no I/O."""
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from chalicelib.errors import DatabaseUnavailable
+from chalicelib.repository import CreateOutcome, ReplayConflict, UploadRecord
+from chalicelib.storage import ObjectInfo
+
+
+class FakeUploads:
+    def __init__(self):
+        self.rows = {}
+        self.down = False
+
+    def _check(self):
+        if self.down:
+            raise DatabaseUnavailable()
+
+    def create(self, *, upload_id, email, token_hash, key, file_type, file_size, fingerprint, idempotency_key):
+        self._check()
+        existing = next((r for r in self.rows.values() if idempotency_key and r["idem"] == idempotency_key), None)
+        if existing:
+            record = existing["record"]
+            if existing["fingerprint"] != fingerprint or record.confirmed_at or record.status != "pending":
+                return CreateOutcome(None, False)
+            existing["record"] = replace(record, token_hash=token_hash)
+            return CreateOutcome(existing["record"], False)
+        record = UploadRecord(upload_id, token_hash, key, file_type, file_size, "pending",
+                              datetime.now(timezone.utc), None)
+        self.rows[upload_id] = {"record": record, "idem": idempotency_key, "fingerprint": fingerprint, "email": email}
+        return CreateOutcome(record, True)
+
+    def replay_conflict(self, idempotency_key, fingerprint):
+        row = next((r for r in self.rows.values() if r["idem"] == idempotency_key), None)
+        if row is None:
+            return None
+        return ReplayConflict(row["fingerprint"] == fingerprint, row["record"].confirmed_at is not None,
+                              row["record"].status)
+
+    def get(self, upload_id):
+        self._check()
+        row = self.rows.get(upload_id)
+        return row and row["record"]
+
+    def mark_confirmed(self, upload_id, token_hash):
+        self._check()
+        record = self.get(upload_id)
+        if not record or record.token_hash != token_hash or record.confirmed_at or record.status != "pending":
+            return None
+        self.rows[upload_id]["record"] = replace(record, confirmed_at=datetime.now(timezone.utc))
+        return self.rows[upload_id]["record"]
+
+    def ping(self):
+        self._check()
+
+
+class FakeStorage:
+    def __init__(self):
+        self.objects = {}
+        self.failure = None
+
+    def presign_put(self, key, *, content_type, content_length, expires_in):
+        return f"https://storage.test/{key}?type={content_type}&length={content_length}&ttl={expires_in}"
+
+    def head(self, key):
+        if self.failure:
+            raise self.failure
+        return self.objects.get(key)
+
+    def put(self, key, size, content_type):
+        self.objects[key] = ObjectInfo(size, content_type)
+
+    def ping(self):
+        if self.failure:
+            raise self.failure
+
+
+class FakeAnalytics:
+    def __init__(self):
+        self.events = []
+        self.flushes = 0
+
+    def capture(self, event, upload_id, properties):
+        self.events.append((event, upload_id, properties))
+
+    def flush(self):
+        self.flushes += 1
+
+
+class FakeDeps:
+    def __init__(self, settings):
+        self.settings = settings
+        self.uploads = FakeUploads()
+        self.storage = FakeStorage()
+        self.analytics = FakeAnalytics()
+
+    def built(self, name):
+        return getattr(self, name)

@@ -1,0 +1,77 @@
+"""Settings are read once and fail loudly, naming what is missing."""
+
+import ssl
+
+import pytest
+
+from chalicelib.config import ConfigError, DatabaseSettings, Settings
+from chalicelib.db import ssl_context_for
+
+FULL = {
+    "DATABASE_URL": "postgresql://app:s%40cret@ep-cool-1.eu-central-1.aws.neon.tech/neondb?sslmode=require&channel_binding=require",
+    "R2_ACCOUNT_ID": "abc123",
+    "R2_ACCESS_KEY_ID": "key",
+    "R2_SECRET_ACCESS_KEY": "secret",
+    "R2_BUCKET": "uploads",
+    "ALLOWED_ORIGIN": "https://app.example.com",
+}
+
+
+def test_a_full_environment_gives_frozen_settings_with_defaults():
+    settings = Settings.from_env(FULL)
+
+    assert settings.r2_endpoint_url == "https://abc123.r2.cloudflarestorage.com"
+    assert (settings.max_upload_bytes, settings.upload_url_ttl_seconds) == (20 * 1024 * 1024, 900)
+    assert settings.posthog_api_key is None
+    with pytest.raises(AttributeError):
+        settings.r2_bucket = "other"
+
+
+def test_every_missing_setting_is_named_at_once():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"R2_BUCKET": "uploads"})
+
+    assert str(caught.value) == (
+        "Missing required setting(s): DATABASE_URL, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, ALLOWED_ORIGIN, "
+        "R2_ENDPOINT_URL (or R2_ACCOUNT_ID)"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "lots"])
+def test_a_non_positive_or_non_numeric_limit_is_refused_by_name(value):
+    with pytest.raises(ConfigError, match=f"^MAX_UPLOAD_BYTES must be a positive number, got '{value}'$"):
+        Settings.from_env({**FULL, "MAX_UPLOAD_BYTES": value})
+
+
+def test_a_neon_url_is_parsed_with_its_tls_settings():
+    db = Settings.from_env(FULL).database
+
+    assert (db.host, db.port, db.user, db.password, db.database) == (
+        "ep-cool-1.eu-central-1.aws.neon.tech", 5432, "app", "s@cret", "neondb")
+    assert (db.sslmode, db.channel_binding) == ("require", "require")
+
+
+@pytest.mark.parametrize("url, message", [
+    ("mysql://u@h/db", "DATABASE_URL must start with postgresql://"),
+    ("postgresql://h/db", "DATABASE_URL must name a user and a host"),
+    ("postgresql://u@h/db?sslmode=sometimes", "DATABASE_URL has an unknown sslmode 'sometimes'"),
+    ("postgresql://u@h/db?sslmode=disable&channel_binding=require",
+     "DATABASE_URL asks for channel_binding=require without sslmode=require or stricter"),
+])
+def test_bad_database_urls_are_refused_with_a_reason(url, message):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        DatabaseSettings.from_url(url)
+
+
+def test_sslmode_maps_to_libpq_meanings_and_never_falls_back_to_plaintext_when_tls_was_asked_for():
+    def context(mode):
+        return ssl_context_for(DatabaseSettings.from_url(f"postgresql://u@h/db?sslmode={mode}"))
+
+    assert context("disable") is False
+    assert context("prefer") is None and context("allow") is None
+    assert context("require") is True
+    verify_ca, verify_full = context("verify-ca"), context("verify-full")
+    assert isinstance(verify_full, ssl.SSLContext) and verify_full.check_hostname
+    assert verify_full.verify_mode == ssl.CERT_REQUIRED
+    assert isinstance(verify_ca, ssl.SSLContext) and not verify_ca.check_hostname
+    assert verify_ca.verify_mode == ssl.CERT_REQUIRED

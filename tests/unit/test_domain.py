@@ -1,0 +1,114 @@
+"""Request validation, ids, keys and tokens: pure functions."""
+
+import hashlib
+import re
+
+import pytest
+
+from chalicelib import domain
+from chalicelib.errors import ValidationFailed
+
+MAX = 20 * 1024 * 1024
+
+
+def parse(**overrides):
+    body = {"email": "maya@example.com", "fileType": "image/png", "fileSize": 1000, **overrides}
+    return domain.parse_upload_request(body, max_bytes=MAX)
+
+
+def test_a_valid_request_is_normalised():
+    request = parse(email="  Maya@EXAMPLE.com ", fileType="image/heic", fileSize=MAX)
+
+    assert request == domain.UploadRequest(email="Maya@example.com", file_type="image/heic", file_size=MAX)
+    assert request.extension == "heic"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([], "The request body must be a JSON object."),
+        ("text", "The request body must be a JSON object."),
+        ({"fileType": "image/png", "fileSize": 1}, "email: a non-empty string is required."),
+        ({"email": 42, "fileType": "image/png", "fileSize": 1}, "email: a non-empty string is required."),
+        ({"email": "x@" + "a" * 260 + ".com", "fileType": "image/png", "fileSize": 1},
+         "email: must be at most 254 characters."),
+        ({"email": "maya@example.com", "fileType": "image/gif", "fileSize": 1},
+         "fileType: must be one of image/jpeg, image/png, image/webp, image/heic."),
+        ({"email": "maya@example.com", "fileSize": 1},
+         "fileType: must be one of image/jpeg, image/png, image/webp, image/heic."),
+        ({"email": "maya@example.com", "fileType": "image/png", "fileSize": True},
+         "fileSize: an integer number of bytes is required."),
+        ({"email": "maya@example.com", "fileType": "image/png", "fileSize": 1.5},
+         "fileSize: an integer number of bytes is required."),
+        ({"email": "maya@example.com", "fileType": "image/png", "fileSize": "10"},
+         "fileSize: an integer number of bytes is required."),
+        ({"email": "maya@example.com", "fileType": "image/png", "fileSize": 0},
+         f"fileSize: must be between 1 and {MAX} bytes."),
+        ({"email": "maya@example.com", "fileType": "image/png", "fileSize": MAX + 1},
+         f"fileSize: must be between 1 and {MAX} bytes."),
+    ],
+)
+def test_bad_requests_name_the_field(body, message):
+    with pytest.raises(ValidationFailed) as caught:
+        domain.parse_upload_request(body, max_bytes=MAX)
+
+    assert caught.value.message == message
+    assert caught.value.code == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize("email", ["plainaddress", "a@b", "maya@@example.com", "maya@example..com"])
+def test_a_bad_email_is_refused_with_the_reason(email):
+    with pytest.raises(ValidationFailed) as caught:
+        parse(email=email)
+
+    assert caught.value.message.startswith("email: not a valid email address (")
+
+
+def test_the_fingerprint_changes_with_any_field_and_not_otherwise():
+    base = parse().fingerprint()
+
+    assert parse().fingerprint() == base
+    assert parse(email="MAYA@example.com").fingerprint() != base
+    assert parse(fileSize=1001).fingerprint() != base
+    assert parse(fileType="image/jpeg").fingerprint() != base
+
+
+def test_tokens_are_random_uuid4_strings_and_unique():
+    tokens = {domain.mint_token() for _ in range(1000)}
+
+    assert len(tokens) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", t) for t in tokens)
+
+
+def test_the_stored_hash_is_sha256_hex_and_matches_only_its_token():
+    token = domain.mint_token()
+
+    assert domain.hash_token(token) == hashlib.sha256(token.encode()).hexdigest()
+    assert domain.token_matches(token, domain.hash_token(token))
+    assert not domain.token_matches(domain.mint_token(), domain.hash_token(token))
+    assert not domain.token_matches("\udcff", domain.hash_token(token))
+
+
+def test_upload_ids_are_cuid2_and_only_such_ids_are_accepted():
+    upload_id = domain.new_upload_id()
+
+    assert domain.is_upload_id(upload_id) and len(upload_id) == 24
+    for bad in ["", "../../etc/passwd", "A" * 24, "1" + upload_id[1:], upload_id + "x", upload_id[:-1], "uploads/x"]:
+        assert not domain.is_upload_id(bad), bad
+
+
+def test_the_object_key_is_built_from_the_id_and_the_type_extension():
+    assert domain.object_key("ckabc", "jpg") == "uploads/ckabc/original.jpg"
+    assert {parse(fileType=t).extension for t in domain.FILE_TYPES} == {"jpg", "png", "webp", "heic"}
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "new\nline"])
+def test_bad_idempotency_keys_are_refused(key):
+    with pytest.raises(ValidationFailed, match="^Idempotency-Key: must be 1 to 255 printable ASCII characters.$"):
+        domain.parse_idempotency_key(key)
+
+
+def test_good_idempotency_keys_pass_unchanged():
+    assert domain.parse_idempotency_key(None) is None
+    assert domain.parse_idempotency_key("x" * 255) == "x" * 255
+    assert domain.parse_idempotency_key("0b6e3a9e-upload attempt #1") == "0b6e3a9e-upload attempt #1"

@@ -1,0 +1,139 @@
+"""Routes and the error mapping, through Chalice's test client with in-memory dependencies."""
+
+import json
+
+import pytest
+from chalice.test import Client
+
+import app as app_module
+from chalicelib.errors import StorageUnavailable
+from tests.unit.fakes import FakeDeps
+
+BODY = {"email": "maya@example.com", "fileType": "image/png", "fileSize": 68}
+
+
+@pytest.fixture
+def deps(monkeypatch):
+    fake = FakeDeps(app_module.deps.settings)
+    monkeypatch.setattr(app_module, "deps", fake)
+    return fake
+
+
+@pytest.fixture
+def client(deps):
+    with Client(app_module.app) as client:
+        yield client
+
+
+def call(client, method, path, body=None, raw=None, headers=None):
+    payload = raw if raw is not None else ("" if body is None else json.dumps(body))
+    response = client.http.request(method, path, body=payload,
+                                   headers={"content-type": "application/json", **(headers or {})})
+    return response.status_code, json.loads(response.body) if response.body else None
+
+
+def created(client):
+    return call(client, "POST", "/api/upload", BODY)[1]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("", "The request body must be a JSON object."),
+    ("{not json", "The request body is not valid JSON."),
+    ("[1, 2]", "The request body must be a JSON object."),
+    ("42", "The request body must be a JSON object."),
+    ('{"email": NaN}', "The request body is not valid JSON."),
+    ("[" * 100_000 + "]" * 100_000, "The request body is not valid JSON."),
+])
+def test_an_unusable_body_is_400_validation_error(client, raw, message):
+    assert call(client, "POST", "/api/upload", raw=raw) == (400, {"error": {"code": "VALIDATION_ERROR",
+                                                                             "message": message}})
+
+
+def test_create_answers_201_with_the_presigned_url_and_sends_session_created(client, deps):
+    status, body = call(client, "POST", "/api/upload", BODY)
+
+    assert status == 201
+    assert body["uploadUrl"] == f"https://storage.test/{body['key']}?type=image/png&length=68&ttl=900"
+    assert deps.analytics.events == [("session_created", body["uploadId"], {"uploadId": body["uploadId"]})]
+    assert deps.analytics.flushes == 1
+
+
+def test_a_rejected_request_sends_no_analytics_event(client, deps):
+    call(client, "POST", "/api/upload", {**BODY, "fileSize": 0})
+    body = created(client)
+    deps.analytics.events.clear()
+    call(client, "POST", f"/api/upload/{body['uploadId']}/confirm", headers={"x-session-token": body["sessionToken"]})
+
+    assert deps.analytics.events == []
+
+
+def test_confirm_sends_upload_confirmed_and_upload_completed(client, deps):
+    body = created(client)
+    deps.storage.put(body["key"], 68, "image/png")
+
+    status, reply = call(client, "POST", f"/api/upload/{body['uploadId']}/confirm",
+                         headers={"x-session-token": body["sessionToken"]})
+
+    assert (status, reply) == (200, {"success": True, "jobId": body["uploadId"], "status": "pending"})
+    names = [event for event, _, _ in deps.analytics.events]
+    assert names == ["session_created", "upload_confirmed", "upload_completed"]
+    completed = deps.analytics.events[-1][2]
+    assert {k: completed[k] for k in ("uploadId", "fileSize", "fileType")} == {
+        "uploadId": body["uploadId"], "fileSize": 68, "fileType": "image/png"}
+    assert isinstance(completed["durationMs"], int) and completed["durationMs"] >= 0
+
+
+def test_a_storage_failure_during_confirm_is_500_and_the_job_stays_unconfirmed(client, deps):
+    body = created(client)
+    deps.storage.failure = StorageUnavailable()
+
+    status, reply = call(client, "POST", f"/api/upload/{body['uploadId']}/confirm",
+                         headers={"x-session-token": body["sessionToken"]})
+
+    assert (status, reply) == (500, {"error": {"code": "STORAGE_UNAVAILABLE",
+                                               "message": "We couldn't verify your upload. Let's try again!"}})
+    assert deps.uploads.get(body["uploadId"]).confirmed_at is None
+
+
+def test_a_database_that_is_down_gives_503_service_unavailable(client, deps):
+    deps.uploads.down = True
+
+    status, reply = call(client, "POST", "/api/upload", BODY)
+
+    assert status == 503
+    assert reply == {"error": {"code": "SERVICE_UNAVAILABLE",
+                               "message": "The service is temporarily unavailable. Please try again in a moment."}}
+
+
+def test_health_names_the_failing_dependency_with_503(client, deps):
+    deps.storage.failure = StorageUnavailable()
+
+    assert call(client, "GET", "/api/health") == (503, {"status": "unavailable",
+                                                        "checks": {"database": "ok", "storage": "unavailable"}})
+
+
+def test_an_unexpected_exception_is_a_friendly_500_without_a_traceback(client, deps, monkeypatch):
+    def explode(*args, **kwargs):
+        raise KeyError("secret internals")
+
+    monkeypatch.setattr(deps.uploads, "get", explode)
+
+    status, reply = call(client, "GET", "/api/upload/ckabcdefghijklmnopqrstuv",
+                         headers={"x-session-token": "t"})
+
+    assert (status, reply) == (500, {"error": {"code": "INTERNAL_ERROR",
+                                               "message": "Something went wrong on our side. Please try again."}})
+
+
+def test_a_wrong_method_gets_our_error_shape(client):
+    status, reply = call(client, "DELETE", "/api/upload")
+
+    assert status == 405
+    assert reply == {"error": {"code": "METHOD_NOT_ALLOWED", "message": "Unsupported method: DELETE"}}
+
+
+def test_a_wrong_media_type_gets_our_error_shape(client):
+    response = client.http.request("POST", "/api/upload", body=json.dumps(BODY), headers={"content-type": "text/xml"})
+
+    assert response.status_code == 415
+    assert json.loads(response.body)["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
