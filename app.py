@@ -1,12 +1,16 @@
 """3D Ultra upload API: routes only. Each parses the request, calls one use case and returns a dict."""
 
+import time
+
 from chalice import Chalice, CORSConfig
 
 from chalicelib import services
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies
-from chalicelib.http import api_view, decode_json_body, iso_utc, json_response, normalise_chalice_error
+from chalicelib.http import api_view, decode_json_body, iso_utc, json_response, log_request, normalise_chalice_error
+from chalicelib.logs import configure_logging
 
+configure_logging()
 settings = Settings.from_env()
 deps = Dependencies(settings)
 app = Chalice(app_name="three-d-ultra-upload")
@@ -18,11 +22,13 @@ cors = CORSConfig(
 
 
 @app.middleware("http")
-def finish_request(event, get_response):
-    response = normalise_chalice_error(get_response(event))
+def finish_request(request, get_response):
+    started = time.perf_counter()
+    response = normalise_chalice_error(get_response(request))
     analytics = deps.built("analytics")
     if analytics is not None:
         analytics.flush()
+    log_request(request, response, time.perf_counter() - started)
     return response
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 log = logging.getLogger(__name__)
 
@@ -15,11 +14,9 @@ class Analytics:
         self._client = client
         self._budget = budget_seconds
         self._pending = False
-        self._failures = 0
-        self._lock = threading.Lock()
 
     def capture(self, event: str, upload_id: str, properties: dict) -> None:
-        """Queue one event about an upload; the upload id is the only identity that leaves."""
+        """Queue one event about an upload; the upload id is the only identity that leaves, and no person is made."""
         try:
             self._client.capture(
                 event,
@@ -31,7 +28,7 @@ class Analytics:
             log.warning("analytics: could not queue %s: %s", event, type(exc).__name__)
 
     def flush(self) -> None:
-        """Deliver what is queued, waiting at most the budget (a frozen Lambda would never send it)."""
+        """Deliver what is queued, waiting at most the budget: a frozen Lambda container would never send it."""
         if not self._pending:
             return
         self._pending = False
@@ -39,12 +36,6 @@ class Analytics:
             self._client.flush(timeout_seconds=self._budget)
         except Exception as exc:
             log.warning("analytics: flush failed: %s", type(exc).__name__)
-
-    def on_error(self, exc: Exception, batch) -> None:
-        """PostHog's delivery-failure callback: log the failure, never the events."""
-        with self._lock:
-            self._failures += 1
-        log.warning("analytics: delivery failed (%s); events dropped", type(exc).__name__)
 
 
 class DisabledAnalytics:
@@ -57,22 +48,25 @@ class DisabledAnalytics:
         """Nothing to send."""
 
 
+def _delivery_failed(exc: Exception, batch) -> None:
+    # One line per failed batch, and a request sends at most one batch; the events themselves are never logged.
+    log.warning("analytics: delivery failed (%s); %d event(s) dropped", type(exc).__name__, len(batch))
+
+
 def build_analytics(api_key: str | None, host: str, budget_seconds: float):
-    """A PostHog-backed Analytics, or DisabledAnalytics when there is no key (PostHog is then never imported)."""
+    """A PostHog-backed Analytics, or DisabledAnalytics without a key (PostHog is then never imported)."""
     if not api_key:
-        log.info("analytics: off (POSTHOG_API_KEY is not set)")
         return DisabledAnalytics()
     from posthog import Posthog
 
-    analytics = Analytics(None, budget_seconds=budget_seconds)
-    analytics._client = Posthog(
+    client = Posthog(
         project_api_key=api_key,
         host=host,
         timeout=budget_seconds,
         max_retries=0,
         disable_geoip=True,
-        on_error=analytics.on_error,
+        on_error=_delivery_failed,
     )
-    # The client logs its own copy of every delivery error; ours says it once, without the payload.
+    # The client logs its own copy of each delivery error, with the server's answer; ours is enough.
     logging.getLogger("posthog").setLevel(logging.CRITICAL)
-    return analytics
+    return Analytics(client, budget_seconds=budget_seconds)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import logging
+
 from .config import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Dependencies:
@@ -12,6 +16,8 @@ class Dependencies:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        if not settings.posthog_api_key:
+            log.info("analytics: off (POSTHOG_API_KEY is not set)")
 
     @cached_property
     def database(self):
