@@ -4,7 +4,7 @@ import time
 
 from chalice import Chalice, CORSConfig
 
-from chalicelib import services
+from chalicelib import pages, services
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies
 from chalicelib.http import api_view, decode_json_body, iso_utc, json_response, log_request, normalise_chalice_error
@@ -28,7 +28,7 @@ def finish_request(request, get_response):
     analytics = deps.built("analytics")
     if analytics is not None:
         analytics.flush()
-    log_request(request, response, time.perf_counter() - started)
+    log_request(request, response, time.perf_counter() - started, app.lambda_context)
     return response
 
 
@@ -92,3 +92,20 @@ def health():
     checks = services.check_health(uploads=deps.uploads, storage=deps.storage)
     healthy = all(state == "ok" for state in checks.values())
     return json_response({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
+
+
+@app.route("/", methods=["GET"])
+def upload_page():
+    return pages.page("index.html", max_upload_bytes=deps.settings.max_upload_bytes,
+                      storage_endpoint=deps.settings.r2_endpoint_url)
+
+
+@app.route("/processing/{job_id}", methods=["GET"])
+def processing_page(job_id):
+    return pages.page("processing.html", max_upload_bytes=deps.settings.max_upload_bytes,
+                      storage_endpoint=deps.settings.r2_endpoint_url)
+
+
+@app.route("/static/{name}", methods=["GET"])
+def static_asset(name):
+    return pages.asset(name)

@@ -84,13 +84,13 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def log_request(request, response: Response, seconds: float) -> None:
+def log_request(request, response: Response, seconds: float, lambda_context=None) -> None:
     """One access-log line per request: ids, route, status and latency; never a token, an email or a body."""
     context = getattr(request, "context", None) or {}
     body = response.body if isinstance(response.body, dict) else {}
     upload_id = (getattr(request, "uri_params", None) or {}).get("upload_id") or body.get("uploadId")
     log.info("request", extra={
-        "requestId": context.get("requestId"),
+        "requestId": context.get("requestId") or getattr(lambda_context, "aws_request_id", None),
         "method": getattr(request, "method", None),
         "route": context.get("resourcePath"),
         "status": response.status_code,

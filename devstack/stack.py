@@ -110,4 +110,17 @@ class LocalStack:
             bucket=env["R2_BUCKET"],
             allowed_origin=self.allowed_origin,
         )
+        if self.s3 is not None:
+            _warm_up(endpoint, env)
         return env
+
+
+def _warm_up(endpoint: str, env: dict) -> None:
+    # SeaweedFS allocates its volumes on the first write, which takes a second or more: pay that here,
+    # not in the first upload someone tries.
+    from chalicelib.storage import s3_client
+
+    client = s3_client(endpoint_url=endpoint, access_key_id=env["R2_ACCESS_KEY_ID"],
+                       secret_access_key=env["R2_SECRET_ACCESS_KEY"], timeout=30)
+    client.put_object(Bucket=env["R2_BUCKET"], Key="warm-up", Body=b"x")
+    client.delete_object(Bucket=env["R2_BUCKET"], Key="warm-up")

@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.stack_fixtures"]
+
 ORIGIN = "http://127.0.0.1:8000"
 PLACEHOLDER_ENV = {
     "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none?sslmode=disable",
@@ -25,3 +27,4 @@ def output_dir():
     path = os.path.abspath(os.environ.get("TEST_OUTPUT_DIR", "test-output"))
     os.makedirs(path, exist_ok=True)
     return path
+

@@ -11,7 +11,7 @@ import app as app_module
 from chalicelib.deps import Dependencies
 from devstack.capture import CaptureServer
 from devstack.processes import free_port
-from tests.integration.conftest import ApiClient, put_object, upload_body
+from tests.helpers import ApiClient, put_object, upload_body
 
 KEY = "phc_test_key"
 BUDGET = 0.5

@@ -3,7 +3,7 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.integration.conftest import http, put_object, upload_body
+from tests.helpers import http, put_object, upload_body
 
 
 def post_json(url, body=None, headers=None):

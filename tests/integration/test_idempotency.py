@@ -1,6 +1,6 @@
 """Idempotency-Key replays: same job, fresh URL and token; refused when the body differs or it is confirmed."""
 
-from tests.integration.conftest import put_object, upload_body
+from tests.helpers import put_object, upload_body
 
 
 def test_a_replay_with_the_same_key_and_body_returns_the_same_job_with_a_fresh_token(api, db):

@@ -1,7 +1,7 @@
 """Token uniqueness at volume, and connections that go stale under a warm container."""
 
 from chalicelib import services
-from tests.integration.conftest import upload_body
+from tests.helpers import upload_body
 
 
 def test_tokens_and_ids_are_unique_over_10000_creates(live_deps, db):

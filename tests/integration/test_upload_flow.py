@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from chalicelib.domain import hash_token
 from tests.images import png_bytes
-from tests.integration.conftest import put_object, upload_body
+from tests.helpers import put_object, upload_body
 
 PNG = png_bytes()
 

@@ -1,0 +1,69 @@
+// A small client for the upload API: JSON in and out, the API's error body turned into an ApiError, and
+// X-Session-Token added automatically to job-scoped calls.
+
+import { getSession } from "./session.js";
+
+const NETWORK_MESSAGE = "We couldn't reach the server. Check your connection and try again.";
+
+/** An API failure, carrying the server's stable code and its friendly message. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Thrown when a job-scoped call finds no stored token: send the user back to start. */
+export class MissingSessionError extends ApiError {
+  constructor(jobId) {
+    super(0, "NO_SESSION", "We couldn't find this upload's session on this device. Please start a new upload.");
+    this.name = "MissingSessionError";
+    this.jobId = jobId;
+  }
+}
+
+/** Call the API and return its JSON body; throws ApiError with the server's code and message. */
+export async function apiFetch(path, { method = "GET", body, headers = {}, signal } = {}) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      signal,
+      headers: body === undefined ? headers : { "Content-Type": "application/json", ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "NETWORK_ERROR", NETWORK_MESSAGE);
+  }
+  const payload = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = payload && payload.error;
+    throw new ApiError(response.status, error ? error.code : "HTTP_" + response.status,
+      error ? error.message : "Something went wrong on our side. Please try again.");
+  }
+  return payload;
+}
+
+/** A job-scoped call: the token is the one given, or the one stored for this job. */
+export function jobFetch(jobId, path, { token, ...options } = {}) {
+  const sessionToken = token || getSession(jobId);
+  if (!sessionToken) throw new MissingSessionError(jobId);
+  return apiFetch(path, { ...options, headers: { ...(options.headers || {}), "X-Session-Token": sessionToken } });
+}
+
+export function createUpload({ email, fileType, fileSize }, idempotencyKey, signal) {
+  return apiFetch("/api/upload", {
+    method: "POST", signal, body: { email, fileType, fileSize }, headers: { "Idempotency-Key": idempotencyKey },
+  });
+}
+
+export function confirmUpload(jobId, token, signal) {
+  return jobFetch(jobId, `/api/upload/${encodeURIComponent(jobId)}/confirm`, { method: "POST", token, signal });
+}
+
+export function getJob(jobId) {
+  return jobFetch(jobId, `/api/upload/${encodeURIComponent(jobId)}`);
+}

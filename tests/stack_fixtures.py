@@ -1,0 +1,63 @@
+"""Fixtures around the real local stack (PostgreSQL + SeaweedFS), started once per test session."""
+
+import os
+
+import pytest
+from chalice.test import Client
+
+import app as app_module
+from chalicelib.config import DatabaseSettings, Settings
+from chalicelib.db import Database
+from chalicelib.deps import Dependencies
+from devstack.processes import free_port, stop_process
+from devstack.serve import start_api
+from devstack.stack import LocalStack
+from tests.helpers import ApiClient
+
+
+@pytest.fixture(scope="session")
+def live_port():
+    """The port `chalice local` will serve on: its origin is the one the bucket's CORS rule allows."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def stack_env(live_port):
+    """Start the same local stack as `make dev` (never the developer's own DATABASE_URL or R2 settings)."""
+    stack = LocalStack(allowed_origin=f"http://127.0.0.1:{live_port}", environ={})
+    env = stack.start()
+    yield env
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def live_deps(stack_env):
+    deps = Dependencies(Settings.from_env(stack_env))
+    yield deps
+    deps.database.close()
+
+
+@pytest.fixture
+def api(live_deps, monkeypatch):
+    """The Chalice app in-process, wired to the real local stack."""
+    monkeypatch.setattr(app_module, "deps", live_deps)
+    with Client(app_module.app) as client:
+        yield ApiClient(client.http)
+
+
+@pytest.fixture(scope="session")
+def db(stack_env):
+    """A separate connection pool to the test database, for setting up and checking what was stored."""
+    database = Database(DatabaseSettings.from_url(stack_env["DATABASE_URL"]), application_name="tests")
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(stack_env, live_port, output_dir):
+    """`chalice local` serving the app over real HTTP (threaded, as `make dev` runs it)."""
+    log = open(os.path.join(output_dir, "chalice-local.log"), "ab")
+    process = start_api({**stack_env, "PYTHONUNBUFFERED": "1"}, live_port, log_file=log)
+    yield f"http://127.0.0.1:{live_port}"
+    stop_process(process)
+    log.close()
