@@ -48,6 +48,7 @@ async function run() {
       return;
     }
     status.textContent = "";
+    if (!attempt.uploaded) showProgress(0);
     error.textContent = failure.message;
     // A validation error needs new input, not a retry of the same request.
     retry.hidden = failure.code === "VALIDATION_ERROR";

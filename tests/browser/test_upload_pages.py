@@ -1,0 +1,188 @@
+"""The upload page and the processing page, end to end in real Chromium against the real local stack."""
+
+import json
+import re
+
+import pytest
+
+from tests.images import png_bytes
+
+PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
+# Records every value the progress bar takes, in sessionStorage, which survives the navigation that follows.
+RECORD_PROGRESS = """
+new MutationObserver(() => {
+  const bar = document.getElementById('progress');
+  if (!bar || bar.dataset.watched) return;
+  bar.dataset.watched = '1';
+  new MutationObserver(() => {
+    const seen = JSON.parse(sessionStorage.getItem('progress-seen') || '[]');
+    seen.push(Number(bar.value));
+    sessionStorage.setItem('progress-seen', JSON.stringify(seen));
+  }).observe(bar, { attributes: true, attributeFilter: ['value'] });
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("photos") / "portrait.png"
+    path.write_bytes(png_bytes(64, 64))
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_photo(tmp_path_factory):
+    import os
+    import struct
+    import zlib
+
+    # Random pixels do not compress: about 1.5 MB, enough for upload progress to be seen.
+    width = height = 700
+    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b""))
+    path = tmp_path_factory.mktemp("photos") / "noisy.png"
+    path.write_bytes(data)
+    return path
+
+
+def upload(page, photo, email="maya@example.com"):
+    page.goto("/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Upload").click()
+
+
+def local_storage(page):
+    return page.evaluate("() => Object.fromEntries(Object.entries(localStorage))")
+
+
+def job_row(db, job_id):
+    return db.run("SELECT status, confirmed_at IS NOT NULL FROM uploads WHERE id = :id", id=job_id)
+
+
+def test_the_full_flow_uploads_confirms_stores_the_session_and_shows_the_job(page, big_photo, db, screenshots):
+    page.add_init_script(RECORD_PROGRESS)
+    # A slow uplink (4 Mbit/s), so the progress bar has something to show on loopback.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions",
+             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 500_000})
+    page.goto("/")
+    assert page.locator("#progress").is_hidden()
+    screenshots(page, "upload-page")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshots(page, "upload-page-phone")
+    page.set_viewport_size({"width": 1024, "height": 800})
+    page.get_by_label("Email").fill("maya@example.com")
+    page.get_by_label("Photo").set_input_files(str(big_photo))
+    page.get_by_role("button", name="Upload").click()
+
+    page.wait_for_url(PROCESSING_URL, timeout=30_000)
+    job_id = PROCESSING_URL.match(page.url).group(1)
+    page.get_by_text("Status: Waiting to be processed").wait_for()
+    screenshots(page, "processing-page")
+
+    stored = local_storage(page)
+    progress = json.loads(page.evaluate("() => sessionStorage.getItem('progress-seen') || '[]'"))
+    assert progress[-1] == 100 and progress == sorted(progress)
+    assert len({p for p in progress if 0 < p < 100}) >= 3, progress
+    assert stored[f"3d-ultra-session-{job_id}"]
+    assert stored["3d-ultra-current-job"] == job_id
+    assert job_row(db, job_id) == [["pending", True]]
+    assert page.locator("#job-id").text_content() == job_id
+    print(f"\nprogress values seen: {progress}")
+
+
+def test_a_second_upload_moves_the_current_job_and_keeps_the_first_session(page, photo):
+    upload(page, photo)
+    page.wait_for_url(PROCESSING_URL)
+    first = PROCESSING_URL.match(page.url).group(1)
+    first_token = local_storage(page)[f"3d-ultra-session-{first}"]
+
+    upload(page, photo, email="sam@example.com")
+    page.wait_for_url(lambda url: PROCESSING_URL.match(url) and not url.endswith(first))
+    second = PROCESSING_URL.match(page.url).group(1)
+
+    stored = local_storage(page)
+    assert stored["3d-ultra-current-job"] == second
+    assert stored[f"3d-ultra-session-{first}"] == first_token
+    assert stored[f"3d-ultra-session-{second}"] not in ("", first_token)
+
+
+@pytest.mark.parametrize("name, content, mime, message", [
+    ("notes.txt", b"just text", "text/plain", "Please choose a JPEG, PNG, WebP or HEIC image."),
+    ("huge.png", b"\x89PNG" + b"\x00" * (21 * 1024 * 1024), "image/png", "That photo is 21.0 MB; the limit is 20 MB."),
+])
+def test_a_non_image_or_oversized_file_is_refused_before_anything_is_sent(page, screenshots, name, content, mime,
+                                                                           message):
+    sent = []
+    page.on("request", lambda request: sent.append(request.url) if "/api/" in request.url else None)
+    page.goto("/")
+    page.get_by_label("Email").fill("maya@example.com")
+    page.get_by_label("Photo").set_input_files({"name": name, "mimeType": mime, "buffer": content})
+    page.get_by_role("button", name="Upload").click()
+
+    page.get_by_role("alert").filter(has_text=message).wait_for()
+    screenshots(page, f"refused-{name.split('.')[0]}")
+    assert sent == []
+
+
+def test_the_processing_page_without_a_stored_token_says_so(page, screenshots):
+    page.goto("/processing/zzzzzzzzzzzzzzzzzzzzzzzz")
+
+    page.get_by_role("alert").filter(
+        has_text="We couldn't find this upload's session on this device. Please start a new upload.").wait_for()
+    assert page.get_by_role("link", name="Start a new upload").is_visible()
+    screenshots(page, "processing-no-token")
+
+
+def test_the_processing_page_with_a_wrong_token_says_it_was_refused(page, photo, screenshots):
+    upload(page, photo)
+    page.wait_for_url(PROCESSING_URL)
+    job_id = PROCESSING_URL.match(page.url).group(1)
+    page.evaluate(f"() => localStorage.setItem('3d-ultra-session-{job_id}', 'not-the-token')")
+
+    page.reload()
+
+    page.get_by_role("alert").filter(
+        has_text="This device's session for the upload was refused. Please start a new upload.").wait_for()
+    screenshots(page, "processing-wrong-token")
+
+
+def test_a_storage_refusal_during_the_put_shows_the_friendly_message_and_retry_finishes(page, photo, db, screenshots):
+    tampered = []
+
+    def change_the_signed_type(route):
+        # Storage really refuses this: the Content-Type no longer matches the signature.
+        if not tampered:
+            tampered.append(route.request.url)
+            route.continue_(headers={**route.request.headers, "content-type": "image/jpeg"})
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/uploads/uploads/.*"), lambda route: change_the_signed_type(route)
+               if route.request.method == "PUT" else route.continue_())
+    upload(page, photo)
+
+    page.get_by_role("alert").filter(has_text="We couldn't upload your photo. Let's try again!").wait_for()
+    screenshots(page, "storage-refused")
+    page.get_by_role("button", name="Try again").click()
+
+    page.wait_for_url(PROCESSING_URL)
+    job_id = PROCESSING_URL.match(page.url).group(1)
+    assert len(tampered) == 1 and job_id in tampered[0]
+    assert job_row(db, job_id) == [["pending", True]]
+
+
+def test_local_storage_that_throws_does_not_stop_the_upload(page, photo, db):
+    page.add_init_script("Storage.prototype.setItem = () => { throw new DOMException('quota', 'QuotaExceededError'); }")
+
+    upload(page, photo)
+
+    page.wait_for_url(PROCESSING_URL)
+    job_id = PROCESSING_URL.match(page.url).group(1)
+    assert job_row(db, job_id) == [["pending", True]]
+    assert any(kind == "error" and "localStorage is unavailable" in text for kind, text in page.console_messages)
