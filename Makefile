@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test unit clean
+.PHONY: dev test unit package clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +23,9 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+## package: chalice package --stage prod into build/prod, then cfn-lint and a secret scan
+package: $(STAMP)
+	$(BIN)/python -m ops.package --stage prod
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build test-output

@@ -2,7 +2,7 @@
 
 import time
 
-from chalice import Chalice, CORSConfig
+from chalice import Chalice, CORSConfig, Rate
 
 from chalicelib import pages, services
 from chalicelib.config import Settings
@@ -109,3 +109,18 @@ def processing_page(job_id):
 @app.route("/static/{name}", methods=["GET"])
 def static_asset(name):
     return pages.asset(name)
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS), name="expire-abandoned")
+def expire_abandoned(event):
+    """Expire uploads that were never confirmed and delete their objects."""
+    return services.expire_abandoned_uploads(uploads=deps.uploads, storage=deps.storage,
+                                             older_than_seconds=deps.settings.abandoned_after_seconds)
+
+
+@app.lambda_function(name="migrate")
+def migrate(event, context):
+    """Apply pending database migrations (invoke after each deploy)."""
+    from chalicelib.migrate import apply_migrations
+
+    return {"applied": apply_migrations(deps.database)}

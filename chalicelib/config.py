@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Mapping, Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MIB = 1024 * 1024
+# Secrets may be given directly (local runs) or as the name of an SSM parameter, `<NAME>_SSM_PARAMETER` (production).
+SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
+SSM_SUFFIX = "_SSM_PARAMETER"
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -63,7 +66,7 @@ class DatabaseSettings:
 class Settings:
     """Everything the functions need to know about their environment."""
 
-    database: DatabaseSettings
+    database_url: str
     r2_endpoint_url: str
     r2_access_key_id: str
     r2_secret_access_key: str
@@ -76,27 +79,39 @@ class Settings:
     upload_url_ttl_seconds: int = 900
     db_timeout_seconds: float = 5.0
     storage_timeout_seconds: float = 3.0
+    abandoned_after_seconds: int = 24 * 3600
+    # (setting name, SSM parameter name) of secrets still to be fetched; empty once resolved.
+    ssm_parameters: Tuple[Tuple[str, str], ...] = ()
+
+    @property
+    def database(self) -> DatabaseSettings:
+        return DatabaseSettings.from_url(self.database_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
         """Build the settings, naming every missing or unusable variable at once."""
+        refs = tuple((name, env[name + SSM_SUFFIX]) for name in SECRET_NAMES
+                     if not env.get(name) and env.get(name + SSM_SUFFIX))
+        given = {name for name, _ in refs}
         missing = [
             name
             for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET", "ALLOWED_ORIGIN")
-            if not env.get(name)
+            if not env.get(name) and name not in given
         ]
         endpoint = env.get("R2_ENDPOINT_URL") or (
             f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com" if env.get("R2_ACCOUNT_ID") else ""
         )
-        if not endpoint:
+        if not endpoint and "R2_ENDPOINT_URL" not in given:
             missing.append("R2_ENDPOINT_URL (or R2_ACCOUNT_ID)")
         if missing:
             raise ConfigError("Missing required setting(s): " + ", ".join(missing))
+        if env.get("DATABASE_URL"):
+            DatabaseSettings.from_url(env["DATABASE_URL"])  # fail now, not at the first request
         return cls(
-            database=DatabaseSettings.from_url(env["DATABASE_URL"]),
+            database_url=env.get("DATABASE_URL", ""),
             r2_endpoint_url=endpoint,
-            r2_access_key_id=env["R2_ACCESS_KEY_ID"],
-            r2_secret_access_key=env["R2_SECRET_ACCESS_KEY"],
+            r2_access_key_id=env.get("R2_ACCESS_KEY_ID", ""),
+            r2_secret_access_key=env.get("R2_SECRET_ACCESS_KEY", ""),
             r2_bucket=env["R2_BUCKET"],
             allowed_origin=env["ALLOWED_ORIGIN"],
             posthog_api_key=env.get("POSTHOG_API_KEY") or None,
@@ -106,7 +121,35 @@ class Settings:
             upload_url_ttl_seconds=_number(env, "UPLOAD_URL_TTL_SECONDS", cls.upload_url_ttl_seconds, int),
             db_timeout_seconds=_number(env, "DB_TIMEOUT_SECONDS", cls.db_timeout_seconds, float),
             storage_timeout_seconds=_number(env, "STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds, float),
+            abandoned_after_seconds=_number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds, int),
+            ssm_parameters=refs,
         )
+
+    def with_secrets(self, fetch: Callable[[list], dict]) -> "Settings":
+        """These settings with every SSM-named secret filled in by `fetch(parameter names) -> {name: value}`."""
+        if not self.ssm_parameters:
+            return self
+        values = fetch([parameter for _, parameter in self.ssm_parameters])
+        absent = [parameter for _, parameter in self.ssm_parameters if parameter not in values]
+        if absent:
+            raise ConfigError("SSM parameter(s) not found: " + ", ".join(absent))
+        resolved = {name.lower(): values[parameter] for name, parameter in self.ssm_parameters}
+        settings = replace(self, **resolved, ssm_parameters=())
+        settings.database  # a bad URL from SSM fails here, with its reason
+        return settings
+
+
+def fetch_ssm_parameters(names: list, client=None) -> dict:
+    """Decrypted values of SSM parameters, in one call per ten names (GetParameters' limit)."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("ssm")
+    values = {}
+    for start in range(0, len(names), 10):
+        response = client.get_parameters(Names=names[start:start + 10], WithDecryption=True)
+        values.update({p["Name"]: p["Value"] for p in response["Parameters"]})
+    return values
 
 
 def _number(env: Mapping[str, str], name: str, default, kind):

@@ -16,14 +16,21 @@ class Dependencies:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        if not settings.posthog_api_key:
+        if not settings.posthog_api_key and not any(n == "POSTHOG_API_KEY" for n, _ in settings.ssm_parameters):
             log.info("analytics: off (POSTHOG_API_KEY is not set)")
+
+    @cached_property
+    def secrets(self) -> Settings:
+        """The settings with secrets fetched from SSM, once per container, on first need."""
+        from .config import fetch_ssm_parameters
+
+        return self.settings.with_secrets(fetch_ssm_parameters)
 
     @cached_property
     def database(self):
         from .db import Database
 
-        return Database(self.settings.database, timeout=self.settings.db_timeout_seconds)
+        return Database(self.secrets.database, timeout=self.settings.db_timeout_seconds)
 
     @cached_property
     def uploads(self):
@@ -35,7 +42,7 @@ class Dependencies:
     def storage(self):
         from .storage import Storage, s3_client
 
-        s = self.settings
+        s = self.secrets
         client = s3_client(
             endpoint_url=s.r2_endpoint_url,
             access_key_id=s.r2_access_key_id,
@@ -48,7 +55,7 @@ class Dependencies:
     def analytics(self):
         from .analytics import build_analytics
 
-        s = self.settings
+        s = self.secrets
         return build_analytics(s.posthog_api_key, s.posthog_host, s.analytics_budget_seconds)
 
     def built(self, name: str):

@@ -25,17 +25,16 @@ def available_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, st
 
 def apply_migrations(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what has not been applied yet, each migration in its own transaction; return the versions applied."""
-    repository.ensure_migrations_table(db)
-    before = repository.applied_migrations(db)
-    for version, sql in available_migrations(directory):
-        if version in before:
-            continue
-        try:
-            repository.apply_migration(db, version, sql)
-        except DatabaseError as exc:
-            if repository.is_lock_not_available(exc):
-                raise MigrationLocked("another migration run is in progress; try again when it ends") from None
-            raise
+    try:
+        repository.ensure_migrations_table(db)
+        before = repository.applied_migrations(db)
+        for version, sql in available_migrations(directory):
+            if version not in before:
+                repository.apply_migration(db, version, sql)
+    except DatabaseError as exc:
+        if repository.is_lock_not_available(exc):
+            raise MigrationLocked("another migration run is in progress; try again when it ends") from None
+        raise
     applied = sorted(repository.applied_migrations(db) - before)
     for version in applied:
         log.info("applied migration %s", version)

@@ -119,16 +119,56 @@ class Uploads:
         )
         return UploadRecord(*rows[0]) if rows else None
 
+    def expire_abandoned(self, older_than_seconds: int) -> int:
+        """Mark pending, unconfirmed jobs older than the age as expired; return how many.
+
+        One conditional statement: a job confirmed concurrently is either confirmed or expired, never both.
+        """
+        rows = self._db.run(
+            "UPDATE uploads SET status = 'expired', updated_at = now()"
+            " WHERE status = 'pending' AND confirmed_at IS NULL"
+            " AND created_at < now() - make_interval(secs => :age) RETURNING id",
+            age=older_than_seconds,
+        )
+        return len(rows)
+
+    def objects_to_delete(self, limit: int) -> list[tuple[str, str]]:
+        """(id, key) of expired jobs whose object has not been removed yet."""
+        rows = self._db.run(
+            "SELECT id, original_url FROM uploads WHERE status = 'expired' AND object_deleted_at IS NULL"
+            " ORDER BY updated_at LIMIT :limit",
+            limit=limit,
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def mark_objects_deleted(self, upload_ids: list[str]) -> None:
+        """Record that these jobs' objects are gone."""
+        if upload_ids:
+            self._db.run(
+                "UPDATE uploads SET object_deleted_at = now() WHERE id = ANY(string_to_array(:ids, ','))",
+                ids=",".join(upload_ids),
+            )
+
     def ping(self) -> None:
         """One round trip to prove the database answers."""
         self._db.run("SELECT 1")
 
 
+_TAKE_MIGRATION_LOCK = (
+    " IF NOT pg_try_advisory_xact_lock(:lock) THEN"
+    "  RAISE EXCEPTION 'another migration run holds the lock' USING ERRCODE = 'lock_not_available';"
+    " END IF;"
+)
+
+
 def ensure_migrations_table(db: Database) -> None:
-    """Create the table that records applied migrations."""
+    """Create the table that records applied migrations (under the lock: two first runs would collide)."""
     db.run(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        "DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
+        " CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
+        " END $migration$",
+        lock=MIGRATION_LOCK_ID,
     )
 
 
@@ -142,10 +182,7 @@ def apply_migration(db: Database, version: str, sql: str) -> None:
     # A DO block is one statement: the lock, the check, the change and the record commit or roll back
     # together, and a transaction-mode pooler keeps it on one server connection.
     db.run(
-        "DO $migration$ BEGIN"
-        " IF NOT pg_try_advisory_xact_lock(:lock) THEN"
-        "  RAISE EXCEPTION 'another migration run holds the lock' USING ERRCODE = 'lock_not_available';"
-        " END IF;"
+        "DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
         " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = :version) THEN RETURN; END IF;"
         " EXECUTE :sql;"
         " INSERT INTO schema_migrations (version) VALUES (:version);"

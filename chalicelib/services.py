@@ -166,3 +166,18 @@ def check_health(*, uploads, storage) -> dict:
         except UploadError:
             checks[name] = "unavailable"
     return checks
+
+
+def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, batch_size: int = 200) -> dict:
+    """Expire jobs created but never confirmed, and delete their objects; safe to repeat or run concurrently."""
+    expired = uploads.expire_abandoned(older_than_seconds)
+    deleted = 0
+    while True:
+        pending = uploads.objects_to_delete(batch_size)
+        if not pending:
+            break
+        for _, key in pending:
+            storage.delete(key)
+        uploads.mark_objects_deleted([upload_id for upload_id, _ in pending])
+        deleted += len(pending)
+    return {"expired": expired, "objectsDeleted": deleted}

@@ -14,8 +14,8 @@ CORS_ALLOWED_HEADERS = ["content-type"]
 
 
 def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key: str, bucket: str,
-                     allowed_origin: str) -> None:
-    """Idempotently create `bucket` and set its CORS rule for `allowed_origin`."""
+                     allowed_origin: str, retention_days: int = 30) -> None:
+    """Idempotently create `bucket`, set its CORS rule for `allowed_origin` and its lifecycle backstop."""
     client = s3_client(endpoint_url=endpoint_url, access_key_id=access_key_id,
                        secret_access_key=secret_access_key, timeout=10)
     try:
@@ -36,18 +36,33 @@ def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key
             }]
         },
     )
+    # The hourly sweep deletes abandoned uploads precisely; this rule is the backstop for anything it misses
+    # (and caps how long any original photo is kept).
+    client.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [{
+                "ID": "expire-uploads",
+                "Status": "Enabled",
+                "Filter": {"Prefix": "uploads/"},
+                "Expiration": {"Days": retention_days},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            }]
+        },
+    )
 
 
 def main() -> None:
     """Configure the bucket named by the R2_* variables for ALLOWED_ORIGIN."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.parse_args()
+    parser.add_argument("--retention-days", type=int, default=30, help="delete any upload object after this long")
+    args = parser.parse_args()
     env = os.environ
     endpoint = env.get("R2_ENDPOINT_URL") or f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
     configure_bucket(endpoint_url=endpoint, access_key_id=env["R2_ACCESS_KEY_ID"],
                      secret_access_key=env["R2_SECRET_ACCESS_KEY"], bucket=env["R2_BUCKET"],
-                     allowed_origin=env["ALLOWED_ORIGIN"])
-    print(f"bucket {env['R2_BUCKET']}: CORS set for {env['ALLOWED_ORIGIN']}")
+                     allowed_origin=env["ALLOWED_ORIGIN"], retention_days=args.retention_days)
+    print(f"bucket {env['R2_BUCKET']}: CORS for {env['ALLOWED_ORIGIN']}, objects expire after {args.retention_days} days")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from chalicelib.config import ConfigError, DatabaseSettings, Settings
 from chalicelib.db import ssl_context_for
 
 FULL = {
-    "DATABASE_URL": "postgresql://app:s%40cret@ep-cool-1.eu-central-1.aws.neon.tech/neondb?sslmode=require&channel_binding=require",
+    "DATABASE_URL": "postgresql://app:s%40cret@ep-cool-1.eu-central-1.aws.neon.example/neondb?sslmode=require&channel_binding=require",
     "R2_ACCOUNT_ID": "abc123",
     "R2_ACCESS_KEY_ID": "key",
     "R2_SECRET_ACCESS_KEY": "secret",
@@ -47,7 +47,7 @@ def test_a_neon_url_is_parsed_with_its_tls_settings():
     db = Settings.from_env(FULL).database
 
     assert (db.host, db.port, db.user, db.password, db.database) == (
-        "ep-cool-1.eu-central-1.aws.neon.tech", 5432, "app", "s@cret", "neondb")
+        "ep-cool-1.eu-central-1.aws.neon.example", 5432, "app", "s@cret", "neondb")
     assert (db.sslmode, db.channel_binding) == ("require", "require")
 
 
@@ -75,3 +75,40 @@ def test_sslmode_maps_to_libpq_meanings_and_never_falls_back_to_plaintext_when_t
     assert verify_full.verify_mode == ssl.CERT_REQUIRED
     assert isinstance(verify_ca, ssl.SSLContext) and not verify_ca.check_hostname
     assert verify_ca.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_secrets_named_by_ssm_parameters_are_fetched_once_and_filled_in():
+    import boto3
+    from moto import mock_aws
+
+    from chalicelib.config import fetch_ssm_parameters
+
+    env = {k: v for k, v in FULL.items() if k not in ("DATABASE_URL", "R2_SECRET_ACCESS_KEY")}
+    env.update(DATABASE_URL_SSM_PARAMETER="/3d-ultra/prod/database-url",
+               R2_SECRET_ACCESS_KEY_SSM_PARAMETER="/3d-ultra/prod/r2-secret-access-key")
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name="eu-central-1")
+        ssm.put_parameter(Name="/3d-ultra/prod/database-url", Type="SecureString",
+                          Value="postgresql://app:pw@ep-x.neon.example/neondb?sslmode=require")
+        ssm.put_parameter(Name="/3d-ultra/prod/r2-secret-access-key", Type="SecureString", Value="r2-secret")
+        calls = []
+
+        def fetch(names):
+            calls.append(names)
+            return fetch_ssm_parameters(names, ssm)
+
+        settings = Settings.from_env(env)
+        resolved = settings.with_secrets(fetch)
+
+    assert settings.database_url == "" and len(settings.ssm_parameters) == 2
+    assert resolved.database.host == "ep-x.neon.example" and resolved.r2_secret_access_key == "r2-secret"
+    assert resolved.ssm_parameters == () and resolved.with_secrets(fetch) is resolved
+    assert len(calls) == 1
+
+
+def test_a_missing_ssm_parameter_is_named():
+    env = {k: v for k, v in FULL.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL_SSM_PARAMETER"] = "/3d-ultra/prod/nope"
+
+    with pytest.raises(ConfigError, match="^SSM parameter\\(s\\) not found: /3d-ultra/prod/nope$"):
+        Settings.from_env(env).with_secrets(lambda names: {})

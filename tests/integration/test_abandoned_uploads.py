@@ -1,0 +1,66 @@
+"""The scheduled sweep of abandoned uploads, on the real database and storage."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from chalicelib import services
+from tests.helpers import put_object, upload_body
+
+
+def age(db, upload_id, hours):
+    db.run("UPDATE uploads SET created_at = now() - make_interval(hours => :h) WHERE id = :id", h=hours, id=upload_id)
+
+
+def sweep(live_deps):
+    return services.expire_abandoned_uploads(uploads=live_deps.uploads, storage=live_deps.storage,
+                                             older_than_seconds=24 * 3600)
+
+
+def test_old_unconfirmed_jobs_expire_and_lose_their_objects_and_nothing_else_changes(api, db, live_deps):
+    old = api.create(upload_body(file_size=5)).body
+    put_object(old["uploadUrl"], b"12345", "image/png")
+    recent = api.create(upload_body(file_size=5)).body
+    done = api.create(upload_body(file_size=5)).body
+    put_object(done["uploadUrl"], b"12345", "image/png")
+    api.confirm(done["uploadId"], done["sessionToken"])
+    for job in (old, done):
+        age(db, job["uploadId"], 25)
+
+    first = sweep(live_deps)
+    second = sweep(live_deps)
+
+    assert first["expired"] >= 1 and second == {"expired": 0, "objectsDeleted": 0}
+    statuses = dict(db.run("SELECT id, status FROM uploads WHERE id IN (:a, :b, :c)",
+                           a=old["uploadId"], b=recent["uploadId"], c=done["uploadId"]))
+    assert statuses == {old["uploadId"]: "expired", recent["uploadId"]: "pending", done["uploadId"]: "pending"}
+    assert live_deps.storage.head(old["key"]) is None
+    assert live_deps.storage.head(done["key"]) is not None
+    expired = api.confirm(old["uploadId"], old["sessionToken"])
+    assert (expired.status, expired.body["error"]["code"]) == (410, "UPLOAD_EXPIRED")
+
+
+def test_a_sweep_racing_confirms_never_expires_a_confirmed_job(api, db, live_deps):
+    jobs = []
+    for _ in range(20):
+        body = api.create(upload_body(file_size=5)).body
+        put_object(body["uploadUrl"], b"12345", "image/png")
+        age(db, body["uploadId"], 25)
+        jobs.append(body)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sweeps = [pool.submit(sweep, live_deps) for _ in range(2)]
+        confirms = [pool.submit(services.confirm_upload, job["uploadId"], job["sessionToken"],
+                                uploads=live_deps.uploads, storage=live_deps.storage,
+                                analytics=live_deps.analytics) for job in jobs]
+        outcomes = []
+        for future in confirms:
+            try:
+                outcomes.append(future.result().status)
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+        [s.result() for s in sweeps]
+
+    rows = db.run("SELECT status, confirmed_at IS NOT NULL FROM uploads WHERE id = ANY(string_to_array(:ids, ','))",
+                  ids=",".join(j["uploadId"] for j in jobs))
+    assert all(row in (["pending", True], ["expired", False]) for row in rows), rows
+    assert outcomes.count("pending") == sum(1 for row in rows if row == ["pending", True])
+    assert set(outcomes) <= {"pending", "UploadExpired", "UploadNotVerified"}

@@ -1,0 +1,34 @@
+"""The bucket set-up command against the local S3-compatible server."""
+
+from ops.bucket import configure_bucket
+from tests.helpers import http
+
+
+def setup(stack_env, bucket, origin):
+    configure_bucket(endpoint_url=stack_env["R2_ENDPOINT_URL"], access_key_id=stack_env["R2_ACCESS_KEY_ID"],
+                     secret_access_key=stack_env["R2_SECRET_ACCESS_KEY"], bucket=bucket, allowed_origin=origin,
+                     retention_days=7)
+
+
+def test_setup_creates_the_bucket_with_cors_and_lifecycle_and_can_run_again(stack_env, live_deps):
+    client = live_deps.storage._client
+    setup(stack_env, "setup-check", "https://app.example.com")
+    setup(stack_env, "setup-check", "https://app.example.com")
+
+    assert client.get_bucket_cors(Bucket="setup-check")["CORSRules"] == [{
+        "AllowedHeaders": ["content-type"], "AllowedMethods": ["PUT", "HEAD"],
+        "AllowedOrigins": ["https://app.example.com"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3600}]
+    rule = client.get_bucket_lifecycle_configuration(Bucket="setup-check")["Rules"][0]
+    assert (rule["Filter"], rule["Expiration"], rule["Status"]) == ({"Prefix": "uploads/"}, {"Days": 7}, "Enabled")
+
+
+def test_the_cors_rule_admits_the_configured_origin_and_no_other(stack_env):
+    setup(stack_env, "cors-check", "https://app.example.com")
+    url = f"{stack_env['R2_ENDPOINT_URL']}/cors-check/uploads/x/original.png"
+
+    def preflight(origin):
+        return http("OPTIONS", url, headers={"Origin": origin, "Access-Control-Request-Method": "PUT",
+                                             "Access-Control-Request-Headers": "content-type"})[0]
+
+    assert preflight("https://app.example.com") == 200
+    assert preflight("https://evil.example.com") == 403
