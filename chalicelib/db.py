@@ -91,7 +91,10 @@ class Database:
                     raise
                 self._discard(conn)
                 if reused and attempt == 1:
+                    # Idle connections die together (a server restart, Neon suspending): drop them all and retry
+                    # once on a fresh one, rather than walking through the pool's dead sockets one by one.
                     log.info("database connection was stale; reconnecting")
+                    self.close()
                     continue
                 log.error("database query failed: %s", type(exc).__name__)
                 raise DatabaseUnavailable() from exc

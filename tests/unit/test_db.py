@@ -104,3 +104,13 @@ def test_a_server_that_reads_backslashes_as_escapes_is_refused(database):
 
     with pytest.raises(DatabaseUnavailable, match="standard_conforming_strings"):
         database.run("SELECT 1")
+
+
+def test_when_every_idle_connection_died_the_retry_opens_a_fresh_one(database):
+    held = [database._acquire()[0] for _ in range(2)]
+    for conn in held:
+        database._release(conn)
+        conn.fail_with = InterfaceError("network error")
+
+    assert database.run("SELECT 3") == [["SELECT 3"]]
+    assert len(FakeConnection.opened) == 3 and all(c.closed for c in held)
