@@ -7,7 +7,15 @@ from chalice import Chalice, CORSConfig, Rate
 from chalicelib import pages, services
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies
-from chalicelib.http import api_view, decode_json_body, iso_utc, json_response, log_request, normalise_chalice_error
+from chalicelib.http import (
+    api_view,
+    decode_json_body,
+    iso_utc,
+    json_response,
+    log_request,
+    normalise_chalice_error,
+    refuse_oversized,
+)
 from chalicelib.logs import configure_logging
 
 configure_logging()
@@ -24,7 +32,7 @@ cors = CORSConfig(
 @app.middleware("http")
 def finish_request(request, get_response):
     started = time.perf_counter()
-    response = normalise_chalice_error(get_response(request))
+    response = refuse_oversized(request) or normalise_chalice_error(get_response(request))
     analytics = deps.built("analytics")
     if analytics is not None:
         analytics.flush()

@@ -67,6 +67,7 @@ class Database:
         *,
         timeout: float = 5.0,
         max_idle: int = 4,
+        max_open: int = 10,
         application_name: str = "3d-ultra-upload",
         connect: Optional[Callable[..., pg8000.native.Connection]] = None,
     ):
@@ -77,6 +78,9 @@ class Database:
         self._connect = connect or pg8000.native.Connection
         self._idle: list = []
         self._lock = threading.Lock()
+        # At most this many statements at once: a burst of `chalice local` threads queues here instead of
+        # exhausting the server's connection slots.
+        self._slots = threading.BoundedSemaphore(max_open)
 
     def run(self, statement: str, /, **params) -> list:
         """Run one statement and return its rows; a stale pooled connection is replaced once, silently."""
@@ -90,6 +94,7 @@ class Database:
                     self._release(conn)
                     raise
                 self._discard(conn)
+                self._slots.release()
                 if reused and attempt == 1:
                     # Idle connections die together (a server restart, Neon suspending): drop them all and retry
                     # once on a fresh one, rather than walking through the pool's dead sockets one by one.
@@ -110,10 +115,17 @@ class Database:
             self._discard(conn)
 
     def _acquire(self):
+        if not self._slots.acquire(timeout=self._timeout):
+            log.error("no database connection free within %.1f s", self._timeout)
+            raise DatabaseUnavailable()
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        return self._open(), False
+        try:
+            return self._open(), False
+        except BaseException:
+            self._slots.release()
+            raise
 
     def _open(self):
         s = self._settings
@@ -139,10 +151,12 @@ class Database:
 
     def _release(self, conn) -> None:
         with self._lock:
-            if len(self._idle) < self._max_idle:
+            keep = len(self._idle) < self._max_idle
+            if keep:
                 self._idle.append(conn)
-                return
-        self._discard(conn)
+        if not keep:
+            self._discard(conn)
+        self._slots.release()
 
     @staticmethod
     def _discard(conn) -> None:

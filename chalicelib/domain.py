@@ -23,6 +23,8 @@ FILE_TYPES = {
 UPLOAD_ID_LENGTH = 24
 MAX_EMAIL_LENGTH = 254
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Tokens we mint are 36 characters; a longer header is refused without touching the database.
+MAX_TOKEN_LENGTH = 128
 
 
 @dataclass(frozen=True)

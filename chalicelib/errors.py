@@ -79,3 +79,10 @@ class DatabaseUnavailable(UploadError):
 
     code = "SERVICE_UNAVAILABLE"
     message = "The service is temporarily unavailable. Please try again in a moment."
+
+
+class PayloadTooLarge(UploadError):
+    """The request body is larger than any valid request."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    message = "The request body is too large."

@@ -20,6 +20,7 @@ STATUS = {
     errors.UploadNotFound: 404,
     errors.AlreadyConfirmed: 409,
     errors.UploadExpired: 410,
+    errors.PayloadTooLarge: 413,
     errors.IdempotencyKeyReused: 422,
     errors.UploadNotVerified: 422,
     errors.StorageUnavailable: 500,
@@ -34,6 +35,8 @@ CHALICE_CODES = {
     "InternalServerError": "INTERNAL_ERROR",
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
+# A valid create body is well under 1 KiB; anything this large is refused before it is parsed.
+MAX_BODY_BYTES = 16 * 1024
 
 
 def json_response(body: dict, status: int = 200) -> Response:
@@ -97,6 +100,14 @@ def log_request(request, response: Response, seconds: float, lambda_context=None
         "latencyMs": round(seconds * 1000, 1),
         "uploadId": upload_id,
     })
+
+
+def refuse_oversized(request) -> Response | None:
+    """A 413 for bodies no valid request has, or None."""
+    body = getattr(request, "raw_body", None) or b""
+    if len(body) > MAX_BODY_BYTES:
+        return error_response(errors.PayloadTooLarge())
+    return None
 
 
 def normalise_chalice_error(response: Response) -> Response:

@@ -94,6 +94,8 @@ def authorize(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
         raise MissingToken()
     if not domain.is_upload_id(upload_id):
         raise UploadNotFound()
+    if len(token) > domain.MAX_TOKEN_LENGTH:
+        raise InvalidToken()
     record = uploads.get(upload_id)
     if record is None:
         raise UploadNotFound()

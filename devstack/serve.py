@@ -17,9 +17,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Popen:
     """Run `chalice local` on 127.0.0.1:port with `env`; return once it accepts connections."""
-    chalice = Path(sys.executable).parent / "chalice"
     process = subprocess.Popen(
-        [str(chalice), "local", "--host", "127.0.0.1", "--port", str(port), "--stage", "dev", "--no-autoreload"],
+        [sys.executable, "-m", "devstack.chalice_local", "local", "--host", "127.0.0.1", "--port", str(port),
+         "--stage", "dev", "--no-autoreload"],
         cwd=PROJECT_DIR,
         env={**os.environ, **env},
         stdout=log_file,

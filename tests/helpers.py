@@ -54,3 +54,31 @@ def http(method, url, data=None, headers=None, timeout=10):
 def put_object(upload_url, data, content_type):
     """PUT bytes to a presigned URL as the browser does."""
     return http("PUT", upload_url, data=data, headers={"Content-Type": content_type})
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers: a dependency that hangs."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._held = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                self._held.append(self._sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self._sock.close()
+        for conn in self._held:
+            conn.close()

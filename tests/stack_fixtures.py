@@ -22,12 +22,17 @@ def live_port():
 
 
 @pytest.fixture(scope="session")
-def stack_env(live_port):
+def local_stack(live_port):
     """Start the same local stack as `make dev` (never the developer's own DATABASE_URL or R2 settings)."""
     stack = LocalStack(allowed_origin=f"http://127.0.0.1:{live_port}", environ={})
-    env = stack.start()
-    yield env
+    stack.start()
+    yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(local_stack):
+    return local_stack.env
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,29 @@ def post_json(url, body=None, headers=None):
     return status, json.loads(raw)
 
 
+def test_200_concurrent_creates_give_200_distinct_jobs_and_tokens_without_error(live_server, db):
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        replies = list(pool.map(lambda i: post_json(f"{live_server}/api/upload", upload_body(email=f"c{i}@example.com")),
+                                range(200)))
+
+    assert [status for status, _ in replies] == [201] * 200
+    ids = {reply["uploadId"] for _, reply in replies}
+    assert len(ids) == 200 and len({reply["sessionToken"] for _, reply in replies}) == 200
+    assert db.run("SELECT count(*) FROM uploads WHERE id = ANY(string_to_array(:ids, ','))", ids=",".join(ids)) == [[200]]
+
+
+def test_fifty_concurrent_confirms_of_one_job_give_exactly_one_200_and_49_409(live_server, db):
+    status, body = post_json(f"{live_server}/api/upload", upload_body(file_size=5))
+    put_object(body["uploadUrl"], b"12345", "image/png")
+    confirm_url = f"{live_server}/api/upload/{body['uploadId']}/confirm"
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        replies = list(pool.map(lambda _: post_json(confirm_url, headers={"X-Session-Token": body["sessionToken"]}),
+                                range(50)))
+
+    assert sorted(status for status, _ in replies) == [200] + [409] * 49
+
+
 def test_twenty_concurrent_confirms_give_exactly_one_200(live_server, db):
     status, body = post_json(f"{live_server}/api/upload", upload_body(file_size=5))
     assert status == 201

@@ -86,7 +86,9 @@ def test_a_statement_error_is_raised_and_the_connection_kept(database):
     assert not FakeConnection.opened[0].closed and len(FakeConnection.opened) == 1
 
 
-def test_connections_do_not_pile_up_beyond_the_idle_limit(database):
+def test_connections_do_not_pile_up_beyond_the_idle_limit():
+    FakeConnection.opened = []
+    database = Database(SETTINGS, connect=FakeConnection, max_idle=2, max_open=5)
     held = [database._acquire()[0] for _ in range(5)]
     for conn in held:
         database._release(conn)
@@ -114,3 +116,15 @@ def test_when_every_idle_connection_died_the_retry_opens_a_fresh_one(database):
 
     assert database.run("SELECT 3") == [["SELECT 3"]]
     assert len(FakeConnection.opened) == 3 and all(c.closed for c in held)
+
+
+def test_a_burst_beyond_the_open_limit_waits_then_gives_503_not_a_new_connection():
+    FakeConnection.opened = []
+    database = Database(SETTINGS, connect=FakeConnection, max_open=2, timeout=0.05)
+    held = [database._acquire()[0] for _ in range(2)]
+
+    with pytest.raises(DatabaseUnavailable):
+        database.run("SELECT 1")
+    database._release(held[0])
+    assert database.run("SELECT 1") == [["SELECT 1"]]
+    assert len(FakeConnection.opened) == 2

@@ -42,7 +42,7 @@ def created(client):
     ("[1, 2]", "The request body must be a JSON object."),
     ("42", "The request body must be a JSON object."),
     ('{"email": NaN}', "The request body is not valid JSON."),
-    ("[" * 100_000 + "]" * 100_000, "The request body is not valid JSON."),
+    ("[" * 5000 + "]" * 5000, "The request body is not valid JSON."),  # nesting deeper than the parser allows
 ])
 def test_an_unusable_body_is_400_validation_error(client, raw, message):
     assert call(client, "POST", "/api/upload", raw=raw) == (400, {"error": {"code": "VALIDATION_ERROR",
@@ -137,3 +137,26 @@ def test_a_wrong_media_type_gets_our_error_shape(client):
 
     assert response.status_code == 415
     assert json.loads(response.body)["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_a_body_larger_than_any_valid_request_is_413(client):
+    status, reply = call(client, "POST", "/api/upload", raw=json.dumps({**BODY, "pad": "x" * 20_000}))
+
+    assert (status, reply) == (413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": "The request body is too large."}})
+
+
+def test_an_overlong_token_is_refused_without_a_database_lookup(client, deps):
+    body = created(client)
+    deps.uploads.down = True  # a lookup would now fail with 503
+
+    status, reply = call(client, "GET", f"/api/upload/{body['uploadId']}", headers={"x-session-token": "t" * 5000})
+
+    assert (status, reply["error"]["code"]) == (401, "INVALID_TOKEN")
+
+
+def test_path_parameters_that_are_not_our_ids_never_reach_the_database(client, deps):
+    deps.uploads.down = True
+
+    for upload_id in ("..%2F..%2Fetc%2Fpasswd", "uploads", "ckabc'--", "%00"):
+        status, reply = call(client, "GET", f"/api/upload/{upload_id}", headers={"x-session-token": "t"})
+        assert (status, reply["error"]["code"]) == (404, "UPLOAD_NOT_FOUND"), upload_id
