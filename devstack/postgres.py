@@ -30,7 +30,10 @@ def find_bin_dir() -> Path:
 class PostgresCluster:
     """initdb + pg_ctl on a data directory of our own, listening only on 127.0.0.1."""
 
-    def __init__(self, base_dir: Path, port: int, *, extra_conf: str = ""):
+    def __init__(self, base_dir: Path, port: int, *, extra_conf: str = "", password: str | None = None,
+                 hba: str | None = None):
+        self.password = password
+        self.hba = hba
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
         self.socket_dir = base_dir / "sock"
@@ -39,19 +42,46 @@ class PostgresCluster:
         self.extra_conf = extra_conf
         self.bin_dir = find_bin_dir()
 
-    def url(self, database: str = "postgres", user: str = "postgres") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}?sslmode=disable"
+    def url(self, database: str = "postgres", user: str = "postgres", *, host: str = "127.0.0.1",
+            query: str = "sslmode=disable") -> str:
+        secret = f":{self.password}" if self.password else ""
+        return f"postgresql://{user}{secret}@{host}:{self.port}/{database}?{query}"
 
-    def start(self) -> None:
-        """Create the cluster if needed and start it; returns when it accepts connections."""
+    def init(self) -> None:
+        """Create the cluster (once): initdb, then our settings and, if given, our pg_hba.conf."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         self._hand_over(self.base_dir, self.socket_dir)
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-            if self.extra_conf:
-                with open(self.data_dir / "postgresql.conf", "a") as conf:
-                    conf.write("\n" + self.extra_conf + "\n")
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        args = ["-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8", "--no-sync"]
+        if self.password:
+            pwfile = self.base_dir / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if os.geteuid() == 0:
+                user = pwd.getpwnam(UNPRIVILEGED_USER)
+                os.chown(pwfile, user.pw_uid, user.pw_gid)
+            args += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        else:
+            args += ["--auth=trust"]
+        self._run("initdb", *args)
+        if self.extra_conf:
+            self.write_file("postgresql.conf", (self.data_dir / "postgresql.conf").read_text() + "\n" + self.extra_conf + "\n")
+        if self.hba:
+            self.write_file("pg_hba.conf", self.hba)
+
+    def write_file(self, name: str, content: str | bytes, mode: int = 0o600) -> None:
+        """Write a file into the data directory, owned by the server's user."""
+        path = self.data_dir / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        os.chmod(path, mode)
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(UNPRIVILEGED_USER)
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def start(self) -> None:
+        """Create the cluster if needed and start it; returns when it accepts connections."""
+        self.init()
         options = f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -F"
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "30", "-o", options, "start")
 
@@ -90,9 +120,13 @@ class PostgresCluster:
         for path in paths:
             os.chown(path, user.pw_uid, user.pw_gid)
             # Every parent must be traversable by that user; ours are fresh temp dirs.
-            os.chmod(path, 0o700)
-        parent = paths[0].parent
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+            if path.is_dir():
+                os.chmod(path, 0o700)
+        # The server's user must be able to reach its directory: let it traverse (not list) every ancestor.
+        for ancestor in paths[0].parents:
+            mode = os.stat(ancestor).st_mode
+            if not mode & 0o001:
+                os.chmod(ancestor, mode | 0o011)
 
 
 def _ensure_unprivileged_user() -> None:
