@@ -102,6 +102,11 @@ def health():
     return json_response({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
 
 
+@app.route("/openapi.json", methods=["GET"], cors=cors)
+def openapi():
+    return pages.openapi()
+
+
 @app.route("/", methods=["GET"])
 def upload_page():
     return pages.page("index.html", max_upload_bytes=deps.settings.max_upload_bytes,

@@ -62,6 +62,9 @@ def parse_upload_request(body: dict, *, max_bytes: int) -> UploadRequest:
     if not isinstance(file_type, str) or file_type not in FILE_TYPES:
         raise ValidationFailed("fileType: must be one of " + ", ".join(FILE_TYPES) + ".")
     file_size = body.get("fileSize")
+    # JSON has one number type: 1024.0 is the integer 1024 (as JSON Schema says), 1024.5 is not.
+    if isinstance(file_size, float) and file_size.is_integer():
+        file_size = int(file_size)
     # bool is an int subclass in Python; JSON true must not pass as a size.
     if not isinstance(file_size, int) or isinstance(file_size, bool):
         raise ValidationFailed("fileSize: an integer number of bytes is required.")

@@ -33,6 +33,12 @@ def page(name: str, *, max_upload_bytes: int, storage_endpoint: str) -> Response
     })
 
 
+def openapi() -> Response:
+    """The API's OpenAPI 3.1 document."""
+    return Response(body=(Path(__file__).with_name("openapi.json")).read_text(), status_code=200,
+                    headers={"Content-Type": "application/json"})
+
+
 def asset(name: str) -> Response:
     """A script or stylesheet; 404 for any other name (no path ever reaches the file system)."""
     if name not in ASSETS:

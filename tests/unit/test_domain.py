@@ -16,6 +16,10 @@ def parse(**overrides):
     return domain.parse_upload_request(body, max_bytes=MAX)
 
 
+def test_an_integral_json_number_is_an_integer_size():
+    assert parse(fileSize=1024.0).file_size == 1024
+
+
 def test_a_valid_request_is_normalised():
     request = parse(email="  Maya@EXAMPLE.com ", fileType="image/heic", fileSize=MAX)
 
