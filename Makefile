@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test unit package clean
+.PHONY: dev test unit package bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ unit: $(STAMP)
 ## package: chalice package --stage prod into build/prod, then cfn-lint and a secret scan
 package: $(STAMP)
 	$(BIN)/python -m ops.package --stage prod
+
+## bench: round trips, cold start, warm overhead, size and memory against their floors (table + build/bench.json)
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache build test-output

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
 import threading
 from typing import Callable, Optional
 
@@ -44,6 +43,8 @@ def ssl_context_for(settings: DatabaseSettings):
         return None
     if mode == "require" and not settings.sslrootcert:
         return True
+    import ssl  # only for verified TLS; plain and unverified connections never load it here
+
     cafile = None if settings.sslrootcert in (None, "system") else settings.sslrootcert
     context = ssl.create_default_context(cafile=cafile)
     context.check_hostname = mode == "verify-full"
