@@ -255,9 +255,7 @@ def warm_overhead(driver, settings, n=200):
     import hashlib
     import uuid
 
-    import boto3
     import pg8000.native
-    from botocore.config import Config
     from cuid2 import create_id
 
     from chalicelib.storage import s3_client
@@ -268,22 +266,30 @@ def warm_overhead(driver, settings, n=200):
                    secret_access_key=settings.r2_secret_access_key, timeout=5)
     L = pg8000.native.literal
 
+    from chalicelib.repository import _UPLOAD_COLUMNS as COLS
+
     def bare_create(_):
+        # The same statement the repository sends, values escaped the same way.
         i, t = create_id(24), str(uuid.uuid4())
         conn.run("INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size,"
-                 " request_fingerprint) VALUES (" + ", ".join(map(L, [
+                 " idempotency_key, request_fingerprint) VALUES (" + ", ".join(map(L, [
                      i, "bench@example.com", hashlib.sha256(t.encode()).hexdigest(), f"uploads/{i}/original.png",
-                     "image/png", len(PNG), "x"])) + ") RETURNING id")
+                     "image/png", len(PNG), None, "x"])) + ") ON CONFLICT (idempotency_key) DO UPDATE"
+                 " SET session_token_hash = EXCLUDED.session_token_hash, updated_at = now()"
+                 " WHERE uploads.request_fingerprint = EXCLUDED.request_fingerprint"
+                 " AND uploads.confirmed_at IS NULL AND uploads.status = 'pending'"
+                 f" RETURNING {COLS}, (xmax = 0) AS inserted")
         s3.generate_presigned_url("put_object", Params={"Bucket": settings.r2_bucket, "Key": f"uploads/{i}/original.png",
                                   "ContentType": "image/png", "ContentLength": len(PNG)}, ExpiresIn=900)
 
     def bare_confirm(created):
-        conn.run("SELECT session_token_hash, original_url FROM uploads WHERE id = " + L(created["uploadId"]))
+        conn.run(f"SELECT {COLS} FROM uploads WHERE id = " + L(created["uploadId"]))
         s3.head_object(Bucket=settings.r2_bucket, Key=created["key"])
-        conn.run("UPDATE uploads SET updated_at = now() WHERE id = " + L(created["uploadId"]) + " RETURNING id")
+        conn.run("UPDATE uploads SET confirmed_at = now(), updated_at = now() WHERE id = " + L(created["uploadId"])
+                 + " AND confirmed_at IS NULL AND status = 'pending' RETURNING " + COLS)
 
     def bare_status(created):
-        conn.run("SELECT id, status FROM uploads WHERE id = " + L(created["uploadId"]))
+        conn.run(f"SELECT {COLS} FROM uploads WHERE id = " + L(created["uploadId"]))
 
     def bare_health(_):
         conn.run("SELECT 1")
