@@ -32,19 +32,9 @@ def photo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def big_photo(tmp_path_factory):
-    import os
-    import struct
-    import zlib
-
     # Random pixels do not compress: about 1.5 MB, enough for upload progress to be seen.
-    width = height = 700
-    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b""))
     path = tmp_path_factory.mktemp("photos") / "noisy.png"
-    path.write_bytes(data)
+    path.write_bytes(png_bytes(700, 700, noise=True))
     return path
 
 
