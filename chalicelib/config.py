@@ -98,9 +98,7 @@ class Settings:
             for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET", "ALLOWED_ORIGIN")
             if not env.get(name) and name not in given
         ]
-        endpoint = env.get("R2_ENDPOINT_URL") or (
-            f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com" if env.get("R2_ACCOUNT_ID") else ""
-        )
+        endpoint = r2_endpoint(env)
         if not endpoint and "R2_ENDPOINT_URL" not in given:
             missing.append("R2_ENDPOINT_URL (or R2_ACCOUNT_ID)")
         if missing:
@@ -137,6 +135,13 @@ class Settings:
         settings = replace(self, **resolved, ssm_parameters=())
         settings.database  # a bad URL from SSM fails here, with its reason
         return settings
+
+
+def r2_endpoint(env: Mapping[str, str]) -> str:
+    """R2_ENDPOINT_URL, or the endpoint of the Cloudflare account R2_ACCOUNT_ID, or "" if neither is set."""
+    if env.get("R2_ENDPOINT_URL"):
+        return env["R2_ENDPOINT_URL"]
+    return f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com" if env.get("R2_ACCOUNT_ID") else ""
 
 
 def fetch_ssm_parameters(names: list, client=None) -> dict:

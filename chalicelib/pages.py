@@ -35,8 +35,7 @@ def page(name: str, *, max_upload_bytes: int, storage_endpoint: str) -> Response
 
 def openapi() -> Response:
     """The API's OpenAPI 3.1 document."""
-    return Response(body=(Path(__file__).with_name("openapi.json")).read_text(), status_code=200,
-                    headers={"Content-Type": "application/json"})
+    return Response(body=_read("../openapi.json"), status_code=200, headers={"Content-Type": "application/json"})
 
 
 def asset(name: str) -> Response:

@@ -58,9 +58,7 @@ class PostgresCluster:
         if self.password:
             pwfile = self.base_dir / "pwfile"
             pwfile.write_text(self.password + "\n")
-            if os.geteuid() == 0:
-                user = pwd.getpwnam(UNPRIVILEGED_USER)
-                os.chown(pwfile, user.pw_uid, user.pw_gid)
+            _give_to_server_user(pwfile)
             args += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
         else:
             args += ["--auth=trust"]
@@ -75,9 +73,7 @@ class PostgresCluster:
         path = self.data_dir / name
         path.write_bytes(content.encode() if isinstance(content, str) else content)
         os.chmod(path, mode)
-        if os.geteuid() == 0:
-            user = pwd.getpwnam(UNPRIVILEGED_USER)
-            os.chown(path, user.pw_uid, user.pw_gid)
+        _give_to_server_user(path)
 
     def start(self) -> None:
         """Create the cluster if needed and start it; returns when it accepts connections."""
@@ -127,6 +123,13 @@ class PostgresCluster:
             mode = os.stat(ancestor).st_mode
             if not mode & 0o001:
                 os.chmod(ancestor, mode | 0o011)
+
+
+def _give_to_server_user(path: Path) -> None:
+    """Make a file the server's own when we run as root (it refuses key files it does not own)."""
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(UNPRIVILEGED_USER)
+        os.chown(path, user.pw_uid, user.pw_gid)
 
 
 def _ensure_unprivileged_user() -> None:

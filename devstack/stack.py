@@ -90,6 +90,7 @@ class LocalStack:
         return {"DATABASE_URL": url}
 
     def _start_storage(self) -> dict[str, str]:
+        from chalicelib.config import r2_endpoint
         from ops.bucket import configure_bucket
 
         env = self.given_storage
@@ -102,7 +103,7 @@ class LocalStack:
                 "R2_SECRET_ACCESS_KEY": self.s3.secret_key,
                 "R2_BUCKET": BUCKET,
             }
-        endpoint = env.get("R2_ENDPOINT_URL") or f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
+        endpoint = r2_endpoint(env)
         configure_bucket(
             endpoint_url=endpoint,
             access_key_id=env["R2_ACCESS_KEY_ID"],

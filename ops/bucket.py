@@ -7,6 +7,7 @@ import os
 
 from botocore.exceptions import ClientError
 
+from chalicelib.config import r2_endpoint
 from chalicelib.storage import s3_client
 
 # The browser sends exactly these on the presigned PUT (Content-Length is set by the browser itself).
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--retention-days", type=int, default=30, help="delete any upload object after this long")
     args = parser.parse_args()
     env = os.environ
-    endpoint = env.get("R2_ENDPOINT_URL") or f"https://{env['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
+    endpoint = r2_endpoint(env)
     configure_bucket(endpoint_url=endpoint, access_key_id=env["R2_ACCESS_KEY_ID"],
                      secret_access_key=env["R2_SECRET_ACCESS_KEY"], bucket=env["R2_BUCKET"],
                      allowed_origin=env["ALLOWED_ORIGIN"], retention_days=args.retention_days)
