@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DELAY = 0.010
-PNG = b"\x89PNG" + bytes(60)
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(56)  # the PNG signature the confirm checks, then filler
 ROUTES = ("create", "confirm", "status", "health")
 DB_FLOOR = {"create": 1, "confirm": 2, "status": 1, "health": 1}
 STORAGE_FLOOR = {"create": 0, "confirm": 1, "status": 0, "health": 1}
