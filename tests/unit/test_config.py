@@ -153,3 +153,15 @@ def test_an_upload_url_shorter_than_the_job_lifetime_is_accepted():
     settings = Settings.from_env({**FULL, "UPLOAD_URL_TTL_SECONDS": "899", "ABANDONED_AFTER_SECONDS": "900"})
 
     assert (settings.upload_url_ttl_seconds, settings.abandoned_after_seconds) == (899, 900)
+
+
+def test_the_prod_stage_sets_limits_that_parse_and_an_upload_url_shorter_than_a_job():
+    from ops.package import stage_environment
+
+    env = {**stage_environment("prod"), "DATABASE_URL": FULL["DATABASE_URL"], "R2_ACCOUNT_ID": "abc123",
+           "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret"}
+    settings = Settings.from_env(env)
+
+    assert settings.rate_limit_per_ip == RateLimit(count=30, seconds=600)
+    assert settings.rate_limit_per_email == RateLimit(count=10, seconds=600)
+    assert settings.upload_url_ttl_seconds < settings.abandoned_after_seconds
