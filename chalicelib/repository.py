@@ -63,21 +63,24 @@ class ReplayConflict:
 
 # One limit of a create, as a data-modifying CTE. ON CONFLICT DO UPDATE locks the key's row and evaluates
 # against its latest committed version (not the statement's snapshot), so concurrent creates of one key queue
-# here and each sees the hits of those before it. `hits` keeps the most recent `count` admitted creates, oldest
-# first (clock_timestamp() is read after the lock, so they are appended in order): a create is admitted when
-# fewer than `count` are kept or the oldest of the last `count` has left the window. A refusal's wait is the
-# time until that oldest one leaves, in whole seconds, at least 1. `after` skips this limit when an earlier
-# one refused the create, and `fresh` skips every limit for a replay of an existing job.
+# here and each sees the hits of those before it. `hits` keeps the admitted creates still in the window, at most
+# `count` of them, oldest first (clock_timestamp() is read after the lock, so they are appended in order): a
+# create is admitted when fewer than `count` are kept or the oldest of the last `count` has left the window. A
+# refusal's wait is the time until that one leaves, in whole seconds, at least 1. `after` skips this limit when
+# an earlier one refused the create, and `fresh` skips every limit for a replay of an existing job.
 _LIMIT_CTE = (
     "limit_{n} AS ("
     " INSERT INTO rate_limits AS r (scope, key, hits, admitted, updated_at)"
     " SELECT :scope_{n}, :key_{n}, ARRAY[clock_timestamp()], true, clock_timestamp() FROM fresh"
     " WHERE counts {after}"
     " ON CONFLICT (scope, key) DO UPDATE SET (hits, admitted, updated_at) = ("
-    "  SELECT CASE WHEN ok THEN (r.hits || at)[greatest(1, cardinality(r.hits) + 2 - :count_{n}):]"
-    "  ELSE r.hits END, ok, at"
-    "  FROM (SELECT clock_timestamp() AS at) AS t, LATERAL (SELECT cardinality(r.hits) < :count_{n}"
-    "   OR r.hits[cardinality(r.hits) - :count_{n} + 1] <= at - make_interval(secs => :seconds_{n}) AS ok) AS o)"
+    "  SELECT CASE WHEN ok THEN kept || at ELSE r.hits END, ok, at"
+    "  FROM (SELECT clock_timestamp() AS at) AS t,"
+    "  LATERAL (SELECT cardinality(r.hits) < :count_{n}"
+    "   OR r.hits[cardinality(r.hits) - :count_{n} + 1] <= at - make_interval(secs => :seconds_{n}) AS ok) AS o,"
+    "  LATERAL (SELECT coalesce(array_agg(h ORDER BY h), '{{}}') AS kept"
+    "   FROM unnest(r.hits[greatest(1, cardinality(r.hits) + 2 - :count_{n}):]) AS h"
+    "   WHERE h > at - make_interval(secs => :seconds_{n})) AS k)"
     " RETURNING admitted, greatest(1, ceil(extract(epoch FROM r.hits[cardinality(r.hits) - :count_{n} + 1]"
     "  + make_interval(secs => :seconds_{n}) - r.updated_at)))::int AS retry_after)"
 )

@@ -3,8 +3,8 @@
 ALTER TABLE uploads ADD COLUMN etag text;
 
 -- Limits on creating jobs, one row per (scope, key): `key` is a SHA-256 digest of the client address or the
--- lower-cased email, never the value itself. `hits` holds the times of the most recent admitted creates (at most
--- the limit's count), oldest first. The create's one statement updates the row with INSERT ... ON CONFLICT DO
+-- lower-cased email, never the value itself. `hits` holds the times of the admitted creates still in the window
+-- (at most the limit's count), oldest first. The create's one statement updates the row with INSERT ... ON CONFLICT DO
 -- UPDATE: its row lock serialises concurrent creates of one key, and the update always sees the latest hits.
 CREATE TABLE rate_limits (
     scope       text NOT NULL CHECK (scope IN ('ip', 'email')),

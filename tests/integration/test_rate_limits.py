@@ -194,6 +194,8 @@ def test_a_slot_frees_when_the_oldest_counted_create_leaves_the_window(limited, 
     assert refused[2]["error"]["message"] == "Too many uploads right now. Please try again in 10 minutes."
     assert soon[0] == 429 and 1 <= int(soon[1]["Retry-After"]) <= 10
     assert (freed[0], full_again[0]) == (201, 429)
+    # The create that left the window is forgotten: the row keeps only the three still counted.
+    assert db.run("SELECT cardinality(hits) FROM rate_limits WHERE scope = 'ip' AND key = :key", key=key) == [[3]]
 
 
 def test_the_counters_keep_digests_only_and_the_sweep_forgets_stale_ones(limited, db, live_deps):
