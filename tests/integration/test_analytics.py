@@ -53,7 +53,7 @@ def test_a_full_flow_sends_the_three_events_with_exact_properties(monkeypatch, l
     assert all(batch["api_key"] == KEY for batch in capture.batches)
     completed = events[-1]["properties"]
     assert {k: completed[k] for k in ("uploadId", "fileSize", "fileType", "$process_person_profile")} == {
-        "uploadId": upload_id, "fileSize": 5, "fileType": "image/png", "$process_person_profile": False}
+        "uploadId": upload_id, "fileSize": len(SMALL_PNG), "fileType": "image/png", "$process_person_profile": False}
     assert isinstance(completed["durationMs"], int) and completed["durationMs"] >= 0
     assert events[0]["properties"]["uploadId"] == upload_id
     sent = str(capture.batches)
