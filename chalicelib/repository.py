@@ -79,8 +79,8 @@ _LIMIT_CTE = (
     "  LATERAL (SELECT cardinality(r.hits) < :count_{n}"
     "   OR r.hits[cardinality(r.hits) - :count_{n} + 1] <= at - make_interval(secs => :seconds_{n}) AS ok) AS o,"
     "  LATERAL (SELECT coalesce(array_agg(h ORDER BY h), '{{}}') AS kept"
-    "   FROM unnest(r.hits[greatest(1, cardinality(r.hits) + 2 - :count_{n}):]) AS h"
-    "   WHERE h > at - make_interval(secs => :seconds_{n})) AS k)"
+    "   FROM unnest(r.hits) WITH ORDINALITY AS u(h, i)"
+    "   WHERE i > cardinality(r.hits) + 1 - :count_{n} AND h > at - make_interval(secs => :seconds_{n})) AS k)"
     " RETURNING admitted, greatest(1, ceil(extract(epoch FROM r.hits[cardinality(r.hits) - :count_{n} + 1]"
     "  + make_interval(secs => :seconds_{n}) - r.updated_at)))::int AS retry_after)"
 )
