@@ -15,11 +15,14 @@ from chalicelib.http import (
     log_request,
     normalise_chalice_error,
     refuse_oversized,
+    request_id,
+    upload_id_of,
 )
-from chalicelib.logs import configure_logging
+from chalicelib import logs, metrics
 
-configure_logging()
 settings = Settings.from_env()
+logs.configure_logging(version=settings.version)
+metrics.configure(settings.stage)
 deps = Dependencies(settings)
 app = Chalice(app_name="three-d-ultra-upload")
 cors = CORSConfig(
@@ -32,11 +35,15 @@ cors = CORSConfig(
 @app.middleware("http")
 def finish_request(request, get_response):
     started = time.perf_counter()
-    response = refuse_oversized(request) or normalise_chalice_error(get_response(request))
-    analytics = deps.built("analytics")
-    if analytics is not None:
-        analytics.flush()
-    log_request(request, response, time.perf_counter() - started, app.lambda_context)
+    bound = logs.bind(requestId=request_id(request, app.lambda_context), uploadId=upload_id_of(request))
+    try:
+        response = refuse_oversized(request) or normalise_chalice_error(get_response(request))
+        analytics = deps.built("analytics")
+        if analytics is not None:
+            analytics.flush()
+        log_request(request, response, time.perf_counter() - started, app.lambda_context)
+    finally:
+        logs.unbind(bound)
     return response
 
 
@@ -53,6 +60,7 @@ def create_upload():
         max_upload_bytes=deps.settings.max_upload_bytes,
         url_ttl_seconds=deps.settings.upload_url_ttl_seconds,
     )
+    logs.bind(uploadId=created.upload_id)
     return json_response(
         {
             "uploadUrl": created.upload_url,
@@ -99,7 +107,8 @@ def get_upload(upload_id):
 def health():
     checks = services.check_health(uploads=deps.uploads, storage=deps.storage)
     healthy = all(state == "ok" for state in checks.values())
-    return json_response({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
+    return json_response({"status": "ok" if healthy else "unavailable", "checks": checks,
+                          "version": deps.settings.version}, 200 if healthy else 503)
 
 
 @app.route("/openapi.json", methods=["GET"], cors=cors)

@@ -80,6 +80,11 @@ class Settings:
     db_timeout_seconds: float = 5.0
     storage_timeout_seconds: float = 3.0
     abandoned_after_seconds: int = 24 * 3600
+    # How long a finished (confirmed or expired) job keeps its email before the sweep clears it.
+    email_retention_days: int = 30
+    # What is deployed and where: set by `make package` (VERSION from `git describe`, STAGE the Chalice stage).
+    version: str = "dev"
+    stage: str = "dev"
     # (setting name, SSM parameter name) of secrets still to be fetched; empty once resolved.
     ssm_parameters: Tuple[Tuple[str, str], ...] = ()
 
@@ -120,6 +125,9 @@ class Settings:
             db_timeout_seconds=_number(env, "DB_TIMEOUT_SECONDS", cls.db_timeout_seconds, float),
             storage_timeout_seconds=_number(env, "STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds, float),
             abandoned_after_seconds=_number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds, int),
+            email_retention_days=_number(env, "EMAIL_RETENTION_DAYS", cls.email_retention_days, int),
+            version=env.get("VERSION") or cls.version,
+            stage=env.get("STAGE") or cls.stage,
             ssm_parameters=refs,
         )
 

@@ -117,8 +117,12 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
     record = authorize(upload_id, token, uploads=uploads)
     _ensure_confirmable(record)
     stored = storage.head(record.key)
-    if stored is None or stored.size != record.file_size or _media_type(stored.content_type) != record.file_type:
-        raise UploadNotVerified()
+    if stored is None:
+        raise UploadNotVerified(reason="missing")
+    if stored.size != record.file_size:
+        raise UploadNotVerified(reason="size")
+    if _media_type(stored.content_type) != record.file_type:
+        raise UploadNotVerified(reason="type")
     confirmed = uploads.mark_confirmed(record.id, record.token_hash)
     if confirmed is None:
         # Someone else changed the row between our read and our update: say what happened.

@@ -240,8 +240,13 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
             f"{api_name}-api-latency-p99", "p99 API latency above 3 s for 15 minutes",
             Namespace="AWS/ApiGateway", MetricName="Latency", Dimensions=api_dimensions, ExtendedStatistic="p99",
             Period=300, EvaluationPeriods=3, Threshold=3000, ComparisonOperator="GreaterThanThreshold"),
+        "ApiUnhandledErrorsAlarm": _alarm(
+            f"{api_name}-api-unhandled-errors", "Unexpected exceptions answered 500 (UnhandledErrors, from the logs)",
+            Namespace=METRICS_NAMESPACE, MetricName="UnhandledErrors", Dimensions=[{"Name": "Stage", "Value": stage}],
+            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=5,
+            ComparisonOperator="GreaterThanOrEqualToThreshold"),
         "ApiErrorsAlarm": _alarm(
-            f"{api_name}-api-unhandled-errors", "The API function failed on unexpected errors (Lambda Errors)",
+            f"{api_name}-api-function-errors", "The API function itself failed (timeouts, crashes: Lambda Errors)",
             Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
                 "APIHandler"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=5,
             ComparisonOperator="GreaterThanOrEqualToThreshold"),
@@ -320,7 +325,7 @@ def package(stage: str, *, allow_placeholder_origins: bool = False, allowed_orig
     out = out or ROOT / "build" / stage
     config = stage_config(stage)
     environment = {**stage_environment(stage), "VERSION": deployed_version()}
-    overrides = {"VERSION": environment["VERSION"]}
+    overrides = {"VERSION": environment["VERSION"], "STAGE": stage}
     if allowed_origins_override:
         if not allow_placeholder_origins:
             check_origins(stage, {"ALLOWED_ORIGINS": allowed_origins_override})

@@ -100,6 +100,8 @@ def test_alarms_watch_errors_latency_throttles_concurrency_and_the_sweep(templat
         ("AWS/Lambda", "ConcurrentExecutions", (api,)),
         ("AWS/Lambda", "Errors", (sweep,)),
         ("3DUltra/Upload", "SweepHeartbeat", ("prod",)),
+        ("3DUltra/Upload", "UnhandledErrors", ("prod",)),
+        ("AWS/Lambda", "Errors", (api,)),
     }
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
     assert alarms["ApiLatencyP99Alarm"]["ExtendedStatistic"] == "p99"
@@ -121,7 +123,7 @@ def test_the_template_names_the_version_and_the_api_url_and_holds_no_secret(temp
     build, _ = deploy_dry_run
     variables = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
 
-    assert variables["VERSION"] == deployed_version()
+    assert (variables["VERSION"], variables["STAGE"]) == (deployed_version(), "prod")
     assert REAL_ORIGIN in variables.values()
     assert template["Outputs"]["ApiUrl"]["Value"] == {
         "Fn::Sub": "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api/"}
