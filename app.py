@@ -142,7 +142,12 @@ def expire_abandoned(event):
 
 @app.lambda_function(name="migrate")
 def migrate(event, context):
-    """Apply pending database migrations (invoke after each deploy)."""
-    from chalicelib.migrate import apply_migrations
+    """Apply pending database migrations (the deploy runs them before the code; this checks they are applied)."""
+    from chalicelib.db import Database
+    from chalicelib.migrate import MIGRATE_TIMEOUT_SECONDS, apply_migrations
 
-    return {"applied": apply_migrations(deps.database)}
+    db = Database(deps.secrets.database, timeout=MIGRATE_TIMEOUT_SECONDS, application_name="3d-ultra-migrate")
+    try:
+        return {"applied": apply_migrations(db), "version": deps.settings.version}
+    finally:
+        db.close()
