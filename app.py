@@ -135,9 +135,10 @@ def static_asset(name):
 
 @app.schedule(Rate(1, unit=Rate.HOURS), name="expire-abandoned")
 def expire_abandoned(event):
-    """Expire uploads that were never confirmed and delete their objects."""
+    """Expire uploads that were never confirmed, delete their objects, clear emails past their retention."""
     return services.expire_abandoned_uploads(uploads=deps.uploads, storage=deps.storage,
-                                             older_than_seconds=deps.settings.abandoned_after_seconds)
+                                             older_than_seconds=deps.settings.abandoned_after_seconds,
+                                             email_retention_days=deps.settings.email_retention_days)
 
 
 @app.lambda_function(name="migrate")

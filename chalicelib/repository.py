@@ -149,6 +149,18 @@ class Uploads:
                 ids=",".join(upload_ids),
             )
 
+    def clear_old_emails(self, older_than_days: int) -> int:
+        """Clear the email of jobs finished (confirmed, completed, failed or expired) more than this many days
+        ago; return how many. The email is kept only while the job may still need to reach its person."""
+        rows = self._db.run(
+            "UPDATE uploads SET email = '' WHERE email <> ''"
+            " AND (confirmed_at < now() - make_interval(days => :days)"
+            " OR (status IN ('completed', 'failed', 'expired') AND updated_at < now() - make_interval(days => :days)))"
+            " RETURNING id",
+            days=older_than_days,
+        )
+        return len(rows)
+
     def ping(self) -> None:
         """One round trip to prove the database answers."""
         self._db.run("SELECT 1")

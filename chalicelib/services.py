@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from . import domain
+from . import domain, metrics
 from .errors import (
     AlreadyConfirmed,
     IdempotencyKeyReused,
@@ -18,6 +20,8 @@ from .errors import (
     UploadNotVerified,
 )
 from .repository import UploadRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,11 @@ def check_health(*, uploads, storage) -> dict:
     return checks
 
 
-def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, batch_size: int = 200) -> dict:
-    """Expire jobs created but never confirmed, and delete their objects; safe to repeat or run concurrently."""
+def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, email_retention_days: int | None = None,
+                             batch_size: int = 200) -> dict:
+    """Expire jobs created but never confirmed, delete their objects, clear emails past their retention; safe to
+    repeat or run concurrently. Ends with one summary line that is also the sweep's heartbeat metric."""
+    started = time.monotonic()
     expired = uploads.expire_abandoned(older_than_seconds)
     deleted = 0
     while True:
@@ -186,4 +193,12 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, batch
             storage.delete(key)
         uploads.mark_objects_deleted([upload_id for upload_id, _ in pending])
         deleted += len(pending)
-    return {"expired": expired, "objectsDeleted": deleted}
+    summary = {"expired": expired, "objectsDeleted": deleted}
+    if email_retention_days is not None:
+        summary["emailsCleared"] = uploads.clear_old_emails(email_retention_days)
+    log.info("sweep finished", extra={
+        **summary, "seconds": round(time.monotonic() - started, 3),
+        **metrics.emf(SweepHeartbeat=1, UploadsExpired=expired, ObjectsDeleted=deleted,
+                      EmailsCleared=summary.get("emailsCleared", 0)),
+    })
+    return summary
