@@ -85,6 +85,8 @@ class Settings:
     # What is deployed and where: set by `make package` (VERSION from `git describe`, STAGE the Chalice stage).
     version: str = "dev"
     stage: str = "dev"
+    # Secrets from SSM are re-read after this long (and at once when a credential is refused).
+    secrets_max_age_seconds: float = 300.0
     # (setting name, SSM parameter name) of secrets still to be fetched; empty once resolved.
     ssm_parameters: Tuple[Tuple[str, str], ...] = ()
 
@@ -126,6 +128,7 @@ class Settings:
             storage_timeout_seconds=_number(env, "STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds, float),
             abandoned_after_seconds=_number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds, int),
             email_retention_days=_number(env, "EMAIL_RETENTION_DAYS", cls.email_retention_days, int),
+            secrets_max_age_seconds=_number(env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds, float),
             version=env.get("VERSION") or cls.version,
             stage=env.get("STAGE") or cls.stage,
             ssm_parameters=refs,
