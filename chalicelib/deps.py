@@ -36,6 +36,7 @@ class Dependencies:
         self._lock = threading.Lock()
         self._secrets: Settings | None = None
         self._fetched_at = float("-inf")
+        self._refreshed_at = float("-inf")
         if not settings.posthog_api_key and not any(n == "POSTHOG_API_KEY" for n, _ in settings.ssm_parameters):
             log.info("analytics: off (POSTHOG_API_KEY is not set)")
 
@@ -55,8 +56,9 @@ class Dependencies:
         if not self.settings.ssm_parameters:
             return False  # given directly: nothing to re-read
         with self._lock:
-            if self._clock() - self._fetched_at < REFRESH_MIN_INTERVAL_SECONDS:
-                return True  # another caller just re-read them: retry with those
+            if self._clock() - self._refreshed_at < REFRESH_MIN_INTERVAL_SECONDS:
+                return True  # another caller just re-read them after a refusal: retry with those
+            self._refreshed_at = self._clock()
             before = self._secrets
             try:
                 self._load_secrets(initial=False)
