@@ -306,7 +306,8 @@ def gateway_responses() -> dict:
         "THROTTLED": response("RATE_LIMITED", "Too many uploads right now. Please try again in 1 minute.",
                               "429", {"gatewayresponse.header.Retry-After": "'60'"}),
         "REQUEST_TOO_LARGE": response("PAYLOAD_TOO_LARGE", "The request body is too large.", "413"),
-        "MISSING_AUTHENTICATION_TOKEN": response("NOT_FOUND", "There is no such route.", "404"),
+        # API Gateway answers an unknown route 403 (as `chalice local` does); the status stays, the body is ours.
+        "MISSING_AUTHENTICATION_TOKEN": response("NOT_FOUND", "There is no such route."),
     }
 
 
