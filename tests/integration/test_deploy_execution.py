@@ -26,6 +26,14 @@ if args[:2] == ["ssm", "get-parameter"]:
 elif args[:2] == ["cloudformation", "package"]:
     out = args[args.index("--output-template-file") + 1]
     open(out, "w").write(open(args[args.index("--template-file") + 1]).read())
+elif args[:2] == ["cloudformation", "deploy"]:
+    sys.path.insert(0, os.getcwd())
+    from chalicelib.config import DatabaseSettings
+    from chalicelib.db import Database
+    db = Database(DatabaseSettings.from_url(os.environ["FAKE_DIRECT_URL"]))
+    with open(os.environ["FAKE_AWS_LOG"], "a") as log:
+        log.write(json.dumps(["schema at deploy", len(db.run("SELECT version FROM schema_migrations"))]) + "\\n")
+    db.close()
 elif args[:2] == ["cloudformation", "describe-stacks"]:
     print(os.environ["FAKE_API_URL"])
 elif args[:2] == ["lambda", "invoke"]:
@@ -89,7 +97,8 @@ def test_a_deploy_migrates_the_direct_database_first_then_deploys_and_checks_hea
 
     calls = [json.loads(line)[:2] for line in (build / "aws.log").read_text().splitlines()]
     assert calls == [["ssm", "get-parameter"], ["cloudformation", "package"], ["s3", "cp"],
-                     ["cloudformation", "deploy"], ["cloudformation", "describe-stacks"], ["lambda", "invoke"]]
+                     ["cloudformation", "deploy"], ["schema at deploy", len(available_migrations())],
+                     ["cloudformation", "describe-stacks"], ["lambda", "invoke"]]
     direct = Database(DatabaseSettings.from_url(direct_url), application_name="tests")
     try:
         applied = [row[0] for row in direct.run("SELECT version FROM schema_migrations ORDER BY version")]
