@@ -93,9 +93,15 @@ def check_build(build: Path, stage: str) -> dict:
     if manifest["placeholderOrigins"]:
         raise DeployError(f"{build} allows placeholder origins: it was packaged for checking, not for deploying")
     template = json.loads((build / "sam.json").read_text())
+    prefix = f"/3d-ultra/{stage}/"
     for logical_id, name in function_names(stage).items():
-        if template["Resources"][logical_id]["Properties"].get("FunctionName") != name:
+        properties = template["Resources"][logical_id]["Properties"]
+        if properties.get("FunctionName") != name:
             raise DeployError(f"{build}/sam.json: {logical_id} is not named {name}")
+        for variable, value in properties["Environment"]["Variables"].items():
+            # The functions' role may read only this stage's parameters: any other name fails at first request.
+            if variable.endswith("_SSM_PARAMETER") and not value.startswith(prefix):
+                raise DeployError(f"{variable}={value} is outside {prefix}, which the functions may read")
     return manifest
 
 

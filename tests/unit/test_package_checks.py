@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ops.deploy import DeployError, check_function_error
+from ops.deploy import DeployError, check_build, check_function_error
 from ops.package import PackageRefused, check_origins, placeholder_origins, runtime_notes
 
 
@@ -43,3 +43,16 @@ def test_a_migrate_invocation_that_raised_stops_the_deploy_although_the_cli_exit
     check_function_error(json.dumps({"StatusCode": 200, "ExecutedVersion": "$LATEST"}))
     with pytest.raises(DeployError, match=r"the migrate function failed \(Unhandled\)"):
         check_function_error(json.dumps({"StatusCode": 200, "FunctionError": "Unhandled"}))
+
+
+def test_a_build_naming_an_ssm_parameter_its_functions_may_not_read_is_refused(tmp_path):
+    names = {"APIHandler": "three-d-ultra-upload-prod", "Migrate": "three-d-ultra-upload-prod-migrate",
+             "ExpireAbandoned": "three-d-ultra-upload-prod-expire-abandoned"}
+    variables = {"DATABASE_URL_SSM_PARAMETER": "/3d-ultra/staging/database-url"}
+    (tmp_path / "package.json").write_text(json.dumps({"stage": "prod", "version": "v1", "placeholderOrigins": False}))
+    (tmp_path / "sam.json").write_text(json.dumps({"Resources": {
+        logical: {"Properties": {"FunctionName": name, "Environment": {"Variables": variables}}}
+        for logical, name in names.items()}}))
+
+    with pytest.raises(DeployError, match="/3d-ultra/staging/database-url is outside /3d-ultra/prod/"):
+        check_build(tmp_path, "prod")
