@@ -101,6 +101,13 @@ class Settings:
     abandoned_after_seconds: int = 24 * 3600
     rate_limit_per_ip: Optional[RateLimit] = None
     rate_limit_per_email: Optional[RateLimit] = None
+    # How long a finished (confirmed or expired) job keeps its email before the sweep clears it.
+    email_retention_days: int = 30
+    # What is deployed and where: set by `make package` (VERSION from `git describe`, STAGE the Chalice stage).
+    version: str = "dev"
+    stage: str = "dev"
+    # Secrets from SSM are re-read after this long (and at once when a credential is refused).
+    secrets_max_age_seconds: float = 300.0
     # (setting name, SSM parameter name) of secrets still to be fetched; empty once resolved.
     ssm_parameters: Tuple[Tuple[str, str], ...] = ()
 
@@ -149,6 +156,10 @@ class Settings:
             abandoned_after_seconds=abandoned_after,
             rate_limit_per_ip=RateLimit.parse("RATE_LIMIT_PER_IP", env.get("RATE_LIMIT_PER_IP")),
             rate_limit_per_email=RateLimit.parse("RATE_LIMIT_PER_EMAIL", env.get("RATE_LIMIT_PER_EMAIL")),
+            email_retention_days=_number(env, "EMAIL_RETENTION_DAYS", cls.email_retention_days, int),
+            secrets_max_age_seconds=_number(env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds, float),
+            version=env.get("VERSION") or cls.version,
+            stage=env.get("STAGE") or cls.stage,
             ssm_parameters=refs,
         )
 

@@ -61,10 +61,21 @@ class IdempotencyKeyReused(UploadError):
 
 
 class UploadNotVerified(UploadError):
-    """The object is missing from storage or differs from what was declared."""
+    """The object is missing from storage or differs from what was declared.
+
+    `reason` says which check failed, for the logs only (the user sees the same message for each):
+    "missing", "size", "type" or "bytes".
+    """
 
     code = "UPLOAD_NOT_VERIFIED"
     message = "We couldn't verify your upload. Let's try again!"
+    REASONS = ("missing", "size", "type", "bytes")
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None):
+        super().__init__(message)
+        if reason is not None and reason not in self.REASONS:
+            raise ValueError(f"unknown reason {reason!r}")
+        self.reason = reason
 
 
 class StorageUnavailable(UploadError):

@@ -215,6 +215,18 @@ class Uploads:
         )
         return len(rows)
 
+    def clear_old_emails(self, older_than_days: int) -> int:
+        """Clear the email of jobs finished (confirmed, completed, failed or expired) more than this many days
+        ago; return how many. The email is kept only while the job may still need to reach its person."""
+        rows = self._db.run(
+            "UPDATE uploads SET email = '' WHERE email <> ''"
+            " AND (confirmed_at < now() - make_interval(days => :days)"
+            " OR (status IN ('completed', 'failed', 'expired') AND updated_at < now() - make_interval(days => :days)))"
+            " RETURNING id",
+            days=older_than_days,
+        )
+        return len(rows)
+
     def ping(self) -> None:
         """One round trip to prove the database answers."""
         self._db.run("SELECT 1")
@@ -247,8 +259,11 @@ def apply_migration(db: Database, version: str, sql: str) -> None:
     """Apply one migration and record it, in one transaction, under the advisory lock; skip it if recorded."""
     # A DO block is one statement: the lock, the check, the change and the record commit or roll back
     # together, and a transaction-mode pooler keeps it on one server connection.
+    # lock_timeout: an ALTER queued behind a long transaction (the sweep, a slow request) would make every
+    # later statement on the table queue behind it; give up after 2 s instead (under the API's 5 s database
+    # timeout), roll back, and let the operator retry. SET LOCAL ends with this statement's transaction.
     db.run(
-        "DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
+        "DO $migration$ BEGIN SET LOCAL lock_timeout = '2s';" + _TAKE_MIGRATION_LOCK +
         " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = :version) THEN RETURN; END IF;"
         " EXECUTE :sql;"
         " INSERT INTO schema_migrations (version) VALUES (:version);"
@@ -262,4 +277,10 @@ def apply_migration(db: Database, version: str, sql: str) -> None:
 def is_lock_not_available(exc: DatabaseError) -> bool:
     """True when the error is the migration lock being held elsewhere."""
     detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return detail.get("C") == "55P03"
+    return detail.get("C") == "55P03" and "another migration run" in detail.get("M", "")
+
+
+def is_lock_timeout(exc: DatabaseError) -> bool:
+    """True when a statement gave up waiting for a table lock (lock_timeout)."""
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return detail.get("C") == "55P03" and not is_lock_not_available(exc)

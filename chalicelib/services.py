@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from . import domain
+from . import domain, metrics
 from .errors import (
     AlreadyConfirmed,
     IdempotencyKeyReused,
@@ -19,6 +21,8 @@ from .errors import (
     UploadNotVerified,
 )
 from .repository import LimitCheck, UploadRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,9 +149,14 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
     record = authorize(upload_id, token, uploads=uploads)
     _ensure_confirmable(record)
     stored = storage.peek(record.key, domain.SIGNATURE_BYTES)
-    if (stored is None or stored.size != record.file_size or _media_type(stored.content_type) != record.file_type
-            or not domain.matches_declared_type(stored.first_bytes, record.file_type)):
-        raise UploadNotVerified()
+    if stored is None:
+        raise UploadNotVerified(reason="missing")
+    if stored.size != record.file_size:
+        raise UploadNotVerified(reason="size")
+    if _media_type(stored.content_type) != record.file_type:
+        raise UploadNotVerified(reason="type")
+    if not domain.matches_declared_type(stored.first_bytes, record.file_type):
+        raise UploadNotVerified(reason="bytes")
     confirmed = uploads.mark_confirmed(record.id, record.token_hash, stored.etag)
     if confirmed is None:
         # Someone else changed the row between our read and our update: say what happened.
@@ -199,12 +208,12 @@ def check_health(*, uploads, storage) -> dict:
     return checks
 
 
-def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, batch_size: int = 200,
-                             rate_limit_windows: tuple = ()) -> dict:
-    """Expire jobs created but never confirmed, and delete their objects; safe to repeat or run concurrently.
-
-    Also forgets rate-limit rows older than the longest window in `rate_limit_windows` (seconds).
-    """
+def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, email_retention_days: int | None = None,
+                             rate_limit_windows: tuple = (), batch_size: int = 200) -> dict:
+    """Expire jobs created but never confirmed, delete their objects, clear emails past their retention and forget
+    rate-limit rows older than the longest window in `rate_limit_windows` (seconds); safe to repeat or run
+    concurrently. Ends with one summary line that is also the sweep's heartbeat metric."""
+    started = time.monotonic()
     if rate_limit_windows:
         uploads.forget_rate_limits(max(rate_limit_windows))
     expired = uploads.expire_abandoned(older_than_seconds)
@@ -217,4 +226,12 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, batch
             storage.delete(key)
         uploads.mark_objects_deleted([upload_id for upload_id, _ in pending])
         deleted += len(pending)
-    return {"expired": expired, "objectsDeleted": deleted}
+    summary = {"expired": expired, "objectsDeleted": deleted}
+    if email_retention_days is not None:
+        summary["emailsCleared"] = uploads.clear_old_emails(email_retention_days)
+    log.info("sweep finished", extra={
+        **summary, "seconds": round(time.monotonic() - started, 3),
+        **metrics.emf(SweepHeartbeat=1, UploadsExpired=expired, ObjectsDeleted=deleted,
+                      EmailsCleared=summary.get("emailsCleared", 0)),
+    })
+    return summary

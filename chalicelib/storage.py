@@ -109,7 +109,13 @@ class Storage:
 
     @staticmethod
     def _unavailable(operation: str, exc: Exception) -> StorageUnavailable:
-        log.error("storage %s failed: %s", operation, type(exc).__name__)
+        # The S3 error code and HTTP status tell a missing key from a refused signature or a server fault.
+        response = getattr(exc, "response", None) or {}
+        log.error("storage %s failed: %s", operation, type(exc).__name__, extra={
+            "operation": operation,
+            "s3ErrorCode": response.get("Error", {}).get("Code"),
+            "httpStatus": response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
+        })
         return StorageUnavailable()
 
 

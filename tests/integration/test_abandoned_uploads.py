@@ -65,3 +65,41 @@ def test_a_sweep_racing_confirms_never_expires_a_confirmed_job(api, db, live_dep
     assert all(row in (["pending", True], ["expired", False]) for row in rows), rows
     assert outcomes.count("pending") == sum(1 for row in rows if row == ["pending", True])
     assert set(outcomes) <= {"pending", "UploadExpired", "UploadNotVerified"}
+
+
+def test_the_sweep_clears_emails_of_finished_jobs_after_their_retention_and_logs_a_heartbeat(api, db, live_deps):
+    import io
+    import json
+    import logging
+
+    kept_pending = api.create(upload_body(file_size=5)).body
+    old_confirmed = api.create(upload_body(file_size=5)).body
+    put_object(old_confirmed["uploadUrl"], b"12345", "image/png")
+    api.confirm(old_confirmed["uploadId"], old_confirmed["sessionToken"])
+    recent_confirmed = api.create(upload_body(file_size=5)).body
+    put_object(recent_confirmed["uploadUrl"], b"12345", "image/png")
+    api.confirm(recent_confirmed["uploadId"], recent_confirmed["sessionToken"])
+    old_expired = api.create(upload_body(file_size=5)).body
+    db.run("UPDATE uploads SET confirmed_at = now() - interval '31 days' WHERE id = :id", id=old_confirmed["uploadId"])
+    db.run("UPDATE uploads SET status = 'expired', updated_at = now() - interval '31 days' WHERE id = :id",
+           id=old_expired["uploadId"])
+    age(db, kept_pending["uploadId"], 24 * 40)  # old but never finished: expired now, its email kept for now
+    handler = next(h for h in logging.getLogger("chalicelib").handlers if h.filters)
+    previous = handler.setStream(io.StringIO())
+    try:
+        summary = services.expire_abandoned_uploads(uploads=live_deps.uploads, storage=live_deps.storage,
+                                                    older_than_seconds=24 * 3600, email_retention_days=30)
+        lines = [json.loads(line) for line in handler.stream.getvalue().splitlines()]
+    finally:
+        handler.setStream(previous)
+
+    emails = dict(db.run("SELECT id, email FROM uploads WHERE id = ANY(string_to_array(:ids, ','))", ids=",".join(
+        j["uploadId"] for j in (kept_pending, old_confirmed, recent_confirmed, old_expired))))
+    assert emails == {kept_pending["uploadId"]: "maya@example.com", old_confirmed["uploadId"]: "",
+                      recent_confirmed["uploadId"]: "maya@example.com", old_expired["uploadId"]: ""}
+    assert summary["emailsCleared"] >= 2
+    line = next(line for line in lines if line["message"] == "sweep finished")
+    assert {k: line[k] for k in ("expired", "objectsDeleted", "emailsCleared")} == summary
+    assert line["SweepHeartbeat"] == 1 and line["EmailsCleared"] == summary["emailsCleared"]
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "3DUltra/Upload"
+    assert {"Name": "SweepHeartbeat", "Unit": "Count"} in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]

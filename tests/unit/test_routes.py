@@ -112,7 +112,8 @@ def test_health_names_the_failing_dependency_with_503(client, deps):
     deps.storage.failure = StorageUnavailable()
 
     assert call(client, "GET", "/api/health") == (503, {"status": "unavailable",
-                                                        "checks": {"database": "ok", "storage": "unavailable"}})
+                                                        "checks": {"database": "ok", "storage": "unavailable"},
+                                                        "version": "dev"})
 
 
 def test_an_unexpected_exception_is_a_friendly_500_without_a_traceback(client, deps, monkeypatch):
