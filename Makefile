@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test unit package bench clean
+.PHONY: dev test unit package bench mutation clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,9 @@ package: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## mutation: mutmut over chalicelib against tests/unit; score per module and survivors (MUTATION_ARGS=--threshold 90)
+mutation: $(STAMP)
+	$(BIN)/python -m ops.mutation_report $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output
+	rm -rf $(VENV) .pytest_cache build test-output mutants
