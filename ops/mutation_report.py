@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from textwrap import indent
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
@@ -66,6 +67,13 @@ def survivors(exit_codes: dict[str, int]) -> list[str]:
     return sorted(name for name, code in exit_codes.items() if code not in KILLED and code not in TIMEOUT)
 
 
+def diff_of(mutant: str, module: str) -> str:
+    """The mutant as a unified diff of its function (what `mutmut show` prints), without a process per mutant."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    return get_diff_for_mutant(mutant, path=Path(module))
+
+
 def print_table(rows: dict[str, dict], threshold: float) -> None:
     header = f"{'module':<26}{'mutants':>8}{'killed':>8}{'timeout':>8}{'survived':>9}{'no test':>8}{'score':>8}"
     print(header)
@@ -90,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep mutants/ from the last run (mutmut re-runs only what changed) instead of starting "
                              "afresh")
     parser.add_argument("--report-only", action="store_true", help="score the last run without running mutmut")
+    parser.add_argument("--diff", action="store_true", help="print each survivor's diff, not only its name")
     parser.add_argument("--json", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
 
+    os.chdir(ROOT)  # mutmut reads setup.cfg and mutants/ relative to the working directory
     started = time.monotonic()
     if not args.report_only:
         if not args.reuse and MUTANTS.exists():
@@ -114,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{module}: {len(names)} surviving (see one with `.venv/bin/mutmut show NAME`)")
             for name in names:
                 print(f"  {name}  [{'no test reaches it' if codes[name] in NO_TESTS else 'survived'}]")
+                if args.diff:
+                    print(indent(diff_of(name, module), "      "))
     print()
     print_table(rows, args.threshold)
     print(f"\n{time.monotonic() - started:.0f} s; threshold {args.threshold:g}% per module")
