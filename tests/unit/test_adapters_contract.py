@@ -393,3 +393,10 @@ def test_sslrootcert_is_the_trusted_authority_for_verified_tls(tmp_path):
         assert authorities(mode, cert) == [((("commonName", "Test CA"),),)]
     # "system" is libpq's name for the platform's own authorities, the same as giving none.
     assert authorities("verify-full", "system") == authorities("verify-full", None)
+
+
+def test_a_client_error_without_an_error_code_is_storage_unavailable():
+    bare = ClientError({"ResponseMetadata": {"HTTPStatusCode": 500}}, "HeadObject")
+
+    with pytest.raises(StorageUnavailable):
+        Storage(RecordingS3(fail=bare), "photos").head("k")

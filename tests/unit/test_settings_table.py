@@ -222,3 +222,7 @@ def test_channel_binding_required_without_any_sslmode_is_refused():
 def test_an_invalid_port_is_named():
     with pytest.raises(ConfigError, match="^DATABASE_URL has an invalid port$"):
         DatabaseSettings.from_url("postgresql://u@h:99999/d")
+
+
+def test_only_the_leading_slash_is_taken_off_the_database_name():
+    assert DatabaseSettings.from_url("postgresql://u@h/Xdb/").database == "Xdb/"
