@@ -14,7 +14,7 @@ from chalicelib.analytics import Analytics, build_analytics
 from chalicelib.config import DatabaseSettings, Settings
 from chalicelib.db import Database, ssl_context_for
 from chalicelib.deps import Dependencies
-from chalicelib.errors import StorageUnavailable
+from chalicelib.errors import DatabaseUnavailable, StorageUnavailable
 from chalicelib.storage import ObjectInfo, Storage, s3_client
 from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
 
@@ -400,3 +400,74 @@ def test_a_client_error_without_an_error_code_is_storage_unavailable():
 
     with pytest.raises(StorageUnavailable):
         Storage(RecordingS3(fail=bare), "photos").head("k")
+
+
+class FailingConnection(RecordingConnection):
+    """Fails its next statement with `fail`, then behaves."""
+
+    fail = None
+
+    def run(self, sql):
+        self.statements.append(sql)
+        failure, FailingConnection.fail = FailingConnection.fail, None
+        if failure:
+            raise failure
+        return [[1]]
+
+
+@pytest.fixture
+def failing():
+    RecordingConnection.opened = []
+    FailingConnection.fail = None
+    return FailingConnection
+
+
+def test_a_fresh_connection_lost_mid_statement_is_503_and_the_statement_is_not_sent_again(failing):
+    from pg8000.exceptions import InterfaceError
+
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing, max_open=1, timeout=0.05)
+    failing.fail = InterfaceError("network error")
+
+    with pytest.raises(DatabaseUnavailable):
+        database.run("INSERT 1")
+
+    (conn,) = RecordingConnection.opened
+    assert conn.statements == ["INSERT 1"] and conn.closed
+    assert database.run("SELECT 1") == [[1]]  # its slot was given back
+
+
+@pytest.mark.parametrize("code", ["08000", "08003", "08006", "57P01", "57P02", "57P03"])
+def test_server_errors_that_mean_the_connection_is_gone_replace_a_pooled_connection(failing, code):
+    from pg8000.exceptions import DatabaseError
+
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing)
+    database.run("SELECT 1")
+    failing.fail = DatabaseError({"C": code, "M": "gone"})
+
+    assert database.run("SELECT 2") == [[1]]
+    first, second = RecordingConnection.opened
+    assert (first.closed, first.statements, second.statements) == (True, ["SELECT 1", "SELECT 2"], ["SELECT 2"])
+
+
+@pytest.mark.parametrize("error", [{"C": "23505", "M": "duplicate key"}, {"M": "no code"}, "plain text", None])
+def test_other_database_errors_reach_the_caller_and_keep_the_connection(failing, error):
+    from pg8000.exceptions import DatabaseError
+
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing)
+    database.run("SELECT 1")
+    failing.fail = DatabaseError(error) if error is not None else DatabaseError()
+
+    with pytest.raises(DatabaseError):
+        database.run("INSERT 1")
+
+    (conn,) = RecordingConnection.opened
+    assert not conn.closed and database.run("SELECT 2") == [[1]]
+
+
+def test_a_server_that_does_not_report_standard_conforming_strings_is_accepted(recording):
+    class Quiet(RecordingConnection):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.parameter_statuses = {}
+
+    assert Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=Quiet).run("SELECT 1") == [[1]]
