@@ -1,6 +1,6 @@
 """`make mutation`: mutate the service's modules, run the fast tests against each mutant, score every module.
 
-The modules and the test command are in setup.cfg's [mutmut] section. A module's score is
+Which modules are mutated, and the test command, are in setup.cfg's [mutmut] section. A module's score is
 (killed + timed out) / all of its mutants: a mutant no unit test reaches counts as a survivor. Mutants that
 make no observable difference are marked where they stand with `# pragma: no mutate` (mutmut never creates
 them). The run exits non-zero when any module scores under the threshold.
@@ -41,7 +41,9 @@ def module_results() -> dict[str, dict[str, int]]:
     results = {}
     for meta in sorted(MUTANTS.rglob("*.py.meta")):
         source = meta.relative_to(MUTANTS).as_posix()[: -len(".meta")]
-        results[source] = json.loads(meta.read_text())["exit_code_by_key"]
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if codes:  # a module with nothing to mutate (__init__.py) has no score
+            results[source] = codes
     return results
 
 
