@@ -56,20 +56,40 @@ def test_a_failed_delivery_is_one_warning_with_the_reason_and_the_count_but_no_e
 
 # Dependencies
 
-def test_dependencies_are_built_on_first_use_and_kept(service_logs):
-    settings = Settings.from_env(ENV)
+def recorder(calls, name):
+    def build(*args, **kwargs):
+        calls.append((name, args, kwargs))
+        return SimpleNamespace(name=name)
+
+    return build
+
+
+def test_dependencies_are_built_on_first_use_from_the_settings_and_kept(service_logs, monkeypatch):
+    import chalicelib.db
+    import chalicelib.repository
+    import chalicelib.storage
+
+    calls = []
+    monkeypatch.setattr(chalicelib.db, "Database", recorder(calls, "database"))
+    monkeypatch.setattr(chalicelib.repository, "Uploads", recorder(calls, "uploads"))
+    monkeypatch.setattr(chalicelib.storage, "s3_client", recorder(calls, "s3"))
+    monkeypatch.setattr(chalicelib.storage, "Storage", recorder(calls, "storage"))
+    settings = Settings.from_env({**ENV, "DB_TIMEOUT_SECONDS": "2.5", "STORAGE_TIMEOUT_SECONDS": "1.5"})
     deps = Dependencies(settings)
 
     assert deps.settings is settings
     assert (deps.built("analytics"), deps.built("storage"), deps.built("uploads")) == (None, None, None)
-    assert deps.analytics is deps.analytics and deps.built("analytics") is deps.analytics
-    storage = deps.storage
-    assert isinstance(storage, Storage) and storage._bucket == "photos"
-    assert storage._client.meta.endpoint_url == "http://127.0.0.1:9"
-    assert storage._client.meta.config.connect_timeout == settings.storage_timeout_seconds
+    uploads, storage = deps.uploads, deps.storage
+    assert deps.uploads is uploads and deps.storage is storage and deps.built("uploads") is uploads
     database = deps.database
-    assert (database._settings, database._timeout) == (settings.database, settings.db_timeout_seconds)
-    assert deps.uploads._db is database
+    assert calls == [
+        ("database", (settings.database,), {"timeout": 2.5}),
+        ("uploads", (database,), {}),
+        ("s3", (), {"endpoint_url": "http://127.0.0.1:9", "access_key_id": "key-id",
+                    "secret_access_key": "secret-key", "timeout": 1.5}),
+        ("storage", (SimpleNamespace(name="s3"), "photos"), {}),
+    ]
+    assert deps.analytics is deps.analytics and deps.built("analytics") is deps.analytics
     assert messages(service_logs, "chalicelib.deps") == [("INFO", "analytics: off (POSTHOG_API_KEY is not set)")]
 
 

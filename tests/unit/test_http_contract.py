@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -160,12 +159,10 @@ def test_dates_do_not_depend_on_the_machine_time_zone(monkeypatch):
     monkeypatch.setenv("TZ", "Asia/Tokyo")
     time.tzset()
     try:
-        moment = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
-        assert iso_utc(moment) == "2026-05-01T12:00:00.000Z"
+        assert iso_utc(datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)) == "2026-05-01T12:00:00.000Z"
     finally:
         monkeypatch.undo()
         time.tzset()
-    assert os.environ.get("TZ") != "Asia/Tokyo"
 
 
 def test_json_constants_are_refused_as_invalid_json():
