@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 STAGE ?= prod
 
-.PHONY: dev test unit package deploy bench clean
+.PHONY: dev test unit package deploy bench mutation clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,9 @@ deploy: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## mutation: mutmut over chalicelib against tests/unit; score per module and survivors (MUTATION_ARGS=--threshold 90)
+mutation: $(STAMP)
+	$(BIN)/python -m ops.mutation_report $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output
+	rm -rf $(VENV) .pytest_cache build test-output mutants

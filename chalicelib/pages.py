@@ -22,7 +22,7 @@ def page(name: str, *, max_upload_bytes: int, storage_endpoint: str) -> Response
     """An HTML page, with a CSP that lets scripts talk only to this API and to the storage endpoint."""
     storage = urlsplit(storage_endpoint)
     html = _read(name).replace("{{MAX_UPLOAD_BYTES}}", str(max_upload_bytes))
-    return Response(body=html, status_code=200, headers={
+    return Response(body=html, headers={
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": (
             f"default-src 'self'; connect-src 'self' {storage.scheme}://{storage.netloc}; img-src 'self' data:; "
@@ -35,14 +35,14 @@ def page(name: str, *, max_upload_bytes: int, storage_endpoint: str) -> Response
 
 def openapi() -> Response:
     """The API's OpenAPI 3.1 document."""
-    return Response(body=_read("../openapi.json"), status_code=200, headers={"Content-Type": "application/json"})
+    return Response(body=_read("../openapi.json"), headers={"Content-Type": "application/json"})
 
 
 def asset(name: str) -> Response:
     """A script or stylesheet; 404 for any other name (no path ever reaches the file system)."""
     if name not in ASSETS:
         return Response(body="Not found", status_code=404, headers={"Content-Type": "text/plain"})
-    return Response(body=_read(name), status_code=200, headers={
+    return Response(body=_read(name), headers={
         "Content-Type": CONTENT_TYPES[Path(name).suffix],
         "Cache-Control": "no-cache",
         "X-Content-Type-Options": "nosniff",
