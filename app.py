@@ -110,13 +110,13 @@ def openapi():
 @app.route("/", methods=["GET"])
 def upload_page():
     return pages.page("index.html", max_upload_bytes=deps.settings.max_upload_bytes,
-                      storage_endpoint=deps.settings.r2_endpoint_url)
+                      storage_endpoint=deps.settings.r2_endpoint_url, base=pages.base_path(app.current_request))
 
 
 @app.route("/processing/{job_id}", methods=["GET"])
 def processing_page(job_id):
     return pages.page("processing.html", max_upload_bytes=deps.settings.max_upload_bytes,
-                      storage_endpoint=deps.settings.r2_endpoint_url)
+                      storage_endpoint=deps.settings.r2_endpoint_url, base=pages.base_path(app.current_request))
 
 
 @app.route("/static/{name}", methods=["GET"])

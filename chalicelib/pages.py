@@ -18,10 +18,27 @@ def _read(name: str) -> str:
     return (WEB_DIR / name).read_text()
 
 
-def page(name: str, *, max_upload_bytes: int, storage_endpoint: str) -> Response:
-    """An HTML page, with a CSP that lets scripts talk only to this API and to the storage endpoint."""
+def base_path(request) -> str:
+    """The path prefix in front of the app's routes: `/api` on API Gateway's own URL (the stage), `` at the root
+    of a custom domain or locally. API Gateway's event path omits the stage; requestContext.path keeps it."""
+    event = request.to_original_event()
+    route_path = event.get("path") or ""
+    full_path = (request.context or {}).get("path") or ""
+    if not route_path or not full_path.startswith("/"):
+        return ""
+    if full_path.endswith(route_path):
+        return full_path[: len(full_path) - len(route_path)].rstrip("/")
+    if route_path == "/":
+        return full_path.rstrip("/")
+    return ""
+
+
+def page(name: str, *, max_upload_bytes: int, storage_endpoint: str, base: str = "") -> Response:
+    """An HTML page, with a CSP that lets scripts talk only to this API and to the storage endpoint.
+    `base` prefixes its scripts, styles and links and is the client's API base (same origin)."""
     storage = urlsplit(storage_endpoint)
-    html = _read(name).replace("{{MAX_UPLOAD_BYTES}}", str(max_upload_bytes))
+    html = (_read(name).replace("{{MAX_UPLOAD_BYTES}}", str(max_upload_bytes))
+            .replace("{{PAGE_BASE}}", base).replace("{{API_BASE}}", base))
     return Response(body=html, status_code=200, headers={
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": (
