@@ -337,7 +337,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from devstack.stack import LocalStack
 
-    with LocalStack(allowed_origin="http://127.0.0.1:8000", environ={}) as stack:
+    with LocalStack(allowed_origins=["http://127.0.0.1:8000"], environ={}) as stack:
         os.environ.update(stack.env)
         import app as app_module
         from chalicelib.config import Settings

@@ -86,3 +86,10 @@ class PayloadTooLarge(UploadError):
 
     code = "PAYLOAD_TOO_LARGE"
     message = "The request body is too large."
+
+
+class SettingsUnavailable(UploadError):
+    """Settings or secrets could not be resolved (SSM unreachable, a parameter missing): nothing can be served."""
+
+    code = "SERVICE_UNAVAILABLE"
+    message = "The service is temporarily unavailable. Please try again in a moment."

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chalicelib.config import allowed_origins_from_env
+
 from .processes import stop_process, wait_for_port
 from .stack import LocalStack
 
@@ -38,7 +40,10 @@ def main() -> int:
     """Serve until told to stop; stop everything that was started, whatever happens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     port = int(os.environ.get("PORT", "8000"))
-    origin = os.environ.get("ALLOWED_ORIGIN") or f"http://127.0.0.1:{port}"
+    # Its own origin, plus whatever ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds: a front end under development.
+    added = allowed_origins_from_env(os.environ) if (os.environ.get("ALLOWED_ORIGINS")
+                                                    or os.environ.get("ALLOWED_ORIGIN")) else ()
+    origins = tuple(dict.fromkeys((f"http://127.0.0.1:{port}", *added)))
     stop_requested = False
 
     def request_stop(signum, frame):
@@ -49,7 +54,7 @@ def main() -> int:
     # Set both explicitly: a shell starts background jobs with SIGINT ignored, and Python would keep that.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    stack = LocalStack(allowed_origin=origin)
+    stack = LocalStack(allowed_origins=origins)
     api = None
     try:
         env = stack.start()

@@ -24,7 +24,7 @@ def live_port():
 @pytest.fixture(scope="session")
 def local_stack(live_port):
     """Start the same local stack as `make dev` (never the developer's own DATABASE_URL or R2 settings)."""
-    stack = LocalStack(allowed_origin=f"http://127.0.0.1:{live_port}", environ={})
+    stack = LocalStack(allowed_origins=[f"http://127.0.0.1:{live_port}"], environ={})
     stack.start()
     yield stack
     stack.stop()
