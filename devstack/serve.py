@@ -23,7 +23,8 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
         [sys.executable, "-m", "devstack.chalice_local", "local", "--host", "127.0.0.1", "--port", str(port),
          "--stage", "dev", "--no-autoreload"],
         cwd=PROJECT_DIR,
-        env={**os.environ, **env},
+        # The stack's origin list is the whole list: an inherited ALLOWED_ORIGIN must not contradict it.
+        env={**{k: v for k, v in os.environ.items() if k not in ("ALLOWED_ORIGIN", "ALLOWED_ORIGINS")}, **env},
         stdout=log_file,
         stderr=subprocess.STDOUT if log_file is not None else None,
         start_new_session=True,
