@@ -99,45 +99,14 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-class ApiGatewayServer:
-    """A threaded HTTP server on 127.0.0.1 that hands each request under `/{stage}` to the app."""
+class ApiGateway:
+    """Routes a request under `/{stage}` to the app as a proxy event; one invocation at a time."""
 
-    def __init__(self, app, *, stage: str = "api", port: int = 0):
+    def __init__(self, app, *, stage: str = "api"):
         self.app = app
         self.stage = stage
-        # One request at a time: a Lambda container never runs two, and the app relies on that.
+        # A Lambda container never runs two requests at once, and the app relies on that.
         self._invoke_lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, headers, payload = server.handle(self.command, self.path, list(self.headers.items()), body,
-                                                         self.client_address[0])
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        """The stage's base URL, as API Gateway prints it (`https://…/api`)."""
-        return f"http://127.0.0.1:{self.port}/{self.stage}"
 
     def handle(self, method: str, raw_path: str, headers: list, body: bytes, source_ip: str):
         """(status, [(header, value)], body bytes) for one HTTP request."""
@@ -148,8 +117,8 @@ class ApiGatewayServer:
             route = route_for(self.app, path[len(prefix):] or "/", method)
         if route is None:
             # What API Gateway REST answers for a path or method it has no resource for.
-            return 403, [("Content-Type", "application/json"), ("x-amzn-ErrorType", "MissingAuthenticationTokenException")], \
-                json.dumps(MISSING_TOKEN).encode()
+            return 403, [("Content-Type", "application/json"),
+                         ("x-amzn-ErrorType", "MissingAuthenticationTokenException")], json.dumps(MISSING_TOKEN).encode()
         event = proxy_event(method=method, raw_path=raw_path, headers=headers, body=body, source_ip=source_ip,
                             stage=self.stage, resource=route[0], path_parameters=route[1],
                             binary_types=self.app.api.binary_types)
@@ -161,11 +130,34 @@ class ApiGatewayServer:
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
         return result["statusCode"], out, payload
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
 
-    def close(self) -> None:
-        self._server.server_close()
+def http_server(gateway: ApiGateway, port: int) -> ThreadingHTTPServer:
+    """A threaded HTTP server on 127.0.0.1:port in front of `gateway`; the peer's address is the source IP."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, headers, payload = gateway.handle(self.command, self.path, list(self.headers.items()), body,
+                                                      self.client_address[0])
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    return server
 
 
 def main() -> int:
@@ -176,8 +168,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from app import app  # reads its settings from the environment, as the Lambda does at a cold start
 
-    server = ApiGatewayServer(app, stage=args.stage, port=args.port)
-    print(f"API Gateway stand-in on {server.url}", flush=True)
+    server = http_server(ApiGateway(app, stage=args.stage), args.port)
+    print(f"API Gateway stand-in on http://127.0.0.1:{args.port}/{args.stage}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
