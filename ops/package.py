@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def stage_environment(stage: str) -> dict[str, str]:
     """The stage's environment variables from .chalice/config.json.
 
-    Packaging imports app.py, which reads its settings at import (and API Gateway's CORS preflight is generated
-    from ALLOWED_ORIGIN then), so the packager needs the same values the function will have.
+    Packaging imports app.py, which reads and validates its settings at import (ALLOWED_ORIGINS among them), so
+    the packager needs the same values the function will have.
     """
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     return config["stages"][stage].get("environment_variables", {})
