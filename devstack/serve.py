@@ -37,14 +37,18 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
     return process
 
 
+def dev_origins(port: int, env) -> tuple[str, ...]:
+    """`make dev`'s own origin, plus whatever ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds: a front end under
+    development on another port, say."""
+    added = allowed_origins_from_env(env) if (env.get("ALLOWED_ORIGINS") or env.get("ALLOWED_ORIGIN")) else ()
+    return tuple(dict.fromkeys((f"http://127.0.0.1:{port}", *added)))
+
+
 def main() -> int:
     """Serve until told to stop; stop everything that was started, whatever happens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     port = int(os.environ.get("PORT", "8000"))
-    # Its own origin, plus whatever ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds: a front end under development.
-    added = allowed_origins_from_env(os.environ) if (os.environ.get("ALLOWED_ORIGINS")
-                                                    or os.environ.get("ALLOWED_ORIGIN")) else ()
-    origins = tuple(dict.fromkeys((f"http://127.0.0.1:{port}", *added)))
+    origins = dev_origins(port, os.environ)
     stop_requested = False
 
     def request_stop(signum, frame):

@@ -171,3 +171,13 @@ def test_an_origin_the_browser_would_never_send_is_refused_by_name(raw, message)
 def test_origins_with_ports_and_plain_http_for_development_are_accepted():
     assert parse_origins("http://127.0.0.1:8000,https://preview-42.3d-ultra.example:8443") == (
         "http://127.0.0.1:8000", "https://preview-42.3d-ultra.example:8443")
+
+
+def test_make_dev_allows_its_own_origin_plus_what_allowed_origins_adds():
+    from devstack.serve import dev_origins
+
+    assert dev_origins(8000, {}) == ("http://127.0.0.1:8000",)
+    assert dev_origins(8000, {"ALLOWED_ORIGINS": "http://localhost:3000,http://127.0.0.1:8000"}) == (
+        "http://127.0.0.1:8000", "http://localhost:3000")
+    assert dev_origins(8001, {"ALLOWED_ORIGIN": "https://app.example.com"}) == (
+        "http://127.0.0.1:8001", "https://app.example.com")
