@@ -86,3 +86,7 @@ class PayloadTooLarge(UploadError):
 
     code = "PAYLOAD_TOO_LARGE"
     message = "The request body is too large."
+
+
+class DatabaseOutcomeUnknown(DatabaseUnavailable):
+    """A statement was sent and no answer came back in time: it may have run. Never resent automatically."""

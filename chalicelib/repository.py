@@ -154,8 +154,17 @@ class Uploads:
         self._db.run("SELECT 1")
 
 
+# A DO block takes no parameters, and a placeholder inside its dollar-quoted body would be spliced into code that
+# render() cannot see. So the values travel outside the body, as transaction-local settings set by a SELECT in the
+# same simple-query message (one implicit transaction, one round trip, one server connection behind a
+# transaction-mode pooler), and the body reads them with current_setting().
+_SET_MIGRATION_VALUES = (
+    "SELECT set_config('migration.lock', :lock, true) IS NULL,"
+    " set_config('migration.version', :version, true) IS NULL,"
+    " set_config('migration.sql', :sql, true) IS NULL;"
+)
 _TAKE_MIGRATION_LOCK = (
-    " IF NOT pg_try_advisory_xact_lock(:lock) THEN"
+    " IF NOT pg_try_advisory_xact_lock(current_setting('migration.lock')::bigint) THEN"
     "  RAISE EXCEPTION 'another migration run holds the lock' USING ERRCODE = 'lock_not_available';"
     " END IF;"
 )
@@ -164,11 +173,14 @@ _TAKE_MIGRATION_LOCK = (
 def ensure_migrations_table(db: Database) -> None:
     """Create the table that records applied migrations (under the lock: two first runs would collide)."""
     db.run(
-        "DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
+        _SET_MIGRATION_VALUES +
+        " DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
         " CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
         " END $migration$",
-        lock=MIGRATION_LOCK_ID,
+        lock=str(MIGRATION_LOCK_ID),
+        version="",
+        sql="",
     )
 
 
@@ -179,15 +191,16 @@ def applied_migrations(db: Database) -> set[str]:
 
 def apply_migration(db: Database, version: str, sql: str) -> None:
     """Apply one migration and record it, in one transaction, under the advisory lock; skip it if recorded."""
-    # A DO block is one statement: the lock, the check, the change and the record commit or roll back
-    # together, and a transaction-mode pooler keeps it on one server connection.
+    # The lock, the check, the change and the record commit or roll back together.
     db.run(
-        "DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
-        " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = :version) THEN RETURN; END IF;"
-        " EXECUTE :sql;"
-        " INSERT INTO schema_migrations (version) VALUES (:version);"
+        _SET_MIGRATION_VALUES +
+        " DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
+        " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = current_setting('migration.version'))"
+        " THEN RETURN; END IF;"
+        " EXECUTE current_setting('migration.sql');"
+        " INSERT INTO schema_migrations (version) VALUES (current_setting('migration.version'));"
         " END $migration$",
-        lock=MIGRATION_LOCK_ID,
+        lock=str(MIGRATION_LOCK_ID),
         version=version,
         sql=sql,
     )
