@@ -149,6 +149,39 @@ class Uploads:
                 ids=",".join(upload_ids),
             )
 
+    def owe_report(self, upload_id: str, token_hash: str, event: str) -> None:
+        """Record that this job's `event` ('created' or 'confirmed') was committed but never answered or reported.
+
+        Only a job that is in that state and holds this token is marked: for 'created' the row exists only if our
+        own insert (with our fresh id) committed; for 'confirmed' only if the job is confirmed.
+        """
+        self._db.run(
+            "UPDATE uploads SET report_owed = :event"
+            " WHERE id = :id AND session_token_hash = :hash"
+            " AND (CASE :event WHEN 'confirmed' THEN confirmed_at IS NOT NULL ELSE confirmed_at IS NULL END)",
+            id=upload_id,
+            hash=token_hash,
+            event=event,
+        )
+
+    def claim_owed_report(self, upload_id: str, token_hash: str, event: str) -> Optional[UploadRecord]:
+        """Take the owed `event` of this job, once: the job if this call took it, else None."""
+        rows = self._db.run(
+            "UPDATE uploads SET report_owed = NULL"
+            " WHERE id = :id AND session_token_hash = :hash AND report_owed = :event"
+            f" RETURNING {_UPLOAD_COLUMNS}",
+            id=upload_id,
+            hash=token_hash,
+            event=event,
+        )
+        return UploadRecord(*rows[0]) if rows else None
+
+    def forget_unseen(self, upload_id: str) -> None:
+        """Delete a job whose creation was never answered and that no Idempotency-Key can replay: nobody has its
+        id or token. (If this fails too, the abandoned-upload sweep expires it later.)"""
+        self._db.run("DELETE FROM uploads WHERE id = :id AND idempotency_key IS NULL AND confirmed_at IS NULL",
+                     id=upload_id)
+
     def ping(self) -> None:
         """One round trip to prove the database answers."""
         self._db.run("SELECT 1")
