@@ -57,7 +57,7 @@ _PLACEHOLDER_INSIDE = re.compile(r"(?<![:\w]):[A-Za-z_]")
 
 
 def _is_word(char: str) -> bool:
-    return char.isalnum() or char in "_$"
+    return bool(char) and (char.isalnum() or char in "_$")
 
 
 def _scan(sql: str):
@@ -84,7 +84,7 @@ def _scan(sql: str):
         c = sql[i]
         prev = sql[i - 1] if i else ""
         if c == "'":
-            escapes = prev in "Ee" and (i < 2 or not _is_word(sql[i - 2]))
+            escapes = prev in ("E", "e") and (i < 2 or not _is_word(sql[i - 2]))
             j = i + 1
             while j < n:
                 if escapes and sql[j] == "\\":

@@ -44,6 +44,13 @@ def test_a_placeholder_inside_quotes_comments_or_bodies_is_refused(sql, where):
         render(sql, {"n": 1})
 
 
+def test_the_first_character_of_a_statement_is_lexed_like_any_other():
+    assert render(":v", {"v": 1}) == "(1)"
+    assert render("'\\' || :v", {"v": "x"}) == "'\\' || ('x')"
+    with pytest.raises(UnsafePlaceholder):
+        render("$$ :v $$", {"v": 1})
+
+
 def test_colons_that_are_not_placeholders_pass_through_untouched():
     sql = "SELECT '10:30', $1, a$b, arr[1:2], x::int, $tag$ a:b $tag$ FROM t WHERE id = :id"
 
