@@ -5,7 +5,7 @@ import logging
 import pytest
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from chalicelib.config import DatabaseSettings
+from chalicelib.config import ConfigError, DatabaseSettings
 from chalicelib.db import Database, NotSent, UnsafePlaceholder, render
 from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable
 from chalicelib.repository import apply_migration, ensure_migrations_table
@@ -79,6 +79,11 @@ def test_the_migration_statements_keep_their_values_outside_the_dollar_quoted_bo
     body = sent[1][sent[1].index("DO $migration$"):]
     assert "CREATE TABLE x" not in body and "0009_x" not in body
     assert "set_config('migration.sql', ('CREATE TABLE x (a text DEFAULT '':not_a_placeholder'');')" in sent[1]
+
+
+def test_an_unknown_channel_binding_is_refused_at_start_up_with_its_name():
+    with pytest.raises(ConfigError, match="^DATABASE_URL has an unknown channel_binding 'always'$"):
+        DatabaseSettings.from_url("postgresql://u@h/db?sslmode=require&channel_binding=always")
 
 
 class FakeConnection:
