@@ -9,6 +9,7 @@ cancels it on the server too.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -60,7 +61,8 @@ def _is_word(char: str) -> bool:
     return bool(char) and (char.isalnum() or char in "_$")
 
 
-def _scan(sql: str):
+@functools.lru_cache(maxsize=256)  # statements are constants: lex each once per container
+def _scan(sql: str) -> tuple:
     """Split a statement into ("sql", text), ("quoted", text) and ("param", name) pieces, following PostgreSQL's
     lexer for strings ('', E'' with backslashes), quoted identifiers, -- and nested /* */ comments and
     $tag$ bodies. A `:name` inside any quoted or commented piece is refused."""
@@ -139,7 +141,7 @@ def _scan(sql: str):
             i += 1
     if start < n:
         pieces.append(("sql", sql[start:]))
-    return pieces
+    return tuple(pieces)
 
 
 def sql_literal(value) -> str:
