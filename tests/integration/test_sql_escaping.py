@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from chalicelib.config import DatabaseSettings
 from chalicelib.db import Database
 from devstack.pgbouncer import PgBouncer
 
+# Hypothesis keeps caches in .hypothesis/ under the working directory; runtime data stays outside the project
+# (chalice local's reloader restarts on any file written there).
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "3d-ultra-hypothesis")
 EXAMPLES = 2000
 # Pieces that mean something to SQL's lexer, mixed into text drawn from every Unicode plane (no NUL, which
 # PostgreSQL text cannot hold, and no lone surrogates, which UTF-8 cannot encode).
