@@ -17,6 +17,7 @@ PASSWORD = "the-real-p4ssword"
 CLEARTEXT = struct.pack("!i", 3)
 MD5 = struct.pack("!i", 5) + b"salt"
 SCRAM = struct.pack("!i", 10) + b"SCRAM-SHA-256\x00\x00"
+NO_AUTHENTICATION = struct.pack("!i", 0)
 SCRAM_AND_PLUS = struct.pack("!i", 10) + b"SCRAM-SHA-256-PLUS\x00SCRAM-SHA-256\x00\x00"
 
 
@@ -52,7 +53,8 @@ class FakeServer:
             conn = self._context.wrap_socket(conn, server_side=True)
             length = struct.unpack("!i", self._read(conn, 4))[0]
             self._read(conn, length - 4)
-        conn.sendall(b"R" + struct.pack("!i", len(self.request) + 4) + self.request)
+        ready = b"Z\x00\x00\x00\x05I" if self.request == NO_AUTHENTICATION else b""  # "come in", no password asked
+        conn.sendall(b"R" + struct.pack("!i", len(self.request) + 4) + self.request + ready)
         conn.settimeout(0.5)  # then hang up, so a client that did answer fails fast
         try:
             while True:
@@ -82,7 +84,8 @@ def connect(server, query):
     Database(DatabaseSettings.from_url(url), timeout=3).run("SELECT 1")
 
 
-@pytest.mark.parametrize("request_", [CLEARTEXT, MD5, SCRAM], ids=["cleartext", "md5", "scram-without-plus"])
+@pytest.mark.parametrize("request_", [CLEARTEXT, MD5, SCRAM, NO_AUTHENTICATION],
+                         ids=["cleartext", "md5", "scram-without-plus", "no-authentication"])
 def test_channel_binding_require_refuses_weaker_authentication_before_anything_secret_is_written(request_):
     server = FakeServer(request_)
 
