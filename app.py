@@ -26,6 +26,8 @@ cors = CORSConfig(
     allow_origin=settings.allowed_origin,
     allow_headers=["X-Session-Token", "Idempotency-Key"],
     max_age=600,
+    # A browser may read only the response headers listed here; a 429 tells it when to try again.
+    expose_headers=["Retry-After"],
 )
 
 
@@ -52,6 +54,11 @@ def create_upload():
         analytics=deps.analytics,
         max_upload_bytes=deps.settings.max_upload_bytes,
         url_ttl_seconds=deps.settings.upload_url_ttl_seconds,
+        abandoned_after_seconds=deps.settings.abandoned_after_seconds,
+        # The address API Gateway saw the request come from; a header such as X-Forwarded-For is the client's to set.
+        source_ip=((request.context or {}).get("identity") or {}).get("sourceIp"),
+        rate_limit_per_ip=deps.settings.rate_limit_per_ip,
+        rate_limit_per_email=deps.settings.rate_limit_per_email,
     )
     return json_response(
         {
@@ -127,8 +134,11 @@ def static_asset(name):
 @app.schedule(Rate(1, unit=Rate.HOURS), name="expire-abandoned")
 def expire_abandoned(event):
     """Expire uploads that were never confirmed and delete their objects."""
+    s = deps.settings
+    windows = tuple(limit.seconds for limit in (s.rate_limit_per_ip, s.rate_limit_per_email) if limit)
     return services.expire_abandoned_uploads(uploads=deps.uploads, storage=deps.storage,
-                                             older_than_seconds=deps.settings.abandoned_after_seconds)
+                                             older_than_seconds=s.abandoned_after_seconds,
+                                             rate_limit_windows=windows)
 
 
 @app.lambda_function(name="migrate")

@@ -88,5 +88,17 @@ class PayloadTooLarge(UploadError):
     message = "The request body is too large."
 
 
+class RateLimited(UploadError):
+    """Too many uploads were created recently from this client or for this email."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, retry_after_seconds: int):
+        self.retry_after_seconds = max(1, int(retry_after_seconds))
+        minutes = -(-self.retry_after_seconds // 60)
+        wait = "1 minute" if minutes == 1 else f"{minutes} minutes"
+        super().__init__(f"Too many uploads right now. Please try again in {wait}.")
+
+
 class DatabaseOutcomeUnknown(DatabaseUnavailable):
     """A statement was sent and no answer came back in time: it may have run. Never resent automatically."""

@@ -23,6 +23,7 @@ STATUS = {
     errors.PayloadTooLarge: 413,
     errors.IdempotencyKeyReused: 422,
     errors.UploadNotVerified: 422,
+    errors.RateLimited: 429,
     errors.StorageUnavailable: 500,
     errors.DatabaseUnavailable: 503,
 }
@@ -47,7 +48,10 @@ def json_response(body: dict, status: int = 200) -> Response:
 def error_response(exc: errors.UploadError) -> Response:
     """`{"error": {"code", "message"}}` with the status that fits the error."""
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
-    return json_response({"error": {"code": exc.code, "message": exc.message}}, status)
+    response = json_response({"error": {"code": exc.code, "message": exc.message}}, status)
+    if isinstance(exc, errors.RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
 
 
 def api_view(view):

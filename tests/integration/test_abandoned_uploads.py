@@ -4,6 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib import services
 from tests.helpers import put_object, upload_body
+from tests.images import SMALL_PNG
 
 
 def age(db, upload_id, hours):
@@ -16,11 +17,11 @@ def sweep(live_deps):
 
 
 def test_old_unconfirmed_jobs_expire_and_lose_their_objects_and_nothing_else_changes(api, db, live_deps):
-    old = api.create(upload_body(file_size=5)).body
-    put_object(old["uploadUrl"], b"12345", "image/png")
-    recent = api.create(upload_body(file_size=5)).body
-    done = api.create(upload_body(file_size=5)).body
-    put_object(done["uploadUrl"], b"12345", "image/png")
+    old = api.create(upload_body(file_size=len(SMALL_PNG))).body
+    put_object(old["uploadUrl"], SMALL_PNG, "image/png")
+    recent = api.create(upload_body(file_size=len(SMALL_PNG))).body
+    done = api.create(upload_body(file_size=len(SMALL_PNG))).body
+    put_object(done["uploadUrl"], SMALL_PNG, "image/png")
     api.confirm(done["uploadId"], done["sessionToken"])
     for job in (old, done):
         age(db, job["uploadId"], 25)
@@ -32,8 +33,8 @@ def test_old_unconfirmed_jobs_expire_and_lose_their_objects_and_nothing_else_cha
     statuses = dict(db.run("SELECT id, status FROM uploads WHERE id IN (:a, :b, :c)",
                            a=old["uploadId"], b=recent["uploadId"], c=done["uploadId"]))
     assert statuses == {old["uploadId"]: "expired", recent["uploadId"]: "pending", done["uploadId"]: "pending"}
-    assert live_deps.storage.head(old["key"]) is None
-    assert live_deps.storage.head(done["key"]) is not None
+    assert live_deps.storage.peek(old["key"], 8) is None
+    assert live_deps.storage.peek(done["key"], 8) is not None
     expired = api.confirm(old["uploadId"], old["sessionToken"])
     assert (expired.status, expired.body["error"]["code"]) == (410, "UPLOAD_EXPIRED")
 
@@ -41,8 +42,8 @@ def test_old_unconfirmed_jobs_expire_and_lose_their_objects_and_nothing_else_cha
 def test_a_sweep_racing_confirms_never_expires_a_confirmed_job(api, db, live_deps):
     jobs = []
     for _ in range(20):
-        body = api.create(upload_body(file_size=5)).body
-        put_object(body["uploadUrl"], b"12345", "image/png")
+        body = api.create(upload_body(file_size=len(SMALL_PNG))).body
+        put_object(body["uploadUrl"], SMALL_PNG, "image/png")
         age(db, body["uploadId"], 25)
         jobs.append(body)
 
