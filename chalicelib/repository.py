@@ -1,4 +1,4 @@
-"""All SQL of the service. Values go in as `:name` placeholders, escaped by the database driver."""
+"""All SQL of the service. Values go in as `:name` placeholders, filled in by `db.render` (escaped, parenthesised)."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from devstack.capture import CaptureServer
 from devstack.pgbouncer import PgBouncer
 from tests.fault_proxy import FaultProxy
 from tests.helpers import ApiClient, put_object, upload_body
+from tests.images import SMALL_PNG
 
 TIMEOUT = 1.0
 UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
@@ -102,8 +103,8 @@ def events(capture, name, upload_id):
 
 
 def uploaded(api, email=None):
-    body = api.create(upload_body(email=email or "maya@example.com", file_size=5)).body
-    assert put_object(body["uploadUrl"], b"12345", "image/png")[0] == 200
+    body = api.create(upload_body(email=email or "maya@example.com", file_size=len(SMALL_PNG))).body
+    assert put_object(body["uploadUrl"], SMALL_PNG, "image/png")[0] == 200
     return body
 
 
