@@ -2,6 +2,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# axe-core for the browser tests' accessibility checks, pinned by tests/js/package-lock.json.
+NODE_STAMP := tests/js/node_modules/.installed
 
 .PHONY: dev test unit package bench clean
 
@@ -11,12 +13,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+$(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 ## dev: start PostgreSQL and S3 locally and serve the API on http://127.0.0.1:$${PORT:-8000}
 dev: $(STAMP)
 	$(BIN)/python -m devstack
 
 ## test: run the whole suite against a local stack the fixtures start
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## unit: only the fast tests that do no I/O
@@ -32,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output
+	rm -rf $(VENV) .pytest_cache build test-output tests/js/node_modules

@@ -2,17 +2,20 @@
 // X-Session-Token added automatically to job-scoped calls. Every URL starts from the page's API base, so the
 // same modules work on the API's own pages (under the stage prefix) and on a front end on another origin.
 
+import { parseRetryAfter } from "./retry.js";
 import { getSession } from "./session.js";
 
 const NETWORK_MESSAGE = "We couldn't reach the server. Check your connection and try again.";
 
 /** An API failure, carrying the server's stable code and its friendly message. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, { retryAfter = null } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    // Seconds the server asked us to wait (429, 503), from Retry-After; null when it did not say.
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -65,7 +68,8 @@ export async function apiFetch(path, { method = "GET", body, headers = {}, signa
   if (!response.ok) {
     const error = payload && payload.error;
     throw new ApiError(response.status, error ? error.code : "HTTP_" + response.status,
-      error ? error.message : "Something went wrong on our side. Please try again.");
+      error ? error.message : "Something went wrong on our side. Please try again.",
+      { retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
   }
   return payload;
 }
