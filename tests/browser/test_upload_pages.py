@@ -115,7 +115,12 @@ def test_a_non_image_or_oversized_file_is_refused_before_anything_is_sent(page, 
     page.get_by_label("Photo").set_input_files({"name": name, "mimeType": mime, "buffer": content})
     page.get_by_role("button", name="Upload").click()
 
-    page.get_by_role("alert").filter(has_text=message).wait_for()
+    # The error is tied to the photo field, which gets the focus.
+    photo_field = page.get_by_label("Photo")
+    page.locator("#photo-error").filter(has_text=message).wait_for()
+    assert photo_field.get_attribute("aria-invalid") == "true"
+    assert "photo-error" in photo_field.get_attribute("aria-describedby")
+    assert page.evaluate("() => document.activeElement.id") == "photo"
     screenshots(page, f"refused-{name.split('.')[0]}")
     assert sent == []
 
@@ -142,37 +147,24 @@ def test_the_processing_page_with_a_wrong_token_says_it_was_refused(page, photo,
     screenshots(page, "processing-wrong-token")
 
 
-def test_a_storage_refusal_during_the_put_shows_the_friendly_message_and_retry_finishes(page, photo, db, screenshots):
-    tampered = []
-
-    def change_the_signed_type(route):
-        # Storage really refuses this: the Content-Type no longer matches the signature.
-        if not tampered:
-            tampered.append(route.request.url)
-            route.continue_(headers={**route.request.headers, "content-type": "image/jpeg"})
-        else:
-            route.continue_()
-
-    page.route(re.compile(r".*/uploads/uploads/.*"), lambda route: change_the_signed_type(route)
-               if route.request.method == "PUT" else route.continue_())
-    upload(page, photo)
-
-    page.get_by_role("alert").filter(has_text="We couldn't upload your photo. Let's try again!").wait_for()
-    screenshots(page, "storage-refused")
-    page.get_by_role("button", name="Try again").click()
-
-    page.wait_for_url(PROCESSING_URL)
-    job_id = PROCESSING_URL.match(page.url).group(1)
-    assert len(tampered) == 1 and job_id in tampered[0]
-    assert job_row(db, job_id) == [["pending", True]]
-
-
-def test_local_storage_that_throws_does_not_stop_the_upload(page, photo, db):
-    page.add_init_script("Storage.prototype.setItem = () => { throw new DOMException('quota', 'QuotaExceededError'); }")
+def test_a_local_storage_that_refuses_keeps_the_session_for_this_tab_and_says_it_cannot_be_reopened(page, photo,
+                                                                                                    db, screenshots):
+    page.add_init_script("""
+      const setItem = Storage.prototype.setItem;
+      Storage.prototype.setItem = function (key, value) {
+        if (this === window.localStorage) throw new DOMException('quota', 'QuotaExceededError');
+        return setItem.call(this, key, value);
+      };
+    """)
 
     upload(page, photo)
 
     page.wait_for_url(PROCESSING_URL)
     job_id = PROCESSING_URL.match(page.url).group(1)
+    page.get_by_text("Status: Waiting to be processed").wait_for()
+    assert page.locator("#notice").text_content().startswith(
+        "This browser wouldn't let us save your upload, so you can't reopen this page later.")
+    screenshots(page, "processing-tab-only-session")
     assert job_row(db, job_id) == [["pending", True]]
+    assert local_storage(page) == {}
     assert any(kind == "error" and "localStorage is unavailable" in text for kind, text in page.console_messages)
