@@ -110,7 +110,8 @@ async function showPreview(file) {
   const url = await thumbnail(file);
   if (photo.files[0] !== file) return;
   image.hidden = !url;
-  $("preview-icon").hidden = Boolean(url);
+  // An SVG element has no `hidden` property: set the attribute.
+  $("preview-icon").toggleAttribute("hidden", Boolean(url));
   if (url) image.src = url;
   preview.hidden = false;
 }
