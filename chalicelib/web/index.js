@@ -119,7 +119,7 @@ async function showPreview(file) {
 function chose() {
   clearErrors();
   status.textContent = "";
-  retry.hidden = true;
+  withdrawRetry();
   attempt = null;
   setState(photo.files[0] ? "chosen" : "idle");
   showPreview(photo.files[0]);
@@ -147,20 +147,18 @@ function onWait({ reason, delayMs }) {
 function reset() {
   if (attempt) attempt.cancel();
   attempt = null;
-  clearTimeout(retryTimer);
   busy(false);
   clearErrors();
   progressBox.hidden = true;
   status.textContent = "";
-  retry.hidden = true;
+  withdrawRetry();
   setState(photo.files[0] ? "chosen" : "idle");
   showResume();
 }
 
 async function run() {
   clearErrors();
-  clearTimeout(retryTimer);
-  retry.hidden = true;
+  withdrawRetry();
   announcedQuarter = 0;
   busy(true);
   setState("uploading");
@@ -183,7 +181,8 @@ async function run() {
       return;
     }
     status.textContent = "";
-    if (!attempt.uploaded) showProgress(0);
+    // A bar stuck at 0% says nothing: show it only if the photo itself got through.
+    progressBox.hidden = !attempt.uploaded;
     const { field, message } = describeFailure(failure, { maxBytes });
     if (field) {
       // New input is needed, not a retry of the same request.
@@ -197,14 +196,26 @@ async function run() {
     if (failure.code === "RATE_LIMITED") {
       // Asking again before the server's Retry-After only meets the same refusal.
       retryTimer = setTimeout(() => {
-        retry.hidden = false;
+        offerRetry();
         status.textContent = "You can try again now.";
       }, (failure.retryAfter ?? 60) * 1000);
       return;
     }
-    retry.hidden = false;
+    offerRetry();
     retry.focus();
   }
+}
+
+/** "Try again" resumes the failed attempt; it replaces "Upload" until the form is changed. */
+function offerRetry() {
+  retry.hidden = false;
+  submit.hidden = true;
+}
+
+function withdrawRetry() {
+  clearTimeout(retryTimer);
+  retry.hidden = true;
+  submit.hidden = false;
 }
 
 form.addEventListener("submit", async (event) => {
@@ -239,6 +250,13 @@ form.addEventListener("submit", async (event) => {
 });
 
 photo.addEventListener("change", chose);
+// A changed email is a new upload: "Upload" again rather than a retry of the old one.
+email.addEventListener("input", () => {
+  if (retry.hidden && submit.hidden === false) return;
+  attempt = null;
+  withdrawRetry();
+  error.textContent = "";
+});
 retry.addEventListener("click", () => { if (attempt) run(); });
 cancel.addEventListener("click", () => { if (attempt) attempt.cancel(); });
 

@@ -20,6 +20,15 @@ const LABELS = {
   failed: "Processing failed",
   expired: "Expired",
 };
+// What the status means for the person waiting (the label itself is in the list above it).
+const NEXT = {
+  pending: "We have your photo. We'll email you when your model is ready; you can close this page.",
+  processing: "We're building your model now. We'll email you when it's ready; you can close this page.",
+  completed: "Your model is ready. Check your email for the link.",
+  failed: "We couldn't build a model from this photo. Please try another photo.",
+  expired: "This upload expired before it was finished. Please upload your photo again.",
+};
+const FORMATS = { "image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/heic": "HEIC" };
 const START_OVER = "Please start a new upload.";
 const NO_SESSION = "We couldn't find this upload's session on this device. Please start a new upload. "
   + "If you uploaded from another browser or device, open this page there.";
@@ -51,14 +60,21 @@ let paused = false;
 let stopped = false;
 let lastStatus = null;
 
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  return bytes < 1048576 ? `${Math.round(bytes / 1024)} KB` : `${(bytes / 1048576).toFixed(1)} MB`;
+}
+
 function show(job) {
   document.getElementById("job").hidden = false;
   document.getElementById("job-id").textContent = job.jobId;
   document.getElementById("job-status").textContent = LABELS[job.status] || job.status;
-  document.getElementById("job-file").textContent = `${job.fileType}, ${(job.fileSize / 1024).toFixed(1)} KB`;
+  document.getElementById("job-file").textContent = `${FORMATS[job.fileType] || job.fileType}, ${size(job.fileSize)}`;
   document.getElementById("job-confirmed").textContent = job.confirmedAt
     ? new Date(job.confirmedAt).toLocaleString() : "Not yet";
-  status.textContent = `Status: ${LABELS[job.status] || job.status}`;
+  status.textContent = job.status === "pending" && !job.confirmedAt
+    ? "Your photo hasn't arrived yet. If you closed the upload page, please upload it again."
+    : NEXT[job.status] || "";
   page.dataset.state = job.status;
 }
 
@@ -102,6 +118,7 @@ async function poll() {
     show(job);
     if (FINAL.has(job.status)) {
       stopped = true;
+      if (job.status !== "completed") startOver.hidden = false;
       if (job.status === "expired") clearSession(jobId);
     }
   } catch (failure) {

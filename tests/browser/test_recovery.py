@@ -76,7 +76,7 @@ def test_the_upload_page_offers_to_continue_to_the_last_upload_while_its_token_i
     page.goto("/")
     page.get_by_role("link", name="Continue to your last upload").click()
     page.wait_for_url(re.compile(f".*/processing/{job_id}$"))
-    page.get_by_text("Status: Waiting to be processed").wait_for()
+    page.locator("#job-status").filter(has_text="Waiting to be processed").wait_for()
 
     page.evaluate(f"() => localStorage.removeItem('3d-ultra-session-{job_id}')")
     page.goto("/")
@@ -144,7 +144,7 @@ def test_a_hidden_tab_sends_no_requests_and_polls_at_once_when_shown_again(page,
     """)
     requests = status_requests(page)
     page.goto(f"/processing/{job_id}")
-    page.get_by_text("Status: Waiting to be processed").wait_for()
+    page.locator("#job-status").filter(has_text="Waiting to be processed").wait_for()
     page.wait_for_function("() => document.querySelectorAll('#job-id').length && window.setHidden")
     page.wait_for_timeout(600)
     assert len(requests) >= 3  # polling every 100-200 ms while visible
