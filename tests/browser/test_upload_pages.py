@@ -12,13 +12,19 @@ PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
 RECORD_PROGRESS = """
 new MutationObserver(() => {
   const bar = document.getElementById('progress');
-  if (!bar || bar.dataset.watched) return;
+  const status = document.getElementById('status');
+  if (!bar || !status || bar.dataset.watched) return;
   bar.dataset.watched = '1';
-  new MutationObserver(() => {
-    const seen = JSON.parse(sessionStorage.getItem('progress-seen') || '[]');
-    seen.push(Number(bar.value));
-    sessionStorage.setItem('progress-seen', JSON.stringify(seen));
-  }).observe(bar, { attributes: true, attributeFilter: ['value'] });
+  const record = (key, value) => {
+    const seen = JSON.parse(sessionStorage.getItem(key) || '[]');
+    seen.push(value);
+    sessionStorage.setItem(key, JSON.stringify(seen));
+  };
+  new MutationObserver(() => record('progress-seen', Number(bar.value)))
+    .observe(bar, { attributes: true, attributeFilter: ['value'] });
+  // What the status live region says, which is what a screen reader announces.
+  new MutationObserver(() => record('status-seen', status.textContent))
+    .observe(status, { childList: true, characterData: true, subtree: true });
 }).observe(document, { childList: true, subtree: true });
 """
 
@@ -79,11 +85,16 @@ def test_the_full_flow_uploads_confirms_stores_the_session_and_shows_the_job(pag
     progress = json.loads(page.evaluate("() => sessionStorage.getItem('progress-seen') || '[]'"))
     assert progress[-1] == 100 and progress == sorted(progress)
     assert len({p for p in progress if 0 < p < 100}) >= 3, progress
+    # Progress is announced at each quarter, not at every percent.
+    announced = json.loads(page.evaluate("() => sessionStorage.getItem('status-seen') || '[]'"))
+    assert [text for text in announced if "%" in text] == [
+        "Uploading your photo… 25%", "Uploading your photo… 50%", "Uploading your photo… 75%"], announced
+    assert announced[0] == "Preparing your upload…" and "Checking your photo…" in announced
     assert stored[f"3d-ultra-session-{job_id}"]
     assert stored["3d-ultra-current-job"] == job_id
     assert job_row(db, job_id) == [["pending", True]]
     assert page.locator("#job-id").text_content() == job_id
-    print(f"\nprogress values seen: {progress}")
+    print(f"\nprogress values seen: {progress}\nstatus announced: {announced}")
 
 
 def test_a_second_upload_moves_the_current_job_and_keeps_the_first_session(page, photo):
@@ -173,3 +184,24 @@ def test_a_local_storage_that_refuses_keeps_the_session_for_this_tab_and_says_it
     assert job_row(db, job_id) == [["pending", True]]
     assert local_storage(page) == {}
     assert any(kind == "error" and "localStorage is unavailable" in text for kind, text in page.console_messages)
+
+
+def test_the_whole_upload_works_by_keyboard_alone(page, photo, screenshots):
+    response = page.goto("/")
+    # The page itself is never stored, so Back and reload always run it fresh (or restore it, see pageshow).
+    assert response.headers["cache-control"] == "no-store"
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "email"
+    page.keyboard.type("maya@example.com")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "photo"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(str(photo))
+    page.locator("#preview-name").filter(has_text="portrait.png").wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "submit"
+    screenshots(page, "upload-keyboard-focus")
+    page.keyboard.press("Enter")
+
+    page.wait_for_url(PROCESSING_URL)
