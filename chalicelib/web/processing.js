@@ -76,12 +76,15 @@ function show(job) {
     ? "Your photo hasn't arrived yet. If you closed the upload page, please upload it again."
     : NEXT[job.status] || "";
   page.dataset.state = job.status;
+  startOver.textContent = "Upload another photo";
+  startOver.hidden = false;
 }
 
 function stop(code) {
   stopped = true;
   status.textContent = "";
   error.textContent = MESSAGES[code];
+  startOver.textContent = "Start a new upload";
   startOver.hidden = false;
   page.dataset.state = "stopped";
   delete page.dataset.nextPollMs;
@@ -118,7 +121,6 @@ async function poll() {
     show(job);
     if (FINAL.has(job.status)) {
       stopped = true;
-      if (job.status !== "completed") startOver.hidden = false;
       if (job.status === "expired") clearSession(jobId);
     }
   } catch (failure) {

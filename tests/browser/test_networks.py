@@ -49,7 +49,7 @@ def wait_until(page, condition, timeout=15.0):
         page.wait_for_timeout(50)
 
 
-def test_a_network_drop_mid_put_and_ten_seconds_offline_finish_by_themselves(page, photo, db, screenshots):
+def test_a_network_drop_mid_put_and_ten_seconds_offline_finish_by_themselves(page, photo, db, screenshots, axe):
     puts = []
 
     def drop_the_first_put(route):
@@ -69,6 +69,7 @@ def test_a_network_drop_mid_put_and_ten_seconds_offline_finish_by_themselves(pag
 
     page.get_by_role("status").filter(has_text="You're offline. We'll continue when you're back.").wait_for()
     screenshots(page, "upload-offline")
+    assert axe(page) == []
     page.wait_for_timeout(10_000)
     assert not PROCESSING_URL.match(page.url)
     assert page.get_by_role("button", name="Try again").is_hidden()
@@ -158,7 +159,7 @@ def test_a_refused_url_is_replaced_by_replaying_the_key_and_a_second_refusal_off
 
 
 def test_a_429_shows_the_wait_in_minutes_and_offers_try_again_only_after_retry_after(page, photo, db,
-                                                                                      screenshots):
+                                                                                      screenshots, axe):
     limited = []
 
     def rate_limited_once(route):
@@ -176,6 +177,7 @@ def test_a_429_shows_the_wait_in_minutes_and_offers_try_again_only_after_retry_a
     page.get_by_role("alert").filter(
         has_text="Too many uploads right now. Please try again in 1 minute.").wait_for()
     screenshots(page, "upload-rate-limited")
+    assert axe(page) == []
     # Longer than the first automatic retry would wait (1 s), shorter than Retry-After (3 s).
     page.wait_for_timeout(1500)
     assert len(keys) == 1
