@@ -63,6 +63,7 @@ function fieldError(name, message) {
 function showProgress(percent) {
   progress.value = percent;
   progressText.textContent = `${percent}%`;
+  if (percent === 0) announcedQuarter = 0;
   // Screen readers hear every quarter, not every percent.
   const quarter = Math.floor(percent / 25);
   if (quarter > announcedQuarter && percent < 100) {
