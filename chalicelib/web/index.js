@@ -200,6 +200,8 @@ async function run() {
         offerRetry();
         status.textContent = "You can try again now.";
       }, (failure.retryAfter ?? 60) * 1000);
+      // Nothing to press yet: the focus goes to the message itself.
+      error.focus();
       return;
     }
     offerRetry();

@@ -176,6 +176,7 @@ def test_a_429_shows_the_wait_in_minutes_and_offers_try_again_only_after_retry_a
 
     page.get_by_role("alert").filter(
         has_text="Too many uploads right now. Please try again in 1 minute.").wait_for()
+    assert page.evaluate("() => document.activeElement.id") == "error"
     screenshots(page, "upload-rate-limited")
     assert axe(page) == []
     # Longer than the first automatic retry would wait (1 s), shorter than Retry-After (3 s).
