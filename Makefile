@@ -5,7 +5,9 @@ STAMP := $(VENV)/.installed
 # axe-core for the browser tests' accessibility checks, pinned by tests/js/package-lock.json.
 NODE_STAMP := tests/js/node_modules/.installed
 
-.PHONY: dev test unit package bench clean
+STAGE ?= prod
+
+.PHONY: dev test unit package deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +31,14 @@ test: $(STAMP) $(NODE_STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-## package: chalice package --stage prod into build/prod, then cfn-lint and a secret scan
+## package: chalice package --stage $(STAGE) into build/$(STAGE) with the operations resources, cfn-lint, secret scan
+## (PACKAGE_ARGS=--allow-placeholder-origins for a build that is only checked, as CI does)
 package: $(STAMP)
-	$(BIN)/python -m ops.package --stage prod
+	$(BIN)/python -m ops.package --stage $(STAGE) $(PACKAGE_ARGS)
+
+## deploy: STAGE=prod REGION=eu-central-1 ARTIFACT_BUCKET=... [DEPLOY_ARGS="--dry-run" or "--rollback VERSION"]
+deploy: $(STAMP)
+	$(BIN)/python -m ops.deploy --stage $(STAGE) --region "$(REGION)" --artifact-bucket "$(ARTIFACT_BUCKET)" $(DEPLOY_ARGS)
 
 ## bench: round trips, cold start, warm overhead, size and memory against their floors (table + build/bench.json)
 bench: $(STAMP)

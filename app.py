@@ -15,28 +15,37 @@ from chalicelib.http import (
     log_request,
     normalise_chalice_error,
     refuse_oversized,
+    request_id,
+    upload_id_of,
 )
-from chalicelib.logs import configure_logging
+from chalicelib import logs, metrics
 
-configure_logging()
 settings = Settings.from_env()
+logs.configure_logging(version=settings.version)
+metrics.configure(settings.stage)
 deps = Dependencies(settings)
 app = Chalice(app_name="three-d-ultra-upload")
 cors = CORSConfig(
     allow_origin=settings.allowed_origin,
     allow_headers=["X-Session-Token", "Idempotency-Key"],
     max_age=600,
+    # A browser may read only the response headers listed here; a 429 tells it when to try again.
+    expose_headers=["Retry-After"],
 )
 
 
 @app.middleware("http")
 def finish_request(request, get_response):
     started = time.perf_counter()
-    response = refuse_oversized(request) or normalise_chalice_error(get_response(request))
-    analytics = deps.built("analytics")
-    if analytics is not None:
-        analytics.flush()
-    log_request(request, response, time.perf_counter() - started, app.lambda_context)
+    bound = logs.bind(requestId=request_id(request, app.lambda_context), uploadId=upload_id_of(request))
+    try:
+        response = refuse_oversized(request) or normalise_chalice_error(get_response(request))
+        analytics = deps.built("analytics")
+        if analytics is not None:
+            analytics.flush()
+        log_request(request, response, time.perf_counter() - started, app.lambda_context)
+    finally:
+        logs.unbind(bound)
     return response
 
 
@@ -52,7 +61,13 @@ def create_upload():
         analytics=deps.analytics,
         max_upload_bytes=deps.settings.max_upload_bytes,
         url_ttl_seconds=deps.settings.upload_url_ttl_seconds,
+        abandoned_after_seconds=deps.settings.abandoned_after_seconds,
+        # The address API Gateway saw the request come from; a header such as X-Forwarded-For is the client's to set.
+        source_ip=((request.context or {}).get("identity") or {}).get("sourceIp"),
+        rate_limit_per_ip=deps.settings.rate_limit_per_ip,
+        rate_limit_per_email=deps.settings.rate_limit_per_email,
     )
+    logs.bind(uploadId=created.upload_id)
     return json_response(
         {
             "uploadUrl": created.upload_url,
@@ -99,7 +114,8 @@ def get_upload(upload_id):
 def health():
     checks = services.check_health(uploads=deps.uploads, storage=deps.storage)
     healthy = all(state == "ok" for state in checks.values())
-    return json_response({"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503)
+    return json_response({"status": "ok" if healthy else "unavailable", "checks": checks,
+                          "version": deps.settings.version}, 200 if healthy else 503)
 
 
 @app.route("/openapi.json", methods=["GET"], cors=cors)
@@ -126,14 +142,23 @@ def static_asset(name):
 
 @app.schedule(Rate(1, unit=Rate.HOURS), name="expire-abandoned")
 def expire_abandoned(event):
-    """Expire uploads that were never confirmed and delete their objects."""
+    """Expire uploads that were never confirmed, delete their objects, clear emails past their retention."""
+    s = deps.settings
+    windows = tuple(limit.seconds for limit in (s.rate_limit_per_ip, s.rate_limit_per_email) if limit)
     return services.expire_abandoned_uploads(uploads=deps.uploads, storage=deps.storage,
-                                             older_than_seconds=deps.settings.abandoned_after_seconds)
+                                             older_than_seconds=s.abandoned_after_seconds,
+                                             email_retention_days=s.email_retention_days,
+                                             rate_limit_windows=windows)
 
 
 @app.lambda_function(name="migrate")
 def migrate(event, context):
-    """Apply pending database migrations (invoke after each deploy)."""
-    from chalicelib.migrate import apply_migrations
+    """Apply pending database migrations (the deploy runs them before the code; this checks they are applied)."""
+    from chalicelib.db import Database
+    from chalicelib.migrate import MIGRATE_TIMEOUT_SECONDS, apply_migrations
 
-    return {"applied": apply_migrations(deps.database)}
+    db = Database(deps.secrets.database, timeout=MIGRATE_TIMEOUT_SECONDS, application_name="3d-ultra-migrate")
+    try:
+        return {"applied": apply_migrations(db), "version": deps.settings.version}
+    finally:
+        db.close()

@@ -19,10 +19,12 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DELAY = 0.010
-PNG = b"\x89PNG" + bytes(60)
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(56)  # the PNG signature the confirm checks, then filler
 ROUTES = ("create", "confirm", "status", "health")
 DB_FLOOR = {"create": 1, "confirm": 2, "status": 1, "health": 1}
 STORAGE_FLOOR = {"create": 0, "confirm": 1, "status": 0, "health": 1}
+# Far above what the bench sends in a second, so every create is admitted.
+BENCH_LIMIT = "100000/1"
 
 
 def event(method: str, resource_path: str, path_params=None, headers=None, body=None) -> dict:
@@ -32,7 +34,8 @@ def event(method: str, resource_path: str, path_params=None, headers=None, body=
         "headers": {"content-type": "application/json", **(headers or {})},
         "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
         "pathParameters": path_params, "stageVariables": None, "isBase64Encoded": False,
-        "body": body, "requestContext": {"resourcePath": resource_path, "httpMethod": method, "requestId": "bench"},
+        "body": body, "requestContext": {"resourcePath": resource_path, "httpMethod": method, "requestId": "bench",
+                                         "identity": {"sourceIp": "198.51.100.10"}},
     }
 
 
@@ -216,7 +219,7 @@ c = pg8000.native.Connection(user="postgres", host="127.0.0.1", port={db_port}, 
 c.run("SELECT session_token_hash, original_url FROM uploads WHERE id = " + L({upload_id!r}))
 s3 = boto3.client("s3", endpoint_url={endpoint!r}, region_name="auto", aws_access_key_id={key!r},
                   aws_secret_access_key={secret!r}, config=Config(signature_version="s3v4"))
-s3.head_object(Bucket={bucket!r}, Key={key_name!r})
+s3.get_object(Bucket={bucket!r}, Key={key_name!r}, Range="bytes=0-63")["Body"].read()
 c.run("UPDATE uploads SET updated_at = now() WHERE id = " + L({upload_id!r}) + " RETURNING id")
 print(json.dumps({{"first": time.perf_counter() - t0}}))
 """,
@@ -284,7 +287,7 @@ def warm_overhead(driver, settings, n=200):
 
     def bare_confirm(created):
         conn.run(f"SELECT {COLS} FROM uploads WHERE id = " + L(created["uploadId"]))
-        s3.head_object(Bucket=settings.r2_bucket, Key=created["key"])
+        s3.get_object(Bucket=settings.r2_bucket, Key=created["key"], Range="bytes=0-63")["Body"].read()
         conn.run("UPDATE uploads SET confirmed_at = now(), updated_at = now() WHERE id = " + L(created["uploadId"])
                  + " AND confirmed_at IS NULL AND status = 'pending' RETURNING " + COLS)
 
@@ -320,7 +323,7 @@ def size_and_memory(driver):
     rows = []
     package = ROOT / "build" / "prod" / "deployment.zip"
     if not package.exists():
-        subprocess.run([sys.executable, "-m", "ops.package", "--stage", "prod"], cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "ops.package", "--stage", "prod", "--allow-placeholder-origins"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
     rows.append(("deployment.zip MB (chalice package)", round(package.stat().st_size / 1e6, 2), None))
     created = driver.uploaded()
@@ -338,6 +341,8 @@ def main() -> None:
     from devstack.stack import LocalStack
 
     with LocalStack(allowed_origin="http://127.0.0.1:8000", environ={}) as stack:
+        # Limits on, so that the create measured is the statement that decides them; never reached here.
+        stack.env.update(RATE_LIMIT_PER_IP=BENCH_LIMIT, RATE_LIMIT_PER_EMAIL=BENCH_LIMIT)
         os.environ.update(stack.env)
         import app as app_module
         from chalicelib.config import Settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -63,6 +64,24 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most `count` creates per `seconds`, a sliding window."""
+
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, name: str, raw: Optional[str]) -> Optional["RateLimit"]:
+        """`N/SECONDS` (e.g. `20/600`); unset or empty means no limit."""
+        if raw is None or raw.strip() == "":
+            return None
+        match = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", raw)
+        if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+            raise ConfigError(f"{name} must be N/SECONDS with both positive whole numbers (e.g. 20/600), got {raw!r}")
+        return cls(count=int(match[1]), seconds=int(match[2]))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the functions need to know about their environment."""
 
@@ -80,6 +99,15 @@ class Settings:
     db_timeout_seconds: float = 5.0
     storage_timeout_seconds: float = 3.0
     abandoned_after_seconds: int = 24 * 3600
+    rate_limit_per_ip: Optional[RateLimit] = None
+    rate_limit_per_email: Optional[RateLimit] = None
+    # How long a finished (confirmed or expired) job keeps its email before the sweep clears it.
+    email_retention_days: int = 30
+    # What is deployed and where: set by `make package` (VERSION from `git describe`, STAGE the Chalice stage).
+    version: str = "dev"
+    stage: str = "dev"
+    # Secrets from SSM are re-read after this long (and at once when a credential is refused).
+    secrets_max_age_seconds: float = 300.0
     # (setting name, SSM parameter name) of secrets still to be fetched; empty once resolved.
     ssm_parameters: Tuple[Tuple[str, str], ...] = ()
 
@@ -105,6 +133,12 @@ class Settings:
             raise ConfigError("Missing required setting(s): " + ", ".join(missing))
         if env.get("DATABASE_URL"):
             DatabaseSettings.from_url(env["DATABASE_URL"])  # fail now, not at the first request
+        url_ttl = _number(env, "UPLOAD_URL_TTL_SECONDS", cls.upload_url_ttl_seconds, int)
+        abandoned_after = _number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds, int)
+        if url_ttl >= abandoned_after:
+            # A URL that outlives its job could put an object back after the sweep deleted it.
+            raise ConfigError(f"UPLOAD_URL_TTL_SECONDS ({url_ttl}) must be less than ABANDONED_AFTER_SECONDS "
+                              f"({abandoned_after})")
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             r2_endpoint_url=endpoint,
@@ -116,10 +150,16 @@ class Settings:
             posthog_host=env.get("POSTHOG_HOST") or cls.posthog_host,
             analytics_budget_seconds=_number(env, "ANALYTICS_BUDGET_SECONDS", cls.analytics_budget_seconds, float),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes, int),
-            upload_url_ttl_seconds=_number(env, "UPLOAD_URL_TTL_SECONDS", cls.upload_url_ttl_seconds, int),
+            upload_url_ttl_seconds=url_ttl,
             db_timeout_seconds=_number(env, "DB_TIMEOUT_SECONDS", cls.db_timeout_seconds, float),
             storage_timeout_seconds=_number(env, "STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds, float),
-            abandoned_after_seconds=_number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds, int),
+            abandoned_after_seconds=abandoned_after,
+            rate_limit_per_ip=RateLimit.parse("RATE_LIMIT_PER_IP", env.get("RATE_LIMIT_PER_IP")),
+            rate_limit_per_email=RateLimit.parse("RATE_LIMIT_PER_EMAIL", env.get("RATE_LIMIT_PER_EMAIL")),
+            email_retention_days=_number(env, "EMAIL_RETENTION_DAYS", cls.email_retention_days, int),
+            secrets_max_age_seconds=_number(env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds, float),
+            version=env.get("VERSION") or cls.version,
+            stage=env.get("STAGE") or cls.stage,
             ssm_parameters=refs,
         )
 

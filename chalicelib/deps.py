@@ -1,36 +1,83 @@
-"""The service's outside systems, built on first use and kept for the life of the container."""
+"""The service's outside systems, built on first use and kept for the life of the container.
+
+Secrets held in SSM rotate. A container re-reads them when the database or storage rejects its credentials
+(PostgreSQL 28P01; R2 InvalidAccessKeyId or SignatureDoesNotMatch) and retries that one call, and when they
+are older than SECRETS_MAX_AGE_SECONDS (a container that only presigns URLs never hears a refusal).
+Both retries are safe: a database authentication failure happens at connect, before any statement ran; a
+refused storage request did nothing on the server.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from functools import cached_property
 
-import logging
-
 from .config import Settings
+from .errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+# Storage errors that mean "these credentials are not (or no longer) valid". A HEAD answer has no body, so
+# S3 can only say 403 there.
+_STORAGE_AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
+# Several threads (or requests) refused at once need one SSM read, not one each.
+REFRESH_MIN_INTERVAL_SECONDS = 1.0
 
 
 class Dependencies:
     """Lazily built, reused dependencies: a warm Lambda keeps its connections and clients."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, fetch=None, clock=time.monotonic):
         self.settings = settings
+        self._fetch = fetch
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._secrets: Settings | None = None
+        self._fetched_at = float("-inf")
+        self._refreshed_at = float("-inf")
         if not settings.posthog_api_key and not any(n == "POSTHOG_API_KEY" for n, _ in settings.ssm_parameters):
             log.info("analytics: off (POSTHOG_API_KEY is not set)")
 
-    @cached_property
+    @property
     def secrets(self) -> Settings:
-        """The settings with secrets fetched from SSM, once per container, on first need."""
+        """The settings with secrets fetched from SSM: on first need, then again once they are older than
+        the maximum age."""
+        with self._lock:
+            stale = self.settings.ssm_parameters and (
+                self._clock() - self._fetched_at > self.settings.secrets_max_age_seconds)
+            if self._secrets is None or stale:
+                self._load_secrets(initial=self._secrets is None)
+            return self._secrets
+
+    def refresh_secrets(self, why: str) -> bool:
+        """Re-read the secrets after a refusal; True when the caller should retry (something may have changed)."""
+        if not self.settings.ssm_parameters:
+            return False  # given directly: nothing to re-read
+        with self._lock:
+            if self._clock() - self._refreshed_at < REFRESH_MIN_INTERVAL_SECONDS:
+                return True  # another caller just re-read them after a refusal: retry with those
+            self._refreshed_at = self._clock()
+            before = self._secrets
+            try:
+                self._load_secrets(initial=False)
+            except Exception as exc:  # SSM unreachable: keep what we have; the refusal stands
+                log.error("re-reading secrets failed: %s", type(exc).__name__, extra={"cause": why})
+                return False
+            log.warning("secrets re-read after a refusal", extra={"cause": why,
+                                                                   "changed": self._secrets != before})
+            return True
+
+    def _load_secrets(self, *, initial: bool) -> None:
         from .config import fetch_ssm_parameters
 
-        return self.settings.with_secrets(fetch_ssm_parameters)
+        self._secrets = self.settings.with_secrets(self._fetch or fetch_ssm_parameters)
+        self._fetched_at = self._clock()
 
     @cached_property
     def database(self):
-        from .db import Database
-
-        return Database(self.secrets.database, timeout=self.settings.db_timeout_seconds)
+        return rotating_database(self)
 
     @cached_property
     def uploads(self):
@@ -40,16 +87,9 @@ class Dependencies:
 
     @cached_property
     def storage(self):
-        from .storage import Storage, s3_client
+        from .storage import Storage
 
-        s = self.secrets
-        client = s3_client(
-            endpoint_url=s.r2_endpoint_url,
-            access_key_id=s.r2_access_key_id,
-            secret_access_key=s.r2_secret_access_key,
-            timeout=s.storage_timeout_seconds,
-        )
-        return Storage(client, s.r2_bucket)
+        return Storage(RotatingS3Client(self), self.settings.r2_bucket)
 
     @cached_property
     def analytics(self):
@@ -61,3 +101,69 @@ class Dependencies:
     def built(self, name: str):
         """The dependency if it was built already, else None (so a request never builds one just to flush it)."""
         return self.__dict__.get(name)
+
+
+def rotating_database(deps: Dependencies):
+    """A Database that opens each new connection with the current secrets and, refused with 28P01, re-reads
+    them and tries once more (pg8000 is imported here, on first need, not at cold start)."""
+    from .db import Database
+
+    class RotatingDatabase(Database):
+        def _open(self):
+            self._settings = deps.secrets.database
+            try:
+                return super()._open()
+            except DatabaseUnavailable as exc:
+                if not _is_password_refused(exc.__cause__) or not deps.refresh_secrets("database 28P01"):
+                    raise
+            self._settings = deps.secrets.database
+            return super()._open()
+
+    return RotatingDatabase(deps.secrets.database, timeout=deps.settings.db_timeout_seconds)
+
+
+class RotatingS3Client:
+    """A boto3 S3 client that follows rotated keys: rebuilt when the secrets change, and a call refused for
+    its credentials is retried once after re-reading them."""
+
+    def __init__(self, deps: Dependencies):
+        self._deps = deps
+        self._keys = None
+        self._client = None
+        self._lock = threading.Lock()
+
+    def current(self):
+        """The client for the current keys (building a new one when they changed)."""
+        from .storage import s3_client
+
+        s = self._deps.secrets
+        keys = (s.r2_endpoint_url, s.r2_access_key_id, s.r2_secret_access_key)
+        with self._lock:
+            if keys != self._keys:
+                self._client = s3_client(endpoint_url=s.r2_endpoint_url, access_key_id=s.r2_access_key_id,
+                                         secret_access_key=s.r2_secret_access_key, timeout=s.storage_timeout_seconds)
+                self._keys = keys
+            return self._client
+
+    def __getattr__(self, name):
+        attribute = getattr(self.current(), name)
+        if not callable(attribute) or name == "generate_presigned_url":
+            return attribute  # presigning makes no request: nothing can be refused
+
+        def call(*args, **kwargs):
+            from botocore.exceptions import ClientError
+
+            try:
+                return getattr(self.current(), name)(*args, **kwargs)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in _STORAGE_AUTH_CODES or not self._deps.refresh_secrets(f"storage {code}"):
+                    raise
+            return getattr(self.current(), name)(*args, **kwargs)
+
+        return call
+
+
+def _is_password_refused(exc) -> bool:
+    detail = exc.args[0] if exc is not None and exc.args and isinstance(exc.args[0], dict) else {}
+    return detail.get("C") == "28P01"

@@ -22,6 +22,10 @@ MAX_EMAIL_LENGTH = 254
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # Tokens we mint are 36 characters; a longer header is refused without touching the database.
 MAX_TOKEN_LENGTH = 128
+# How much of an object the confirm reads: more than any signature below needs.
+SIGNATURE_BYTES = 64
+# ISO-BMFF major brands of HEIC/HEIF images (ISO/IEC 23008-12): still images, sequences, and the generic ones.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"})
 
 
 @dataclass(frozen=True)
@@ -114,3 +118,32 @@ def hash_token(token: str) -> str:
 def token_matches(token: str, token_hash: str) -> bool:
     """Compare a presented token with a stored hash in constant time."""
     return hmac.compare_digest(hash_token(token), token_hash)
+
+
+def matches_declared_type(first_bytes: bytes, file_type: str) -> bool:
+    """True when an object's first bytes carry the signature of the type it was declared as.
+
+    A table of four signatures rather than a detection library: the question is "is this the declared type",
+    not "what is this", and the table costs nothing at cold start.
+    """
+    head = first_bytes
+    if file_type == "image/jpeg":
+        return head[:3] == b"\xff\xd8\xff"
+    if file_type == "image/png":
+        return head[:8] == b"\x89PNG\r\n\x1a\n"
+    if file_type == "image/webp":
+        return len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    if file_type == "image/heic":
+        # An ISO-BMFF file starts with its `ftyp` box: 4-byte size (at least 16), `ftyp`, major brand, ...
+        return (len(head) >= 12 and int.from_bytes(head[:4], "big") >= 16 and head[4:8] == b"ftyp"
+                and head[8:12] in HEIF_BRANDS)
+    return False
+
+
+def rate_limit_key(scope: str, value: str) -> str:
+    """What the rate limits count by: a SHA-256 digest, so the counters hold no address or email in clear.
+
+    Emails are compared lower-cased: `Maya@Example.com` and `maya@example.com` share one limit.
+    """
+    normalised = value.strip().lower() if scope == "email" else value.strip()
+    return hashlib.sha256(f"{scope}:{normalised}".encode("utf-8", "surrogatepass")).hexdigest()

@@ -61,10 +61,21 @@ class IdempotencyKeyReused(UploadError):
 
 
 class UploadNotVerified(UploadError):
-    """The object is missing from storage or differs from what was declared."""
+    """The object is missing from storage or differs from what was declared.
+
+    `reason` says which check failed, for the logs only (the user sees the same message for each):
+    "missing", "size", "type" or "bytes".
+    """
 
     code = "UPLOAD_NOT_VERIFIED"
     message = "We couldn't verify your upload. Let's try again!"
+    REASONS = ("missing", "size", "type", "bytes")
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None):
+        super().__init__(message)
+        if reason is not None and reason not in self.REASONS:
+            raise ValueError(f"unknown reason {reason!r}")
+        self.reason = reason
 
 
 class StorageUnavailable(UploadError):
@@ -86,3 +97,15 @@ class PayloadTooLarge(UploadError):
 
     code = "PAYLOAD_TOO_LARGE"
     message = "The request body is too large."
+
+
+class RateLimited(UploadError):
+    """Too many uploads were created recently from this client or for this email."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, retry_after_seconds: int):
+        self.retry_after_seconds = max(1, int(retry_after_seconds))
+        minutes = -(-self.retry_after_seconds // 60)
+        wait = "1 minute" if minutes == 1 else f"{minutes} minutes"
+        super().__init__(f"Too many uploads right now. Please try again in {wait}.")

@@ -9,7 +9,7 @@ from datetime import timezone
 
 from chalice import Response
 
-from . import errors
+from . import errors, logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ STATUS = {
     errors.PayloadTooLarge: 413,
     errors.IdempotencyKeyReused: 422,
     errors.UploadNotVerified: 422,
+    errors.RateLimited: 429,
     errors.StorageUnavailable: 500,
     errors.DatabaseUnavailable: 503,
 }
@@ -47,7 +48,10 @@ def json_response(body: dict, status: int = 200) -> Response:
 def error_response(exc: errors.UploadError) -> Response:
     """`{"error": {"code", "message"}}` with the status that fits the error."""
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
-    return json_response({"error": {"code": exc.code, "message": exc.message}}, status)
+    response = json_response({"error": {"code": exc.code, "message": exc.message}}, status)
+    if isinstance(exc, errors.RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
 
 
 def api_view(view):
@@ -58,9 +62,17 @@ def api_view(view):
         try:
             return view(*args, **kwargs)
         except errors.UploadError as exc:
+            reason = getattr(exc, "reason", None)
+            if reason:
+                logs.bind(reason=reason)  # the access line of this request carries it too
+                log.warning("%s: %s", exc.code, reason, extra={"code": exc.code})
             return error_response(exc)
         except Exception:
-            log.exception("unhandled error in %s", view.__name__)
+            # The client still gets the JSON 500 (never a trace). Lambda's Errors metric only counts an
+            # invocation that fails, which would replace this answer with API Gateway's 502; the line records
+            # an UnhandledErrors metric instead (Embedded Metric Format: no API call), which an alarm watches.
+            log.exception("unhandled error in %s", view.__name__,
+                          extra={"code": errors.UploadError.code, **metrics.emf(UnhandledErrors=1)})
             return error_response(errors.UploadError())
 
     return wrapper
@@ -88,18 +100,31 @@ def _reject_constant(name: str):
 
 
 def log_request(request, response: Response, seconds: float, lambda_context=None) -> None:
-    """One access-log line per request: ids, route, status and latency; never a token, an email or a body."""
+    """One access-log line per request: ids, route, status, error code and latency; never a token, an email or a
+    body."""
     context = getattr(request, "context", None) or {}
     body = response.body if isinstance(response.body, dict) else {}
-    upload_id = (getattr(request, "uri_params", None) or {}).get("upload_id") or body.get("uploadId")
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
     log.info("request", extra={
-        "requestId": context.get("requestId") or getattr(lambda_context, "aws_request_id", None),
+        "requestId": request_id(request, lambda_context),
         "method": getattr(request, "method", None),
         "route": context.get("resourcePath"),
         "status": response.status_code,
+        "code": error.get("code"),
         "latencyMs": round(seconds * 1000, 1),
-        "uploadId": upload_id,
+        "uploadId": upload_id_of(request) or body.get("uploadId"),
     })
+
+
+def request_id(request, lambda_context=None) -> str | None:
+    """API Gateway's request id (the one in its access log), else the Lambda invocation's."""
+    context = getattr(request, "context", None) or {}
+    return context.get("requestId") or getattr(lambda_context, "aws_request_id", None)
+
+
+def upload_id_of(request) -> str | None:
+    """The upload id in the request's path, if any."""
+    return (getattr(request, "uri_params", None) or {}).get("upload_id")
 
 
 def refuse_oversized(request) -> Response | None:

@@ -14,8 +14,17 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
+# Migrations may rewrite a table: the client waits this long for an answer (the API waits 5 s), just under
+# the `migrate` function's 300 s limit.
+MIGRATE_TIMEOUT_SECONDS = 280.0
+
+
 class MigrationLocked(RuntimeError):
     """Another migration run holds the lock."""
+
+
+class MigrationBlocked(RuntimeError):
+    """A migration waited too long for a table lock and was rolled back; nothing changed."""
 
 
 def available_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[str, str]]:
@@ -28,12 +37,19 @@ def apply_migrations(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str
     try:
         repository.ensure_migrations_table(db)
         before = repository.applied_migrations(db)
+        version = None
         for version, sql in available_migrations(directory):
             if version not in before:
                 repository.apply_migration(db, version, sql)
     except DatabaseError as exc:
         if repository.is_lock_not_available(exc):
             raise MigrationLocked("another migration run is in progress; try again when it ends") from None
+        if repository.is_lock_timeout(exc):
+            log.error("migration blocked by a lock held by other sessions; rolled back", extra={"version": version})
+            raise MigrationBlocked(
+                f"migration {version} waited too long for a table lock held by other sessions and was rolled "
+                "back; nothing changed. Find the blocker (pg_stat_activity) or retry when traffic is quieter"
+            ) from None
         raise
     applied = sorted(repository.applied_migrations(db) - before)
     for version in applied:
@@ -48,7 +64,8 @@ def main() -> None:
     from .config import DatabaseSettings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    db = Database(DatabaseSettings.from_url(os.environ["DATABASE_URL"]))
+    db = Database(DatabaseSettings.from_url(os.environ["DATABASE_URL"]), timeout=MIGRATE_TIMEOUT_SECONDS,
+                  application_name="3d-ultra-migrate")
     applied = apply_migrations(db)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     db.close()

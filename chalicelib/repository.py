@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Optional, Sequence
 
 from pg8000.exceptions import DatabaseError
 
@@ -34,10 +34,22 @@ class UploadRecord:
 
 @dataclass(frozen=True)
 class CreateOutcome:
-    """What an insert-or-replay did: `record` is None when the replay was refused."""
+    """What an insert-or-replay did: `record` is None when the replay was refused or a limit was reached;
+    `retry_after_seconds` is set in the latter case."""
 
     record: Optional[UploadRecord]
     inserted: bool
+    retry_after_seconds: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class LimitCheck:
+    """One limit a new job must pass: at most `count` creates per `seconds` for this (scope, key)."""
+
+    scope: str
+    key: str
+    count: int
+    seconds: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,31 @@ class ReplayConflict:
     same_request: bool
     confirmed: bool
     status: str
+
+
+# One limit of a create, as a data-modifying CTE. ON CONFLICT DO UPDATE locks the key's row and evaluates
+# against its latest committed version (not the statement's snapshot), so concurrent creates of one key queue
+# here and each sees the hits of those before it. `hits` keeps the admitted creates still in the window, at most
+# `count` of them, oldest first (clock_timestamp() is read after the lock, so they are appended in order): a
+# create is admitted when fewer than `count` are kept or the oldest of the last `count` has left the window. A
+# refusal's wait is the time until that one leaves, in whole seconds, at least 1. `after` skips this limit when
+# an earlier one refused the create, and `fresh` skips every limit for a replay of an existing job.
+_LIMIT_CTE = (
+    "limit_{n} AS ("
+    " INSERT INTO rate_limits AS r (scope, key, hits, admitted, updated_at)"
+    " SELECT :scope_{n}, :key_{n}, ARRAY[clock_timestamp()], true, clock_timestamp() FROM fresh"
+    " WHERE counts {after}"
+    " ON CONFLICT (scope, key) DO UPDATE SET (hits, admitted, updated_at) = ("
+    "  SELECT CASE WHEN ok THEN kept || at ELSE r.hits END, ok, at"
+    "  FROM (SELECT clock_timestamp() AS at) AS t,"
+    "  LATERAL (SELECT cardinality(r.hits) < :count_{n}"
+    "   OR r.hits[cardinality(r.hits) - :count_{n} + 1] <= at - make_interval(secs => :seconds_{n}) AS ok) AS o,"
+    "  LATERAL (SELECT coalesce(array_agg(h ORDER BY h), '{{}}') AS kept"
+    "   FROM unnest(r.hits) WITH ORDINALITY AS u(h, i)"
+    "   WHERE i > cardinality(r.hits) + 1 - :count_{n} AND h > at - make_interval(secs => :seconds_{n})) AS k)"
+    " RETURNING admitted, greatest(1, ceil(extract(epoch FROM r.hits[cardinality(r.hits) - :count_{n} + 1]"
+    "  + make_interval(secs => :seconds_{n}) - r.updated_at)))::int AS retry_after)"
+)
 
 
 class Uploads:
@@ -66,32 +103,51 @@ class Uploads:
         file_size: int,
         fingerprint: str,
         idempotency_key: Optional[str],
+        limits: Sequence[LimitCheck] = (),
     ) -> CreateOutcome:
         """Insert a pending job, or, for a replayed Idempotency-Key of the same request, rotate its token.
 
-        The database decides in one statement, so concurrent replays of one key make exactly one job.
+        The database decides in one statement, so concurrent replays of one key make exactly one job, and the
+        limits are exact under concurrency: each one is a row whose lock serialises the creates of its key.
+        A replay of an existing job counts against no limit; a create refused by one limit is not counted by
+        the limits after it.
         """
-        rows = self._db.run(
+        params = dict(id=upload_id, email=email, hash=token_hash, key=key, file_type=file_type,
+                      file_size=file_size, idem=idempotency_key, fingerprint=fingerprint)
+        ctes, admitted = [], []
+        if limits:
+            ctes.append("fresh AS (SELECT NOT EXISTS (SELECT 1 FROM uploads WHERE idempotency_key = :idem) AS counts)")
+        for n, limit in enumerate(limits):
+            ctes.append(_LIMIT_CTE.format(n=n, after=" ".join(admitted)))
+            admitted.append(f"AND NOT EXISTS (SELECT 1 FROM limit_{n} WHERE NOT admitted)")
+            params.update({f"scope_{n}": limit.scope, f"key_{n}": limit.key, f"count_{n}": limit.count,
+                           f"seconds_{n}": limit.seconds})
+        insert = (
             "INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size,"
             " idempotency_key, request_fingerprint)"
-            " VALUES (:id, :email, :hash, :key, :file_type, :file_size, :idem, :fingerprint)"
+            " SELECT :id, :email, :hash, :key, :file_type, :file_size, :idem, :fingerprint WHERE true "
+            + " ".join(admitted) +
             " ON CONFLICT (idempotency_key) DO UPDATE"
             " SET session_token_hash = EXCLUDED.session_token_hash, updated_at = now()"
             " WHERE uploads.request_fingerprint = EXCLUDED.request_fingerprint"
             " AND uploads.confirmed_at IS NULL AND uploads.status = 'pending'"
-            f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted",
-            id=upload_id,
-            email=email,
-            hash=token_hash,
-            key=key,
-            file_type=file_type,
-            file_size=file_size,
-            idem=idempotency_key,
-            fingerprint=fingerprint,
+            f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted"
         )
-        if not rows:
-            return CreateOutcome(record=None, inserted=False)
-        return CreateOutcome(record=UploadRecord(*rows[0][:-1]), inserted=rows[0][-1])
+        if not limits:
+            rows = self._db.run(insert, **params)
+            if not rows:
+                return CreateOutcome(record=None, inserted=False)
+            return CreateOutcome(record=UploadRecord(*rows[0][:-1]), inserted=rows[0][-1])
+        refused = ", ".join(f"(SELECT retry_after FROM limit_{n} WHERE NOT admitted)" for n in range(len(limits)))
+        rows = self._db.run(
+            "WITH " + ", ".join(ctes) + f", created AS ({insert})"
+            f" SELECT created.*, COALESCE({refused}) FROM (VALUES (1)) AS one LEFT JOIN created ON true",
+            **params,
+        )
+        *columns, inserted, retry_after = rows[0]
+        if columns[0] is None:
+            return CreateOutcome(record=None, inserted=False, retry_after_seconds=retry_after)
+        return CreateOutcome(record=UploadRecord(*columns), inserted=inserted)
 
     def replay_conflict(self, idempotency_key: str, fingerprint: str) -> Optional[ReplayConflict]:
         """Explain why a replay of this key was refused (None if the key is unknown)."""
@@ -108,14 +164,16 @@ class Uploads:
         rows = self._db.run(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = :id", id=upload_id)
         return UploadRecord(*rows[0]) if rows else None
 
-    def mark_confirmed(self, upload_id: str, token_hash: str) -> Optional[UploadRecord]:
-        """Confirm a pending job once; None when it was already confirmed, expired, or its token rotated."""
+    def mark_confirmed(self, upload_id: str, token_hash: str, etag: str) -> Optional[UploadRecord]:
+        """Confirm a pending job once, pinning the ETag of the bytes checked; None when it was already confirmed,
+        expired, or its token rotated."""
         rows = self._db.run(
-            "UPDATE uploads SET confirmed_at = now(), updated_at = now()"
+            "UPDATE uploads SET confirmed_at = now(), updated_at = now(), etag = :etag"
             " WHERE id = :id AND session_token_hash = :hash AND confirmed_at IS NULL AND status = 'pending'"
             f" RETURNING {_UPLOAD_COLUMNS}",
             id=upload_id,
             hash=token_hash,
+            etag=etag,
         )
         return UploadRecord(*rows[0]) if rows else None
 
@@ -149,6 +207,26 @@ class Uploads:
                 ids=",".join(upload_ids),
             )
 
+    def forget_rate_limits(self, older_than_seconds: int) -> int:
+        """Drop limit rows untouched for longer than every window (their hits count no more); return how many."""
+        rows = self._db.run(
+            "DELETE FROM rate_limits WHERE updated_at < now() - make_interval(secs => :age) RETURNING 1",
+            age=older_than_seconds,
+        )
+        return len(rows)
+
+    def clear_old_emails(self, older_than_days: int) -> int:
+        """Clear the email of jobs finished (confirmed, completed, failed or expired) more than this many days
+        ago; return how many. The email is kept only while the job may still need to reach its person."""
+        rows = self._db.run(
+            "UPDATE uploads SET email = '' WHERE email <> ''"
+            " AND (confirmed_at < now() - make_interval(days => :days)"
+            " OR (status IN ('completed', 'failed', 'expired') AND updated_at < now() - make_interval(days => :days)))"
+            " RETURNING id",
+            days=older_than_days,
+        )
+        return len(rows)
+
     def ping(self) -> None:
         """One round trip to prove the database answers."""
         self._db.run("SELECT 1")
@@ -181,8 +259,11 @@ def apply_migration(db: Database, version: str, sql: str) -> None:
     """Apply one migration and record it, in one transaction, under the advisory lock; skip it if recorded."""
     # A DO block is one statement: the lock, the check, the change and the record commit or roll back
     # together, and a transaction-mode pooler keeps it on one server connection.
+    # lock_timeout: an ALTER queued behind a long transaction (the sweep, a slow request) would make every
+    # later statement on the table queue behind it; give up after 2 s instead (under the API's 5 s database
+    # timeout), roll back, and let the operator retry. SET LOCAL ends with this statement's transaction.
     db.run(
-        "DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
+        "DO $migration$ BEGIN SET LOCAL lock_timeout = '2s';" + _TAKE_MIGRATION_LOCK +
         " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = :version) THEN RETURN; END IF;"
         " EXECUTE :sql;"
         " INSERT INTO schema_migrations (version) VALUES (:version);"
@@ -196,4 +277,10 @@ def apply_migration(db: Database, version: str, sql: str) -> None:
 def is_lock_not_available(exc: DatabaseError) -> bool:
     """True when the error is the migration lock being held elsewhere."""
     detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return detail.get("C") == "55P03"
+    return detail.get("C") == "55P03" and "another migration run" in detail.get("M", "")
+
+
+def is_lock_timeout(exc: DatabaseError) -> bool:
+    """True when a statement gave up waiting for a table lock (lock_timeout)."""
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return detail.get("C") == "55P03" and not is_lock_not_available(exc)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from . import domain
+from . import domain, metrics
 from .errors import (
     AlreadyConfirmed,
     IdempotencyKeyReused,
     InvalidToken,
     MissingToken,
+    RateLimited,
     UploadError,
     UploadExpired,
     UploadNotFound,
     UploadNotVerified,
 )
-from .repository import UploadRecord
+from .repository import LimitCheck, UploadRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,28 @@ def create_upload(
     analytics,
     max_upload_bytes: int,
     url_ttl_seconds: int,
+    abandoned_after_seconds: Optional[int] = None,
+    source_ip: Optional[str] = None,
+    rate_limit_per_ip=None,
+    rate_limit_per_email=None,
 ) -> CreatedUpload:
-    """Validate the request, create (or replay) the pending job, mint its token and presign its PUT."""
+    """Validate the request, create (or replay) the pending job, mint its token and presign its PUT.
+
+    `source_ip` is the address API Gateway saw (never a header the client sets); the limits (`RateLimit`s,
+    None for none) are decided by the database in the create's one statement.
+    """
     request = domain.parse_upload_request(body, max_bytes=max_upload_bytes)
     idempotency_key = domain.parse_idempotency_key(idempotency_key)
     upload_id = domain.new_upload_id()
     token = domain.mint_token()
     fingerprint = request.fingerprint()
+    limits = []
+    if rate_limit_per_ip is not None and source_ip:
+        limits.append(LimitCheck("ip", domain.rate_limit_key("ip", source_ip), rate_limit_per_ip.count,
+                                 rate_limit_per_ip.seconds))
+    if rate_limit_per_email is not None:
+        limits.append(LimitCheck("email", domain.rate_limit_key("email", request.email), rate_limit_per_email.count,
+                                 rate_limit_per_email.seconds))
     outcome = uploads.create(
         upload_id=upload_id,
         email=request.email,
@@ -57,14 +77,25 @@ def create_upload(
         file_size=request.file_size,
         fingerprint=fingerprint,
         idempotency_key=idempotency_key,
+        limits=limits,
     )
+    if outcome.retry_after_seconds is not None:
+        raise RateLimited(outcome.retry_after_seconds)
     if outcome.record is None:
         _explain_refused_replay(uploads.replay_conflict(idempotency_key, fingerprint))
     record = outcome.record
     # Whole seconds: the signature's own clock is truncated the same way, so the URL never dies earlier.
-    expires_at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=url_ttl_seconds)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    ttl = url_ttl_seconds
+    if abandoned_after_seconds is not None:
+        # A replay must not hand out a URL that outlives its job: after the sweep, such a URL could put the
+        # deleted object back.
+        ttl = min(ttl, int((record.created_at + timedelta(seconds=abandoned_after_seconds) - now).total_seconds()))
+        if ttl <= 0:
+            raise UploadExpired()
+    expires_at = now + timedelta(seconds=ttl)
     upload_url = storage.presign_put(
-        record.key, content_type=record.file_type, content_length=record.file_size, expires_in=url_ttl_seconds
+        record.key, content_type=record.file_type, content_length=record.file_size, expires_in=ttl
     )
     if outcome.inserted:
         analytics.capture("session_created", record.id, {"uploadId": record.id})
@@ -113,13 +144,20 @@ class ConfirmedUpload:
 
 
 def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics) -> ConfirmedUpload:
-    """Check the photo really is in storage as declared, then mark the job confirmed, exactly once."""
+    """Check the photo really is in storage as declared (size, type and its first bytes, in one storage request),
+    then mark the job confirmed, exactly once, pinned to the ETag of those bytes."""
     record = authorize(upload_id, token, uploads=uploads)
     _ensure_confirmable(record)
-    stored = storage.head(record.key)
-    if stored is None or stored.size != record.file_size or _media_type(stored.content_type) != record.file_type:
-        raise UploadNotVerified()
-    confirmed = uploads.mark_confirmed(record.id, record.token_hash)
+    stored = storage.peek(record.key, domain.SIGNATURE_BYTES)
+    if stored is None:
+        raise UploadNotVerified(reason="missing")
+    if stored.size != record.file_size:
+        raise UploadNotVerified(reason="size")
+    if _media_type(stored.content_type) != record.file_type:
+        raise UploadNotVerified(reason="type")
+    if not domain.matches_declared_type(stored.first_bytes, record.file_type):
+        raise UploadNotVerified(reason="bytes")
+    confirmed = uploads.mark_confirmed(record.id, record.token_hash, stored.etag)
     if confirmed is None:
         # Someone else changed the row between our read and our update: say what happened.
         current = uploads.get(record.id)
@@ -170,8 +208,14 @@ def check_health(*, uploads, storage) -> dict:
     return checks
 
 
-def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, batch_size: int = 200) -> dict:
-    """Expire jobs created but never confirmed, and delete their objects; safe to repeat or run concurrently."""
+def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, email_retention_days: int | None = None,
+                             rate_limit_windows: tuple = (), batch_size: int = 200) -> dict:
+    """Expire jobs created but never confirmed, delete their objects, clear emails past their retention and forget
+    rate-limit rows older than the longest window in `rate_limit_windows` (seconds); safe to repeat or run
+    concurrently. Ends with one summary line that is also the sweep's heartbeat metric."""
+    started = time.monotonic()
+    if rate_limit_windows:
+        uploads.forget_rate_limits(max(rate_limit_windows))
     expired = uploads.expire_abandoned(older_than_seconds)
     deleted = 0
     while True:
@@ -182,4 +226,12 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, batch
             storage.delete(key)
         uploads.mark_objects_deleted([upload_id for upload_id, _ in pending])
         deleted += len(pending)
-    return {"expired": expired, "objectsDeleted": deleted}
+    summary = {"expired": expired, "objectsDeleted": deleted}
+    if email_retention_days is not None:
+        summary["emailsCleared"] = uploads.clear_old_emails(email_retention_days)
+    log.info("sweep finished", extra={
+        **summary, "seconds": round(time.monotonic() - started, 3),
+        **metrics.emf(SweepHeartbeat=1, UploadsExpired=expired, ObjectsDeleted=deleted,
+                      EmailsCleared=summary.get("emailsCleared", 0)),
+    })
+    return summary

@@ -12,14 +12,18 @@ from .errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# An empty object has no byte 0 to return.
+_UNSATISFIABLE = {"416", "InvalidRange"}
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What a HEAD tells about a stored object."""
+    """What one ranged GET tells about a stored object: its total size, type, ETag and first bytes."""
 
     size: int
     content_type: str
+    etag: str = ""
+    first_bytes: bytes = b""
 
 
 def s3_client(*, endpoint_url: str, access_key_id: str, secret_access_key: str, timeout: float):
@@ -67,17 +71,27 @@ class Storage:
             ExpiresIn=expires_in,
         )
 
-    def head(self, key: str) -> Optional[ObjectInfo]:
-        """Size and type of the object at `key`, or None if there is none."""
+    def peek(self, key: str, length: int) -> Optional[ObjectInfo]:
+        """The object's first `length` bytes with its size, type and ETag, in one request; None if it is absent
+        or empty."""
         try:
-            response = self._client.head_object(Bucket=self._bucket, Key=key)
+            response = self._client.get_object(Bucket=self._bucket, Key=key, Range=f"bytes=0-{length - 1}")
+            body = response["Body"]
+            try:
+                # A server that ignores the range answers 200 with the whole object: read only what we need.
+                first_bytes = body.read(length)
+            finally:
+                body.close()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+            error = exc.response.get("Error", {}).get("Code")
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if error in _NOT_FOUND or error in _UNSATISFIABLE or status == "416":
                 return None
-            raise self._unavailable("head", exc) from exc
+            raise self._unavailable("get", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("head", exc) from exc
-        return ObjectInfo(size=response["ContentLength"], content_type=response.get("ContentType", ""))
+            raise self._unavailable("get", exc) from exc
+        return ObjectInfo(size=_total_size(response), content_type=response.get("ContentType", ""),
+                          etag=response.get("ETag", ""), first_bytes=first_bytes)
 
     def delete(self, key: str) -> None:
         """Remove the object at `key` (absent objects are fine)."""
@@ -95,5 +109,20 @@ class Storage:
 
     @staticmethod
     def _unavailable(operation: str, exc: Exception) -> StorageUnavailable:
-        log.error("storage %s failed: %s", operation, type(exc).__name__)
+        # The S3 error code and HTTP status tell a missing key from a refused signature or a server fault.
+        response = getattr(exc, "response", None) or {}
+        log.error("storage %s failed: %s", operation, type(exc).__name__, extra={
+            "operation": operation,
+            "s3ErrorCode": response.get("Error", {}).get("Code"),
+            "httpStatus": response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
+        })
         return StorageUnavailable()
+
+
+def _total_size(response: dict) -> int:
+    """The whole object's size: `Content-Range: bytes 0-63/1234` on a 206, `Content-Length` on a 200."""
+    content_range = response.get("ContentRange") or ""
+    total = content_range.rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    return response["ContentLength"]

@@ -24,8 +24,10 @@ def find_weed() -> str:
 class SeaweedS3:
     """One `weed server` with S3 enabled, every port on 127.0.0.1 and chosen by us, telemetry off."""
 
-    def __init__(self, base_dir: Path, *, access_key: str, secret_key: str, port: int | None = None):
+    def __init__(self, base_dir: Path, *, access_key: str, secret_key: str, port: int | None = None,
+                 extra_args: tuple[str, ...] = ()):
         self.base_dir = base_dir
+        self.extra_args = tuple(extra_args)
         self.access_key = access_key
         self.secret_key = secret_key
         self.port = port or free_port()
@@ -60,6 +62,7 @@ class SeaweedS3:
             "-volume.max=0", "-master.volumeSizeLimitMB=64",
             f"-filer.localSocket={self.base_dir / 'filer.sock'}", f"-s3.localSocket={self.base_dir / 's3.sock'}",
             *(f"-{name}={port}" for name, port in ports.items()),
+            *self.extra_args,
         ]
         log = open(self.base_dir / "weed.log", "ab")
         # TMPDIR keeps its unix sockets inside our directory instead of littering /tmp.

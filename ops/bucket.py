@@ -15,8 +15,16 @@ CORS_ALLOWED_HEADERS = ["content-type"]
 
 
 def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key: str, bucket: str,
-                     allowed_origin: str, retention_days: int = 30) -> None:
-    """Idempotently create `bucket`, set its CORS rule for `allowed_origin` and its lifecycle backstop."""
+                     allowed_origin: str, retention_days: int | None = None) -> None:
+    """Idempotently create `bucket`, set its CORS rule for `allowed_origin` and its lifecycle rule.
+
+    The lifecycle rule never expires originals by default: a key is chosen when the job is created, so pending
+    and confirmed originals share the `uploads/` prefix, R2 has no tag-based rules to tell them apart, and an
+    age rule would delete confirmed photos that processing still needs while their rows remain. Abandoned
+    objects are deleted precisely by the hourly sweep (alarmed when it fails or misses a run).
+    `retention_days` caps the age of every original, confirmed ones included: set it only once processing keeps
+    what it needs elsewhere, and longer than processing can take.
+    """
     client = s3_client(endpoint_url=endpoint_url, access_key_id=access_key_id,
                        secret_access_key=secret_access_key, timeout=10)
     try:
@@ -37,33 +45,32 @@ def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key
             }]
         },
     )
-    # The hourly sweep deletes abandoned uploads precisely; this rule is the backstop for anything it misses
-    # (and caps how long any original photo is kept).
-    client.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [{
-                "ID": "expire-uploads",
-                "Status": "Enabled",
-                "Filter": {"Prefix": "uploads/"},
-                "Expiration": {"Days": retention_days},
-                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-            }]
-        },
-    )
+    rule = {
+        "ID": "expire-uploads" if retention_days else "abort-incomplete-uploads",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "uploads/"},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    }
+    if retention_days:
+        rule["Expiration"] = {"Days": retention_days}
+    # Replaces the whole configuration, so an earlier age rule is removed when none is asked for.
+    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [rule]})
 
 
 def main() -> None:
     """Configure the bucket named by the R2_* variables for ALLOWED_ORIGIN."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--retention-days", type=int, default=30, help="delete any upload object after this long")
+    parser.add_argument("--retention-days", type=int, default=None,
+                        help="delete every original, confirmed ones included, after this many days (default: never;"
+                             " abandoned uploads are deleted by the sweep)")
     args = parser.parse_args()
     env = os.environ
     endpoint = r2_endpoint(env)
     configure_bucket(endpoint_url=endpoint, access_key_id=env["R2_ACCESS_KEY_ID"],
                      secret_access_key=env["R2_SECRET_ACCESS_KEY"], bucket=env["R2_BUCKET"],
                      allowed_origin=env["ALLOWED_ORIGIN"], retention_days=args.retention_days)
-    print(f"bucket {env['R2_BUCKET']}: CORS for {env['ALLOWED_ORIGIN']}, objects expire after {args.retention_days} days")
+    kept = f"originals expire after {args.retention_days} days" if args.retention_days else "originals never expire"
+    print(f"bucket {env['R2_BUCKET']}: CORS for {env['ALLOWED_ORIGIN']}, {kept}, incomplete uploads aborted after 1 day")
 
 
 if __name__ == "__main__":

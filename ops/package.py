@@ -1,4 +1,10 @@
-"""`make package`: `chalice package` a stage into build/<stage>, then lint the template and scan for secrets."""
+"""`make package`: `chalice package` a stage into build/<stage>, add the operations resources, lint and scan.
+
+Chalice writes the functions, their roles and the REST API. What an operator needs around them is merged in
+here (`add_operations`): fixed function names, log groups with retention, API access logs, stage throttling,
+gateway responses that browsers can read, reserved concurrency, alarms to an SNS topic, an on-failure
+destination for the hourly sweep, and the API URL as a stack output.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +14,378 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+APP_NAME = "three-d-ultra-upload"
+METRICS_NAMESPACE = "3DUltra/Upload"  # also in chalicelib/metrics.py, which emits into it
+LOG_RETENTION_DAYS = 30
+# Lambda runtimes on Amazon Linux 2 and what AWS has said about them.
+AMAZON_LINUX_2_RUNTIMES = {"python3.8", "python3.9", "python3.10", "python3.11"}
+AL2_WARNING = (
+    "{runtime} runs on Amazon Linux 2, whose end of life was 2026-06-30 (only critical patches since); Lambda "
+    "deprecates {runtime} on 2027-06-30 (create blocked 2027-07-31, update 2027-08-31). Package with a 3.13 "
+    "interpreter for python3.13 on Amazon Linux 2023: PYTHON=python3.13 make package"
+)
+# Gateway responses are API Gateway's own errors (throttled, too large, unknown route, integration timeout).
+# They cannot match an origin list, so they reflect the caller's Origin: without credentials that exposes no
+# more than `*` would, the bodies carry no data, and `Vary: Origin` keeps caches from mixing origins.
+GATEWAY_CORS_HEADERS = {
+    "gatewayresponse.header.Access-Control-Allow-Origin": "method.request.header.origin",
+    "gatewayresponse.header.Access-Control-Expose-Headers": "'Retry-After'",
+    "gatewayresponse.header.Vary": "'Origin'",
+}
+
+
+class PackageRefused(RuntimeError):
+    """The stage's configuration must not be packaged for production as it is."""
+
+
+def stage_config(stage: str) -> dict:
+    """The stage's section of .chalice/config.json."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return config["stages"][stage]
 
 
 def stage_environment(stage: str) -> dict[str, str]:
     """The stage's environment variables from .chalice/config.json.
 
     Packaging imports app.py, which reads its settings at import (and API Gateway's CORS preflight is generated
-    from ALLOWED_ORIGIN then), so the packager needs the same values the function will have.
+    from the allowed origins then), so the packager needs the same values the function will have.
     """
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    return config["stages"][stage].get("environment_variables", {})
+    return stage_config(stage).get("environment_variables", {})
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stage", default="prod")
-    stage = parser.parse_args().stage
-    out = ROOT / "build" / stage
+def allowed_origins(environment: dict[str, str]) -> list[str]:
+    """ALLOWED_ORIGINS (comma-separated), else ALLOWED_ORIGIN, as a list."""
+    raw = environment.get("ALLOWED_ORIGINS") or environment.get("ALLOWED_ORIGIN") or ""
+    return [origin.strip() for origin in raw.split(",") if origin.strip()]
+
+
+def placeholder_origins(origins: list[str]) -> list[str]:
+    """The origins no production front end can have: reserved example domains, localhost and loopback."""
+    bad = []
+    for origin in origins:
+        host = (urlsplit(origin).hostname or "").lower()
+        if (host.endswith(".example") or host == "example" or host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+                or host.endswith(".localhost") or host.startswith("127.") or not host):
+            bad.append(origin)
+    return bad
+
+
+def check_origins(stage: str, environment: dict[str, str]) -> None:
+    """Refuse a prod stage whose allowed origins are placeholders or local: CORS would lock the real site out."""
+    if stage != "prod":
+        return
+    origins = allowed_origins(environment)
+    if not origins:
+        raise PackageRefused("stage prod sets no ALLOWED_ORIGINS")
+    bad = placeholder_origins(origins)
+    if bad:
+        raise PackageRefused(
+            f"stage prod allows placeholder or local origin(s) {', '.join(bad)}: set the front end's real "
+            "origin(s) in ALLOWED_ORIGINS in .chalice/config.json (or pass --allow-placeholder-origins for a "
+            "build that is only checked, never deployed)")
+
+
+def runtime_notes(template: dict) -> tuple[str, list[str]]:
+    """The template's Lambda runtime and warnings about it."""
+    runtimes = {r["Properties"].get("Runtime") for r in template["Resources"].values()
+                if r["Type"] == "AWS::Serverless::Function"}
+    runtime = ", ".join(sorted(str(r) for r in runtimes))
+    warnings = [AL2_WARNING.format(runtime=r) for r in sorted(runtimes & AMAZON_LINUX_2_RUNTIMES)]
+    return runtime, warnings
+
+
+def deployed_version() -> str:
+    """`git describe` of the working tree: named in /api/health and the logs of the deployed functions."""
+    result = subprocess.run(["git", "describe", "--tags", "--always", "--dirty"], cwd=ROOT,
+                            capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
+
+
+def function_names(stage: str) -> dict[str, str]:
+    """Template logical id -> the fixed function name the runbook uses."""
+    base = f"{APP_NAME}-{stage}"
+    return {"APIHandler": base, "Migrate": f"{base}-migrate", "ExpireAbandoned": f"{base}-expire-abandoned"}
+
+
+def _alarm(name: str, description: str, **properties) -> dict:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": name,
+            "AlarmDescription": description,
+            "AlarmActions": [{"Ref": "AlarmTopic"}],
+            "OKActions": [{"Ref": "AlarmTopic"}],
+            "TreatMissingData": "notBreaching",
+            **properties,
+        },
+    }
+
+
+def add_operations(template: dict, stage: str, config: dict) -> dict:
+    """Merge the operations resources into Chalice's SAM template (in place; also returned)."""
+    resources = template["Resources"]
+    outputs = template.setdefault("Outputs", {})
+    names = function_names(stage)
+    api_name = f"{APP_NAME}-{stage}"
+    functions_config = config.get("lambda_functions", {})
+    reserved = {
+        "APIHandler": functions_config.get("api_handler", {}).get("reserved_concurrency"),
+        "Migrate": functions_config.get("migrate", {}).get("reserved_concurrency"),
+        "ExpireAbandoned": functions_config.get("expire-abandoned", {}).get("reserved_concurrency"),
+    }
+    template["Parameters"] = {
+        "AlarmEmail": {"Type": "String", "Default": "",
+                       "Description": "Address subscribed to the alarm topic (empty: subscribe later)"},
+        "ApiThrottleRate": {"Type": "Number", "Default": 50, "MinValue": 1,
+                            "Description": "Steady requests per second the API stage accepts"},
+        "ApiThrottleBurst": {"Type": "Number", "Default": 100, "MinValue": 1,
+                             "Description": "Requests the API stage accepts in a burst"},
+    }
+    template["Conditions"] = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}}
+
+    for logical_id, name in names.items():
+        function = resources[logical_id]["Properties"]
+        function["FunctionName"] = name
+        function["LoggingConfig"] = {"LogFormat": "Text", "LogGroup": {"Ref": f"{logical_id}LogGroup"}}
+        if reserved[logical_id] is not None:
+            function["ReservedConcurrentExecutions"] = reserved[logical_id]
+        resources[f"{logical_id}LogGroup"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {"LogGroupName": f"/aws/lambda/{name}", "RetentionInDays": LOG_RETENTION_DAYS},
+        }
+        outputs.pop(f"{logical_id}Name", None)
+        outputs[f"{logical_id}FunctionName"] = {"Value": {"Ref": logical_id}}
+
+    # The sweep runs from a schedule (asynchronously): after Lambda's retries a failed run lands on the topic.
+    resources["ExpireAbandoned"]["Properties"]["EventInvokeConfig"] = {
+        "MaximumRetryAttempts": 2,
+        "MaximumEventAgeInSeconds": 3600,
+        "DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": "AlarmTopic"}}},
+    }
+    resources["ExpireAbandonedRole"]["Properties"]["Policies"].append({
+        "PolicyName": "SweepFailureDestination",
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": {"Ref": "AlarmTopic"}}]},
+    })
+
+    api = resources["RestAPI"]["Properties"]
+    api["Name"] = api_name
+    api["DefinitionBody"]["info"]["title"] = api_name
+    api["MethodSettings"] = [{
+        "ResourcePath": "/*",
+        "HttpMethod": "*",
+        "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+        "MetricsEnabled": True,
+    }]
+    api["AccessLogSetting"] = {
+        "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
+        "Format": json.dumps({
+            "requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
+            "requestTime": "$context.requestTime", "method": "$context.httpMethod",
+            "route": "$context.resourcePath", "status": "$context.status",
+            "responseLength": "$context.responseLength", "latencyMs": "$context.responseLatency",
+            "integrationStatus": "$context.integrationStatus", "error": "$context.error.responseType",
+        }, separators=(",", ":")),
+    }
+    # Access logs need API Gateway's account-wide CloudWatch role (one per account and region).
+    resources["RestAPI"]["DependsOn"] = ["ApiGatewayAccount"]
+    resources["ApiAccessLogGroup"] = {
+        "Type": "AWS::Logs::LogGroup",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {"LogGroupName": f"/aws/apigateway/{api_name}-access", "RetentionInDays": LOG_RETENTION_DAYS},
+    }
+    resources["ApiGatewayCloudWatchRole"] = {
+        "Type": "AWS::IAM::Role",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]},
+            "ManagedPolicyArns": [
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}],
+        },
+    }
+    resources["ApiGatewayAccount"] = {
+        "Type": "AWS::ApiGateway::Account",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}},
+    }
+    # In the Swagger body (not separate resources) so that a change redeploys the stage.
+    api["DefinitionBody"]["x-amazon-apigateway-gateway-responses"] = gateway_responses()
+
+    resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"{api_name}-alarms"}}
+    resources["AlarmEmailSubscription"] = {
+        "Type": "AWS::SNS::Subscription",
+        "Condition": "HasAlarmEmail",
+        "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}},
+    }
+    api_dimensions = [{"Name": "ApiName", "Value": api_name}, {"Name": "Stage", "Value": config.get(
+        "api_gateway_stage", "api")}]
+    api_limit = reserved["APIHandler"]
+    resources.update({
+        "Api5xxRateAlarm": _alarm(
+            f"{api_name}-api-5xx-rate", "More than 5% of API requests answered 5XX over 5 minutes, twice in a row",
+            Namespace="AWS/ApiGateway", MetricName="5XXError", Dimensions=api_dimensions, Statistic="Average",
+            Period=300, EvaluationPeriods=2, Threshold=0.05, ComparisonOperator="GreaterThanThreshold"),
+        "ApiLatencyP99Alarm": _alarm(
+            f"{api_name}-api-latency-p99", "p99 API latency above 3 s for 15 minutes",
+            Namespace="AWS/ApiGateway", MetricName="Latency", Dimensions=api_dimensions, ExtendedStatistic="p99",
+            Period=300, EvaluationPeriods=3, Threshold=3000, ComparisonOperator="GreaterThanThreshold"),
+        "ApiUnhandledErrorsAlarm": _alarm(
+            f"{api_name}-api-unhandled-errors", "Unexpected exceptions answered 500 (UnhandledErrors, from the logs)",
+            Namespace=METRICS_NAMESPACE, MetricName="UnhandledErrors", Dimensions=[{"Name": "Stage", "Value": stage}],
+            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=5,
+            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+        "ApiErrorsAlarm": _alarm(
+            f"{api_name}-api-function-errors", "The API function itself failed (timeouts, crashes: Lambda Errors)",
+            Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
+                "APIHandler"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=5,
+            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+        "ApiThrottlesAlarm": _alarm(
+            f"{api_name}-throttles", "The API function was throttled (reserved concurrency exhausted)",
+            Namespace="AWS/Lambda", MetricName="Throttles", Dimensions=[{"Name": "FunctionName", "Value": names[
+                "APIHandler"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+        "ApiGatewayThrottlesAlarm": _alarm(
+            f"{api_name}-stage-throttles", "The API stage answered many 4XX (stage throttling answers 429)",
+            Namespace="AWS/ApiGateway", MetricName="4XXError", Dimensions=api_dimensions, Statistic="Average",
+            Period=300, EvaluationPeriods=2, Threshold=0.25, ComparisonOperator="GreaterThanThreshold"),
+        "ExpireAbandonedErrorsAlarm": _alarm(
+            f"{api_name}-sweep-errors", "The hourly sweep failed",
+            Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
+                "ExpireAbandoned"]}], Statistic="Sum", Period=3600, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+    })
+    # No heartbeat for two hours means the sweep did not finish: missing data is the alarm here.
+    heartbeat = _alarm(
+        f"{api_name}-sweep-missed", "No sweep heartbeat for 2 hours (the hourly sweep did not complete)",
+        Namespace=METRICS_NAMESPACE, MetricName="SweepHeartbeat", Dimensions=[{"Name": "Stage", "Value": stage}],
+        Statistic="Sum", Period=3600, EvaluationPeriods=2, Threshold=1, ComparisonOperator="LessThanThreshold")
+    heartbeat["Properties"]["TreatMissingData"] = "breaching"
+    resources["SweepHeartbeatAlarm"] = heartbeat
+    if api_limit:
+        resources["ApiConcurrencyAlarm"] = _alarm(
+            f"{api_name}-concurrency-near-limit", f"API function concurrency at 80% of its reserved {api_limit}",
+            Namespace="AWS/Lambda", MetricName="ConcurrentExecutions", Dimensions=[{"Name": "FunctionName",
+                                                                                   "Value": names["APIHandler"]}],
+            Statistic="Maximum", Period=60, EvaluationPeriods=5, DatapointsToAlarm=3,
+            Threshold=max(1, int(api_limit * 0.8)), ComparisonOperator="GreaterThanOrEqualToThreshold")
+
+    outputs["ApiUrl"] = {"Description": "Base URL of the API (routes start with /api/)",
+                         "Value": outputs.pop("EndpointURL")["Value"]}
+    outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
+    return template
+
+
+def gateway_responses() -> dict:
+    """API Gateway's own error answers in the API's error shape, readable by browsers."""
+
+    def response(code: str, message: str, status: str | None = None, headers: dict | None = None) -> dict:
+        body = json.dumps({"error": {"code": code, "message": message}})
+        answer = {
+            "responseParameters": {**GATEWAY_CORS_HEADERS, **(headers or {})},
+            "responseTemplates": {"application/json": body},
+        }
+        if status:
+            answer["statusCode"] = status
+        return answer
+
+    return {
+        "DEFAULT_4XX": response("BAD_REQUEST", "The request could not be handled."),
+        "DEFAULT_5XX": response("SERVICE_UNAVAILABLE",
+                                "The service is temporarily unavailable. Please try again in a moment."),
+        "THROTTLED": response("RATE_LIMITED", "Too many uploads right now. Please try again in 1 minute.",
+                              "429", {"gatewayresponse.header.Retry-After": "'60'"}),
+        "REQUEST_TOO_LARGE": response("PAYLOAD_TOO_LARGE", "The request body is too large.", "413"),
+        # API Gateway answers an unknown route 403 (as `chalice local` does); the status stays, the body is ours.
+        "MISSING_AUTHENTICATION_TOKEN": response("NOT_FOUND", "There is no such route."),
+    }
+
+
+def origin_variables(environment: dict[str, str], origins: str) -> dict[str, str]:
+    """The stage's origin setting replaced by `origins` (comma-separated), under the name the stage uses."""
+    if "ALLOWED_ORIGINS" in environment or "ALLOWED_ORIGIN" not in environment:
+        return {"ALLOWED_ORIGINS": origins}
+    if "," in origins:
+        raise PackageRefused("this stage sets ALLOWED_ORIGIN (one origin); give one origin or use ALLOWED_ORIGINS")
+    return {"ALLOWED_ORIGIN": origins}
+
+
+def package(stage: str, *, allow_placeholder_origins: bool = False, allowed_origins_override: str | None = None,
+            out: Path | None = None) -> Path:
+    """Build build/<stage>: sam.json (with operations resources) and deployment.zip; lint and scan them."""
+    out = out or ROOT / "build" / stage
+    config = stage_config(stage)
+    environment = {**stage_environment(stage), "VERSION": deployed_version()}
+    overrides = {"VERSION": environment["VERSION"], "STAGE": stage}
+    if allowed_origins_override:
+        if not allow_placeholder_origins:
+            check_origins(stage, {"ALLOWED_ORIGINS": allowed_origins_override})
+        overrides.update(origin_variables(environment, allowed_origins_override))
+        environment.update(overrides)
+    if allow_placeholder_origins:
+        print("note: placeholder origins allowed: this build is for checking only, never for deploying", flush=True)
+    else:
+        check_origins(stage, environment)
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, **stage_environment(stage)}
+    env = {**os.environ, **environment}
     env.setdefault("AWS_DEFAULT_REGION", "eu-central-1")  # chalice needs a region to name ARNs; none is called
-    steps = [
-        [str(bin_dir / "chalice"), "package", "--stage", stage, str(out)],
-        [str(bin_dir / "cfn-lint"), str(out / "sam.json")],
-        [sys.executable, "-m", "ops.secrets_scan", str(out / "sam.json")],
-    ]
-    for step in steps:
-        print("+ " + " ".join(step[1:] if step[0] == sys.executable else [Path(step[0]).name, *step[1:]]), flush=True)
-        result = subprocess.run(step, cwd=ROOT, env=env)
-        if result.returncode != 0:
-            return result.returncode
-    template = json.loads((out / "sam.json").read_text())
-    print(f"{out.relative_to(ROOT)}: {(out / 'deployment.zip').stat().st_size / 1e6:.1f} MB deployment.zip, resources:")
+    _run([str(bin_dir / "chalice"), "package", "--stage", stage, str(out)], env)
+    template_path = out / "sam.json"
+    template = add_operations(json.loads(template_path.read_text()), stage, config)
+    for resource in template["Resources"].values():
+        variables = resource.get("Properties", {}).get("Environment", {}).get("Variables")
+        if variables is not None:
+            variables.update(overrides)
+    template_path.write_text(json.dumps(template, indent=2) + "\n")
+    (out / "package.json").write_text(json.dumps({
+        "stage": stage, "version": environment["VERSION"],
+        "placeholderOrigins": bool(placeholder_origins(allowed_origins(environment))),
+    }) + "\n")
+    _run([str(bin_dir / "cfn-lint"), str(template_path)], env)
+    _run([sys.executable, "-m", "ops.secrets_scan", str(template_path)], env)
+    runtime, warnings = runtime_notes(template)
+    print(f"{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: "
+          f"{(out / 'deployment.zip').stat().st_size / 1e6:.1f} MB deployment.zip, runtime {runtime}, "
+          f"version {environment['VERSION']}, resources:")
     for name, resource in template["Resources"].items():
         print(f"  {name}: {resource['Type']}")
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return out
+
+
+def _run(step: list[str], env: dict) -> None:
+    shown = step[1:] if step[0] == sys.executable else [Path(step[0]).name, *step[1:]]
+    print("+ " + " ".join(shown), flush=True)
+    result = subprocess.run(step, cwd=ROOT, env=env)
+    if result.returncode != 0:
+        raise SystemExit(result.returncode)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="prod")
+    parser.add_argument("--allow-placeholder-origins", action="store_true",
+                        help="package even if prod's allowed origins are placeholders (a check build, not for deploying)")
+    parser.add_argument("--allowed-origins", metavar="ORIGINS",
+                        help="comma-separated origins for this build, instead of the stage config's")
+    args = parser.parse_args(argv)
+    try:
+        package(args.stage, allow_placeholder_origins=args.allow_placeholder_origins,
+                allowed_origins_override=args.allowed_origins)
+    except PackageRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -12,6 +12,7 @@ from chalicelib.deps import Dependencies
 from devstack.capture import CaptureServer
 from devstack.processes import free_port
 from tests.helpers import ApiClient, put_object, upload_body
+from tests.images import SMALL_PNG
 
 KEY = "phc_test_key"
 BUDGET = 0.5
@@ -34,8 +35,8 @@ def api_with_analytics(monkeypatch, live_deps, host):
 
 
 def full_flow(api):
-    body = api.create(upload_body(file_size=5)).body
-    assert put_object(body["uploadUrl"], b"12345", "image/png")[0] == 200
+    body = api.create(upload_body(file_size=len(SMALL_PNG))).body
+    assert put_object(body["uploadUrl"], SMALL_PNG, "image/png")[0] == 200
     assert api.confirm(body["uploadId"], body["sessionToken"]).status == 200
     return body
 
@@ -52,7 +53,7 @@ def test_a_full_flow_sends_the_three_events_with_exact_properties(monkeypatch, l
     assert all(batch["api_key"] == KEY for batch in capture.batches)
     completed = events[-1]["properties"]
     assert {k: completed[k] for k in ("uploadId", "fileSize", "fileType", "$process_person_profile")} == {
-        "uploadId": upload_id, "fileSize": 5, "fileType": "image/png", "$process_person_profile": False}
+        "uploadId": upload_id, "fileSize": len(SMALL_PNG), "fileType": "image/png", "$process_person_profile": False}
     assert isinstance(completed["durationMs"], int) and completed["durationMs"] >= 0
     assert events[0]["properties"]["uploadId"] == upload_id
     sent = str(capture.batches)
@@ -102,9 +103,9 @@ def test_requests_succeed_whatever_the_capture_server_does(monkeypatch, live_dep
     timings = []
     for _ in range(3):
         started = time.perf_counter()
-        body = api.create(upload_body(file_size=5)).body
+        body = api.create(upload_body(file_size=len(SMALL_PNG))).body
         timings.append(time.perf_counter() - started)
-        assert put_object(body["uploadUrl"], b"12345", "image/png")[0] == 200
+        assert put_object(body["uploadUrl"], SMALL_PNG, "image/png")[0] == 200
         started = time.perf_counter()
         assert api.confirm(body["uploadId"], body["sessionToken"]).status == 200
         timings.append(time.perf_counter() - started)

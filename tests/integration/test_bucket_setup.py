@@ -32,3 +32,15 @@ def test_the_cors_rule_admits_the_configured_origin_and_no_other(stack_env):
 
     assert preflight("https://app.example.com") == 200
     assert preflight("https://evil.example.com") == 403
+
+
+def test_by_default_the_lifecycle_rule_never_expires_an_original_and_replaces_an_older_age_rule(stack_env, live_deps):
+    client = live_deps.storage._client
+    setup(stack_env, "lifecycle-check", "https://app.example.com")  # an age rule, as older set-ups had
+    configure_bucket(endpoint_url=stack_env["R2_ENDPOINT_URL"], access_key_id=stack_env["R2_ACCESS_KEY_ID"],
+                     secret_access_key=stack_env["R2_SECRET_ACCESS_KEY"], bucket="lifecycle-check",
+                     allowed_origin="https://app.example.com")
+
+    rules = client.get_bucket_lifecycle_configuration(Bucket="lifecycle-check")["Rules"]
+    assert [r.get("Expiration") for r in rules] == [None]
+    assert rules[0]["Filter"] == {"Prefix": "uploads/"}

@@ -4,6 +4,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.helpers import http, put_object, upload_body
+from tests.images import SMALL_PNG
 
 
 def post_json(url, body=None, headers=None):
@@ -24,8 +25,8 @@ def test_200_concurrent_creates_give_200_distinct_jobs_and_tokens_without_error(
 
 
 def test_fifty_concurrent_confirms_of_one_job_give_exactly_one_200_and_49_409(live_server, db):
-    status, body = post_json(f"{live_server}/api/upload", upload_body(file_size=5))
-    put_object(body["uploadUrl"], b"12345", "image/png")
+    status, body = post_json(f"{live_server}/api/upload", upload_body(file_size=len(SMALL_PNG)))
+    put_object(body["uploadUrl"], SMALL_PNG, "image/png")
     confirm_url = f"{live_server}/api/upload/{body['uploadId']}/confirm"
 
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -36,9 +37,9 @@ def test_fifty_concurrent_confirms_of_one_job_give_exactly_one_200_and_49_409(li
 
 
 def test_twenty_concurrent_confirms_give_exactly_one_200(live_server, db):
-    status, body = post_json(f"{live_server}/api/upload", upload_body(file_size=5))
+    status, body = post_json(f"{live_server}/api/upload", upload_body(file_size=len(SMALL_PNG)))
     assert status == 201
-    assert put_object(body["uploadUrl"], b"12345", "image/png")[0] == 200
+    assert put_object(body["uploadUrl"], SMALL_PNG, "image/png")[0] == 200
     confirm_url = f"{live_server}/api/upload/{body['uploadId']}/confirm"
 
     with ThreadPoolExecutor(max_workers=20) as pool:

@@ -12,6 +12,7 @@ from chalice.test import Client
 import app as app_module
 from chalicelib.deps import Dependencies
 from tests.helpers import ApiClient, SilentServer, put_object, upload_body
+from tests.images import SMALL_PNG
 
 HANG_GUARD_SECONDS = 30
 
@@ -70,8 +71,8 @@ def test_a_hanging_database_is_cut_off_by_the_connect_timeout(monkeypatch, live_
 @pytest.mark.parametrize("storage", ["down", "hanging"])
 def test_storage_failing_during_confirm_is_500_the_job_stays_unconfirmed_and_a_later_confirm_succeeds(
         monkeypatch, live_deps, api, db, storage):
-    body = api.create(upload_body(file_size=5)).body
-    put_object(body["uploadUrl"], b"12345", "image/png")
+    body = api.create(upload_body(file_size=len(SMALL_PNG))).body
+    put_object(body["uploadUrl"], SMALL_PNG, "image/png")
     silent = SilentServer()
     port = silent.port
     if storage == "down":
@@ -94,8 +95,8 @@ def test_storage_failing_during_confirm_is_500_the_job_stays_unconfirmed_and_a_l
 
 
 def test_a_crash_between_the_head_and_the_update_leaves_the_job_confirmable(monkeypatch, api, live_deps, db):
-    body = api.create(upload_body(file_size=5)).body
-    put_object(body["uploadUrl"], b"12345", "image/png")
+    body = api.create(upload_body(file_size=len(SMALL_PNG))).body
+    put_object(body["uploadUrl"], SMALL_PNG, "image/png")
 
     def crash(*args, **kwargs):
         raise RuntimeError("the container died here")

@@ -1,6 +1,7 @@
 """Idempotency-Key replays: same job, fresh URL and token; refused when the body differs or it is confirmed."""
 
 from tests.helpers import put_object, upload_body
+from tests.images import SMALL_PNG
 
 
 def test_a_replay_with_the_same_key_and_body_returns_the_same_job_with_a_fresh_token(api, db):
@@ -36,11 +37,11 @@ def test_the_same_key_with_a_different_body_is_422(api):
 
 def test_a_replay_after_the_upload_was_confirmed_is_409(api):
     headers = {"idempotency-key": "attempt-done"}
-    body = api.create(upload_body(file_size=5), headers=headers).body
-    put_object(body["uploadUrl"], b"12345", "image/png")
+    body = api.create(upload_body(file_size=len(SMALL_PNG)), headers=headers).body
+    put_object(body["uploadUrl"], SMALL_PNG, "image/png")
     assert api.confirm(body["uploadId"], body["sessionToken"]).status == 200
 
-    reply = api.create(upload_body(file_size=5), headers=headers)
+    reply = api.create(upload_body(file_size=len(SMALL_PNG)), headers=headers)
 
     assert (reply.status, reply.body["error"]["code"]) == (409, "UPLOAD_ALREADY_CONFIRMED")
 

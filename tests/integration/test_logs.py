@@ -3,13 +3,14 @@
 import logging
 
 from tests.helpers import put_object, upload_body
+from tests.images import SMALL_PNG
 
 
 def test_a_full_flow_logs_no_token_and_no_email_even_at_debug_level(api, caplog):
     caplog.set_level(logging.DEBUG)  # every logger: ours, botocore, urllib3, pg8000
-    body = api.create(upload_body(email="private.person@example.com", file_size=5),
+    body = api.create(upload_body(email="private.person@example.com", file_size=len(SMALL_PNG)),
                       headers={"idempotency-key": "log-check"}).body
-    put_object(body["uploadUrl"], b"12345", "image/png")
+    put_object(body["uploadUrl"], SMALL_PNG, "image/png")
     api.confirm(body["uploadId"], body["sessionToken"])
     api.status(body["uploadId"], body["sessionToken"])
     api.confirm(body["uploadId"], "wrong-" + body["sessionToken"])

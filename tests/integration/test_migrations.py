@@ -74,3 +74,47 @@ def test_two_runs_at_once_are_refused_by_the_advisory_lock(fresh_db, tmp_path):
 
     assert sorted(map(type, results), key=str) == sorted([list, MigrationLocked], key=str)
     assert fresh_db.run("SELECT count(*) FROM schema_migrations") == [[1]]
+
+
+def test_a_migration_blocked_by_a_held_lock_gives_up_within_its_lock_timeout_and_traffic_carries_on(
+        fresh_db, tmp_path):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.migrate import MigrationBlocked
+    from chalicelib.repository import Uploads
+
+    apply_migrations(fresh_db)
+    migrations = write(tmp_path / "blocked", {
+        **{f"{version}.sql": sql for version, sql in available_migrations()},
+        "9001_add_note.sql": "ALTER TABLE uploads ADD COLUMN note text;",
+    })
+    holder = fresh_db._connect(**_connect_args(fresh_db))
+    traffic = Uploads(fresh_db)
+    try:
+        # A long transaction that touched the table, as the sweep's does: the ALTER must wait for it.
+        holder.run("BEGIN")
+        holder.run("LOCK TABLE uploads IN ROW EXCLUSIVE MODE")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            started = time.monotonic()
+            migration = pool.submit(apply_migrations, fresh_db, migrations)
+            time.sleep(0.5)  # the ALTER is queued now; a request's read queues behind it until it gives up
+            assert traffic.get("no-such-upload") is None
+            with pytest.raises(MigrationBlocked, match="9001_add_note waited too long for a table lock"):
+                migration.result(timeout=60)
+            waited = time.monotonic() - started
+    finally:
+        holder.run("ROLLBACK")
+        holder.close()
+
+    assert waited < 30  # lock_timeout is 2 s; the bound is loose for a loaded machine
+    assert traffic.get("no-such-upload") is None
+    assert "9001_add_note" not in {r[0] for r in fresh_db.run("SELECT version FROM schema_migrations")}
+    assert fresh_db.run("SELECT count(*) FROM information_schema.columns"
+                        " WHERE table_name = 'uploads' AND column_name = 'note'") == [[0]]
+    assert apply_migrations(fresh_db, migrations) == ["9001_add_note"]  # with the lock gone it applies
+
+
+def _connect_args(database):
+    s = database._settings
+    return dict(user=s.user, password=s.password, host=s.host, port=s.port, database=s.database)

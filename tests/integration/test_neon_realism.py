@@ -23,6 +23,7 @@ from devstack.pgbouncer import PgBouncer
 from devstack.postgres import PostgresCluster
 from devstack.processes import free_port
 from tests.helpers import put_object, upload_body
+from tests.images import SMALL_PNG
 
 PASSWORD = "scram-only-p4ss"
 
@@ -132,11 +133,11 @@ def pooled_uploads(pooler):
 
 def test_the_whole_job_lifecycle_works_through_a_transaction_mode_pooler(pooled_uploads, live_deps):
     deps = dict(uploads=pooled_uploads, storage=live_deps.storage, analytics=live_deps.analytics)
-    created = services.create_upload(upload_body(file_size=5), "pooled-key", max_upload_bytes=100,
+    created = services.create_upload(upload_body(file_size=len(SMALL_PNG)), "pooled-key", max_upload_bytes=100,
                                      url_ttl_seconds=60, **deps)
-    replayed = services.create_upload(upload_body(file_size=5), "pooled-key", max_upload_bytes=100,
+    replayed = services.create_upload(upload_body(file_size=len(SMALL_PNG)), "pooled-key", max_upload_bytes=100,
                                       url_ttl_seconds=60, **deps)
-    put_object(replayed.upload_url, b"12345", "image/png")
+    put_object(replayed.upload_url, SMALL_PNG, "image/png")
 
     confirmed = services.confirm_upload(created.upload_id, replayed.session_token, **deps)
     status = services.get_upload_status(created.upload_id, replayed.session_token, uploads=pooled_uploads)
@@ -163,9 +164,9 @@ def test_migrations_run_through_the_pooler(pooler, db):
 
 def test_fifty_concurrent_confirms_through_the_pooler_give_exactly_one_winner(pooled_uploads, live_deps):
     deps = dict(uploads=pooled_uploads, storage=live_deps.storage, analytics=live_deps.analytics)
-    created = services.create_upload(upload_body(file_size=5), None, max_upload_bytes=100, url_ttl_seconds=60,
+    created = services.create_upload(upload_body(file_size=len(SMALL_PNG)), None, max_upload_bytes=100, url_ttl_seconds=60,
                                      **deps)
-    put_object(created.upload_url, b"12345", "image/png")
+    put_object(created.upload_url, SMALL_PNG, "image/png")
 
     def confirm(_):
         try:

@@ -171,4 +171,5 @@ def test_status_without_a_token_is_401(api):
 def test_health_reports_both_dependencies_ok(api):
     reply = api.request("GET", "/api/health")
 
-    assert (reply.status, reply.body) == (200, {"status": "ok", "checks": {"database": "ok", "storage": "ok"}})
+    assert (reply.status, reply.body) == (200, {"status": "ok", "checks": {"database": "ok", "storage": "ok"},
+                                                "version": "dev"})

@@ -1,5 +1,6 @@
 """In-memory stand-ins for the outside systems, for unit tests that do no I/O."""
 
+import math
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -8,18 +9,38 @@ from chalicelib.repository import CreateOutcome, ReplayConflict, UploadRecord
 from chalicelib.storage import ObjectInfo
 
 
+# What a real file of each type starts with, for objects the tests do not spell out.
+SIGNATURES = {
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff\xe0",
+    "image/webp": b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    "image/heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00",
+}
+
+
 class FakeUploads:
     def __init__(self):
         self.rows = {}
         self.down = False
+        self.hits = {}  # (scope, key) -> times of admitted creates
+        self.clock = lambda: datetime.now(timezone.utc).timestamp()
 
     def _check(self):
         if self.down:
             raise DatabaseUnavailable()
 
-    def create(self, *, upload_id, email, token_hash, key, file_type, file_size, fingerprint, idempotency_key):
+    def create(self, *, upload_id, email, token_hash, key, file_type, file_size, fingerprint, idempotency_key,
+               limits=()):
         self._check()
         existing = next((r for r in self.rows.values() if idempotency_key and r["idem"] == idempotency_key), None)
+        if existing is None:
+            for limit in limits:
+                now = self.clock()
+                kept = [t for t in self.hits.get((limit.scope, limit.key), []) if t > now - limit.seconds]
+                if len(kept) >= limit.count:
+                    wait = max(1, math.ceil(kept[-limit.count] + limit.seconds - now))
+                    return CreateOutcome(None, False, retry_after_seconds=wait)
+                self.hits[(limit.scope, limit.key)] = kept + [now]
         if existing:
             record = existing["record"]
             if existing["fingerprint"] != fingerprint or record.confirmed_at or record.status != "pending":
@@ -43,11 +64,12 @@ class FakeUploads:
         row = self.rows.get(upload_id)
         return row and row["record"]
 
-    def mark_confirmed(self, upload_id, token_hash):
+    def mark_confirmed(self, upload_id, token_hash, etag):
         self._check()
         record = self.get(upload_id)
         if not record or record.token_hash != token_hash or record.confirmed_at or record.status != "pending":
             return None
+        self.rows[upload_id]["etag"] = etag
         self.rows[upload_id]["record"] = replace(record, confirmed_at=datetime.now(timezone.utc))
         return self.rows[upload_id]["record"]
 
@@ -63,13 +85,16 @@ class FakeStorage:
     def presign_put(self, key, *, content_type, content_length, expires_in):
         return f"https://storage.test/{key}?type={content_type}&length={content_length}&ttl={expires_in}"
 
-    def head(self, key):
+    def peek(self, key, length):
         if self.failure:
             raise self.failure
-        return self.objects.get(key)
+        stored = self.objects.get(key)
+        return stored and replace(stored, first_bytes=stored.first_bytes[:length])
 
-    def put(self, key, size, content_type):
-        self.objects[key] = ObjectInfo(size, content_type)
+    def put(self, key, size, content_type, first_bytes=None):
+        if first_bytes is None:
+            first_bytes = SIGNATURES.get(content_type, b"")
+        self.objects[key] = ObjectInfo(size, content_type, etag=f'"etag-of-{key}"', first_bytes=first_bytes)
 
     def ping(self):
         if self.failure:

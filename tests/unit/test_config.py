@@ -4,7 +4,7 @@ import ssl
 
 import pytest
 
-from chalicelib.config import ConfigError, DatabaseSettings, Settings
+from chalicelib.config import ConfigError, DatabaseSettings, RateLimit, Settings
 from chalicelib.db import ssl_context_for
 
 FULL = {
@@ -112,3 +112,56 @@ def test_a_missing_ssm_parameter_is_named():
 
     with pytest.raises(ConfigError, match="^SSM parameter\\(s\\) not found: /3d-ultra/prod/nope$"):
         Settings.from_env(env).with_secrets(lambda names: {})
+
+
+def test_rate_limits_are_unset_by_default_and_parsed_from_n_per_seconds():
+    assert (Settings.from_env(FULL).rate_limit_per_ip, Settings.from_env(FULL).rate_limit_per_email) == (None, None)
+
+    settings = Settings.from_env({**FULL, "RATE_LIMIT_PER_IP": "20/600", "RATE_LIMIT_PER_EMAIL": " 5 / 600 "})
+
+    assert settings.rate_limit_per_ip == RateLimit(count=20, seconds=600)
+    assert settings.rate_limit_per_email == RateLimit(count=5, seconds=600)
+    with pytest.raises(AttributeError):
+        settings.rate_limit_per_ip.count = 1
+
+
+@pytest.mark.parametrize("name", ["RATE_LIMIT_PER_IP", "RATE_LIMIT_PER_EMAIL"])
+@pytest.mark.parametrize("value", ["20", "20/", "/600", "0/600", "20/0", "-1/60", "20/60s", "1.5/60", "ten/60",
+                                   "20/60/2", "²/60"])
+def test_an_unusable_rate_limit_is_refused_by_name(name, value):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**FULL, name: value})
+
+    assert str(caught.value) == (
+        f"{name} must be N/SECONDS with both positive whole numbers (e.g. 20/600), got {value!r}")
+
+
+@pytest.mark.parametrize("ttl, abandoned", [("900", "900"), ("3600", "900"), ("86400", None)])
+def test_an_upload_url_that_would_outlive_its_job_is_refused_at_start_up(ttl, abandoned):
+    env = {**FULL, "UPLOAD_URL_TTL_SECONDS": ttl}
+    if abandoned:
+        env["ABANDONED_AFTER_SECONDS"] = abandoned
+
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+
+    assert str(caught.value) == (f"UPLOAD_URL_TTL_SECONDS ({ttl}) must be less than ABANDONED_AFTER_SECONDS "
+                                 f"({abandoned or 86400})")
+
+
+def test_an_upload_url_shorter_than_the_job_lifetime_is_accepted():
+    settings = Settings.from_env({**FULL, "UPLOAD_URL_TTL_SECONDS": "899", "ABANDONED_AFTER_SECONDS": "900"})
+
+    assert (settings.upload_url_ttl_seconds, settings.abandoned_after_seconds) == (899, 900)
+
+
+def test_the_prod_stage_sets_limits_that_parse_and_an_upload_url_shorter_than_a_job():
+    from ops.package import stage_environment
+
+    env = {**stage_environment("prod"), "DATABASE_URL": FULL["DATABASE_URL"], "R2_ACCOUNT_ID": "abc123",
+           "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret"}
+    settings = Settings.from_env(env)
+
+    assert settings.rate_limit_per_ip == RateLimit(count=30, seconds=600)
+    assert settings.rate_limit_per_email == RateLimit(count=10, seconds=600)
+    assert settings.upload_url_ttl_seconds < settings.abandoned_after_seconds

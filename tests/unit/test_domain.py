@@ -116,3 +116,12 @@ def test_good_idempotency_keys_pass_unchanged():
     assert domain.parse_idempotency_key(None) is None
     assert domain.parse_idempotency_key("x" * 255) == "x" * 255
     assert domain.parse_idempotency_key("0b6e3a9e-upload attempt #1") == "0b6e3a9e-upload attempt #1"
+
+
+def test_the_per_email_limit_counts_an_address_in_any_letter_case_as_one_and_keeps_no_clear_text():
+    keys = {domain.rate_limit_key("email", email) for email in ("Maya.Lee@Example.com", "maya.lee@example.com ",
+                                                                 "MAYA.LEE@EXAMPLE.COM")}
+
+    assert len(keys) == 1
+    assert re.fullmatch(r"[0-9a-f]{64}", keys.pop())
+    assert domain.rate_limit_key("ip", "203.0.113.7") != domain.rate_limit_key("email", "203.0.113.7")

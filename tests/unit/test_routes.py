@@ -1,11 +1,14 @@
 """Routes and the error mapping, through Chalice's test client with in-memory dependencies."""
 
 import json
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 from chalice.test import Client
 
 import app as app_module
+from chalicelib.config import RateLimit
 from chalicelib.errors import StorageUnavailable
 from tests.unit.fakes import FakeDeps
 
@@ -109,7 +112,8 @@ def test_health_names_the_failing_dependency_with_503(client, deps):
     deps.storage.failure = StorageUnavailable()
 
     assert call(client, "GET", "/api/health") == (503, {"status": "unavailable",
-                                                        "checks": {"database": "ok", "storage": "unavailable"}})
+                                                        "checks": {"database": "ok", "storage": "unavailable"},
+                                                        "version": "dev"})
 
 
 def test_an_unexpected_exception_is_a_friendly_500_without_a_traceback(client, deps, monkeypatch):
@@ -160,3 +164,88 @@ def test_path_parameters_that_are_not_our_ids_never_reach_the_database(client, d
     for upload_id in ("..%2F..%2Fetc%2Fpasswd", "uploads", "ckabc'--", "%00"):
         status, reply = call(client, "GET", f"/api/upload/{upload_id}", headers={"x-session-token": "t"})
         assert (status, reply["error"]["code"]) == (404, "UPLOAD_NOT_FOUND"), upload_id
+
+
+@pytest.fixture
+def limited(deps):
+    deps.settings = replace(deps.settings, rate_limit_per_ip=RateLimit(count=2, seconds=600),
+                            rate_limit_per_email=RateLimit(count=5, seconds=600))
+    return deps
+
+
+def test_over_the_limit_is_429_with_retry_after_that_browsers_may_read(client, limited):
+    statuses = [call(client, "POST", "/api/upload", {**BODY, "email": f"p{i}@example.com"})[0] for i in range(2)]
+
+    response = client.http.request("POST", "/api/upload", body=json.dumps(BODY),
+                                   headers={"content-type": "application/json"})
+
+    assert statuses == [201, 201]
+    assert response.status_code == 429
+    assert json.loads(response.body) == {"error": {
+        "code": "RATE_LIMITED", "message": "Too many uploads right now. Please try again in 10 minutes."}}
+    assert 590 <= int(response.headers["Retry-After"]) <= 600
+    assert "Retry-After" in response.headers["Access-Control-Expose-Headers"].split(",")
+
+
+def test_the_client_ip_comes_from_the_gateway_never_from_a_forwarded_header(client, limited):
+    for i in range(2):
+        call(client, "POST", "/api/upload", {**BODY, "email": f"p{i}@example.com"},
+             headers={"x-forwarded-for": f"203.0.113.{i}"})
+
+    status, reply = call(client, "POST", "/api/upload", BODY, headers={"x-forwarded-for": "198.51.100.7"})
+
+    assert (status, reply["error"]["code"]) == (429, "RATE_LIMITED")
+    assert {scope for scope, _ in limited.uploads.hits} == {"ip", "email"}
+    assert len([key for scope, key in limited.uploads.hits if scope == "ip"]) == 1
+
+
+def test_a_replayed_create_does_not_count_against_limits(client, limited):
+    first = call(client, "POST", "/api/upload", BODY, headers={"idempotency-key": "attempt-1"})
+    replays = [call(client, "POST", "/api/upload", BODY, headers={"idempotency-key": "attempt-1"})[0]
+               for _ in range(5)]
+    second = call(client, "POST", "/api/upload", {**BODY, "email": "other@example.com"})
+
+    assert (first[0], replays, second[0]) == (201, [200] * 5, 201)
+
+
+def test_a_replay_never_hands_out_a_url_that_outlives_its_job(client, deps):
+    deps.settings = replace(deps.settings, upload_url_ttl_seconds=900, abandoned_after_seconds=3600)
+    body = call(client, "POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt"})[1]
+    row = deps.uploads.rows[body["uploadId"]]
+    row["record"] = replace(row["record"], created_at=row["record"].created_at - timedelta(seconds=3300))
+
+    replay = call(client, "POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt"})[1]
+    row["record"] = replace(row["record"], created_at=row["record"].created_at - timedelta(seconds=300))
+    too_late = call(client, "POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt"})
+
+    assert "ttl=900" in body["uploadUrl"]
+    ttl = int(replay["uploadUrl"].rsplit("ttl=", 1)[1])
+    assert 295 <= ttl <= 300
+    expires = datetime.fromisoformat(replay["expiresAt"].replace("Z", "+00:00"))
+    assert expires <= row["record"].created_at + timedelta(seconds=3600 + 300)
+    assert too_late == (410, {"error": {"code": "UPLOAD_EXPIRED",
+                                        "message": "This upload has expired. Please upload your photo again."}})
+
+
+def test_confirm_of_bytes_that_are_not_the_declared_type_is_422_and_changes_nothing(client, deps):
+    body = created(client)
+    deps.storage.put(body["key"], 68, "image/png", first_bytes=b"GIF89a" + bytes(58))
+
+    status, reply = call(client, "POST", f"/api/upload/{body['uploadId']}/confirm",
+                         headers={"x-session-token": body["sessionToken"]})
+
+    assert (status, reply) == (422, {"error": {"code": "UPLOAD_NOT_VERIFIED",
+                                               "message": "We couldn't verify your upload. Let's try again!"}})
+    assert deps.uploads.get(body["uploadId"]).confirmed_at is None
+    assert "etag" not in deps.uploads.rows[body["uploadId"]]
+
+
+def test_confirm_pins_the_etag_of_the_bytes_it_checked(client, deps):
+    body = created(client)
+    deps.storage.put(body["key"], 68, "image/png")
+
+    status, _ = call(client, "POST", f"/api/upload/{body['uploadId']}/confirm",
+                     headers={"x-session-token": body["sessionToken"]})
+
+    assert status == 200
+    assert deps.uploads.rows[body["uploadId"]]["etag"] == f'"etag-of-{body["key"]}"'

@@ -17,15 +17,31 @@ def storage():
         yield Storage(client, "uploads"), client
 
 
-def test_head_reports_size_and_type_of_a_stored_object(storage):
+def test_peek_reports_total_size_type_etag_and_only_the_first_bytes(storage):
+    store, client = storage
+    client.put_object(Bucket="uploads", Key="uploads/a/original.png", Body=b"0123456789" * 10,
+                      ContentType="image/png")
+    etag = client.head_object(Bucket="uploads", Key="uploads/a/original.png")["ETag"]
+
+    assert store.peek("uploads/a/original.png", 8) == ObjectInfo(
+        size=100, content_type="image/png", etag=etag, first_bytes=b"01234567")
+
+
+def test_peek_of_an_object_shorter_than_the_range_returns_it_whole(storage):
     store, client = storage
     client.put_object(Bucket="uploads", Key="uploads/a/original.png", Body=b"12345", ContentType="image/png")
 
-    assert store.head("uploads/a/original.png") == ObjectInfo(size=5, content_type="image/png")
+    peeked = store.peek("uploads/a/original.png", 64)
+
+    assert (peeked.size, peeked.first_bytes) == (5, b"12345")
 
 
-def test_head_of_a_missing_object_is_none(storage):
-    assert storage[0].head("uploads/missing/original.png") is None
+def test_peek_of_a_missing_or_empty_object_is_none(storage):
+    store, client = storage
+    client.put_object(Bucket="uploads", Key="uploads/empty/original.png", Body=b"", ContentType="image/png")
+
+    assert store.peek("uploads/missing/original.png", 64) is None
+    assert store.peek("uploads/empty/original.png", 64) is None
 
 
 def inject(client, exc):
@@ -44,7 +60,7 @@ def test_timeouts_become_storage_unavailable(storage, fault):
     inject(client, fault)
 
     with pytest.raises(StorageUnavailable):
-        store.head("uploads/a/original.png")
+        store.peek("uploads/a/original.png", 64)
     with pytest.raises(StorageUnavailable):
         store.ping()
 
@@ -63,7 +79,7 @@ def test_a_server_error_becomes_storage_unavailable(storage):
     client.meta.events.register("before-send.s3.*", answer_500)
 
     with pytest.raises(StorageUnavailable):
-        store.head("uploads/a/original.png")
+        store.peek("uploads/a/original.png", 64)
 
 
 def test_presigning_signs_type_and_length_for_exactly_that_key(storage):

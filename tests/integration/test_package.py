@@ -1,0 +1,207 @@
+"""The packaged production template, the placeholder-origin refusal and the dry-run deploy plan."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ops.package import ROOT, deployed_version, function_names, stage_config
+
+REAL_ORIGIN = "https://app.3d-ultra.com"
+
+
+def run(*argv):
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def deploy_dry_run(tmp_path_factory):
+    """One dry-run deploy; it packages into a private directory, which the template checks read."""
+    build = tmp_path_factory.mktemp("build")
+    result = run("-m", "ops.deploy", "--stage", "prod", "--region", "eu-central-1", "--artifact-bucket",
+                 "3d-ultra-artifacts", "--alarm-email", "oncall@3d-ultra.com", "--allowed-origins", REAL_ORIGIN,
+                 "--build-dir", str(build), "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return build, result
+
+
+@pytest.fixture(scope="module")
+def template(deploy_dry_run):
+    build, _ = deploy_dry_run
+    return json.loads((build / "sam.json").read_text())
+
+
+def resources_of(template, kind):
+    return {name: r["Properties"] for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_every_function_has_a_fixed_name_and_a_log_group_with_retention(template):
+    functions = resources_of(template, "AWS::Serverless::Function")
+    groups = resources_of(template, "AWS::Logs::LogGroup")
+
+    assert {name: f["FunctionName"] for name, f in functions.items()} == {
+        "APIHandler": "three-d-ultra-upload-prod",
+        "Migrate": "three-d-ultra-upload-prod-migrate",
+        "ExpireAbandoned": "three-d-ultra-upload-prod-expire-abandoned",
+    }
+    for name, function in functions.items():
+        group = groups[function["LoggingConfig"]["LogGroup"]["Ref"]]
+        assert group == {"LogGroupName": f"/aws/lambda/{function['FunctionName']}", "RetentionInDays": 30}
+    assert groups["ApiAccessLogGroup"]["RetentionInDays"] == 30
+
+
+def test_each_function_reserves_its_own_concurrency(template):
+    functions = resources_of(template, "AWS::Serverless::Function")
+    api_reserved = stage_config("prod")["lambda_functions"]["api_handler"]["reserved_concurrency"]
+
+    assert {name: f["ReservedConcurrentExecutions"] for name, f in functions.items()} == {
+        "APIHandler": api_reserved, "Migrate": 1, "ExpireAbandoned": 1}
+    assert "reserved_concurrency" not in stage_config("prod")
+
+
+def test_the_api_stage_is_throttled_and_writes_access_logs(template):
+    api = template["Resources"]["RestAPI"]["Properties"]
+
+    assert api["MethodSettings"] == [{
+        "ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True,
+        "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"}, "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}}]
+    assert template["Parameters"]["ApiThrottleRate"]["Default"] == 50
+    assert template["Parameters"]["ApiThrottleBurst"]["Default"] == 100
+    assert api["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert {"requestId", "status", "latencyMs", "error"} <= set(json.loads(api["AccessLogSetting"]["Format"]))
+
+
+def test_gateway_errors_carry_cors_headers_and_the_api_error_shape(template):
+    responses = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"][
+        "x-amazon-apigateway-gateway-responses"]
+
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "THROTTLED"} <= set(responses)
+    for response in responses.values():
+        headers = response["responseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "method.request.header.origin"
+        assert headers["gatewayresponse.header.Vary"] == "'Origin'"
+        assert set(json.loads(response["responseTemplates"]["application/json"])["error"]) == {"code", "message"}
+    throttled = responses["THROTTLED"]
+    assert throttled["statusCode"] == "429"
+    assert throttled["responseParameters"]["gatewayresponse.header.Retry-After"] == "'60'"
+    assert json.loads(throttled["responseTemplates"]["application/json"])["error"]["code"] == "RATE_LIMITED"
+
+
+def test_alarms_watch_errors_latency_throttles_concurrency_and_the_sweep(template):
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    watched = {(a["Namespace"], a["MetricName"], tuple(d["Value"] for d in a["Dimensions"])) for a in alarms.values()}
+
+    api, sweep = "three-d-ultra-upload-prod", "three-d-ultra-upload-prod-expire-abandoned"
+    assert watched >= {
+        ("AWS/ApiGateway", "5XXError", (api, "api")),
+        ("AWS/ApiGateway", "Latency", (api, "api")),
+        ("AWS/Lambda", "Throttles", (api,)),
+        ("AWS/Lambda", "ConcurrentExecutions", (api,)),
+        ("AWS/Lambda", "Errors", (sweep,)),
+        ("3DUltra/Upload", "SweepHeartbeat", ("prod",)),
+        ("3DUltra/Upload", "UnhandledErrors", ("prod",)),
+        ("AWS/Lambda", "Errors", (api,)),
+    }
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    assert alarms["ApiLatencyP99Alarm"]["ExtendedStatistic"] == "p99"
+    assert alarms["SweepHeartbeatAlarm"]["TreatMissingData"] == "breaching"
+    assert alarms["ApiConcurrencyAlarm"]["Threshold"] == 16  # 80% of the API's reserved 20
+
+
+def test_a_failed_sweep_lands_on_the_alarm_topic(template):
+    sweep = template["Resources"]["ExpireAbandoned"]["Properties"]
+    role = template["Resources"]["ExpireAbandonedRole"]["Properties"]
+
+    assert sweep["EventInvokeConfig"]["DestinationConfig"]["OnFailure"] == {
+        "Type": "SNS", "Destination": {"Ref": "AlarmTopic"}}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert {"Effect": "Allow", "Action": "sns:Publish", "Resource": {"Ref": "AlarmTopic"}} in statements
+
+
+def test_the_template_names_the_version_and_the_api_url_and_holds_no_secret(template, deploy_dry_run):
+    build, _ = deploy_dry_run
+    variables = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+
+    assert (variables["VERSION"], variables["STAGE"]) == (deployed_version(), "prod")
+    assert REAL_ORIGIN in variables.values()
+    assert template["Outputs"]["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api/"}
+    assert not {"DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY"} & set(variables)
+    scan = run("-m", "ops.secrets_scan", str(build / "sam.json"))
+    assert scan.returncode == 0, scan.stdout
+    lint = subprocess.run([str((ROOT / ".venv" / "bin" / "cfn-lint")), str(build / "sam.json")],
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
+
+
+def test_the_dry_run_prints_the_exact_aws_calls_in_order(deploy_dry_run):
+    build, result = deploy_dry_run
+    version = deployed_version()
+    prefix = f"three-d-ultra-upload/prod/{version}"
+
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ") and "aws " in line
+                or line.startswith("+ DATABASE_URL")]
+    assert commands == [
+        "aws ssm get-parameter --region eu-central-1 --name /3d-ultra/prod/database-url-direct --with-decryption"
+        " --query Parameter.Value --output text",
+        f"DATABASE_URL=<DirectDatabaseUrl> {sys.executable} -m chalicelib.migrate",
+        f"aws cloudformation package --region eu-central-1 --template-file {build}/sam.json"
+        f" --s3-bucket 3d-ultra-artifacts --s3-prefix {prefix} --use-json --output-template-file {build}/packaged.json",
+        f"aws s3 cp {build}/packaged.json s3://3d-ultra-artifacts/{prefix}/packaged.json --region eu-central-1",
+        f"aws cloudformation deploy --region eu-central-1 --stack-name three-d-ultra-upload-prod"
+        f" --template-file {build}/packaged.json --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset"
+        " --parameter-overrides ApiThrottleRate=50 ApiThrottleBurst=100 AlarmEmail=oncall@3d-ultra.com",
+        "aws cloudformation describe-stacks --region eu-central-1 --stack-name three-d-ultra-upload-prod"
+        " --query 'Stacks[0].Outputs[?OutputKey==`ApiUrl`].OutputValue' --output text",
+        f"aws lambda invoke --region eu-central-1 --function-name {function_names('prod')['Migrate']}"
+        f" --cli-binary-format raw-in-base64-out --payload '{{}}' {build}/migrate-response.json",
+    ]
+    assert result.stdout.index("chalicelib.migrate") < result.stdout.index("cloudformation deploy")
+
+
+def test_a_rollback_redeploys_a_kept_template_without_migrating(tmp_path):
+    result = run("-m", "ops.deploy", "--region", "eu-central-1", "--artifact-bucket", "3d-ultra-artifacts",
+                 "--rollback", "v1.4.0", "--build-dir", str(tmp_path), "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ aws ")]
+    assert commands[:2] == [
+        f"aws s3 cp s3://3d-ultra-artifacts/three-d-ultra-upload/prod/v1.4.0/packaged.json"
+        f" {tmp_path}/rollback-v1.4.0.json --region eu-central-1",
+        f"aws cloudformation deploy --region eu-central-1 --stack-name three-d-ultra-upload-prod"
+        f" --template-file {tmp_path}/rollback-v1.4.0.json --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset",
+    ]
+    assert "migrate" not in result.stdout.replace("migrate-response", "")
+
+
+def test_a_deploy_with_bad_parameters_stops_before_packaging(tmp_path):
+    result = run("-m", "ops.deploy", "--region", "Frankfurt", "--artifact-bucket", "No_Such Bucket",
+                 "--build-dir", str(tmp_path), "--dry-run")
+
+    assert result.returncode == 2
+    assert "--region 'Frankfurt' is not an AWS region name" in result.stderr
+    assert "--artifact-bucket 'No_Such Bucket' is not an S3 bucket name" in result.stderr
+    assert not (tmp_path / "sam.json").exists()
+
+
+@pytest.mark.parametrize("origins", ["https://app.3d-ultra.example", "http://localhost:3000",
+                                     f"{REAL_ORIGIN},http://127.0.0.1:8000"])
+def test_packaging_prod_with_placeholder_or_local_origins_is_refused(tmp_path, origins):
+    result = run("-m", "ops.deploy", "--region", "eu-central-1", "--artifact-bucket", "3d-ultra-artifacts",
+                 "--allowed-origins", origins, "--build-dir", str(tmp_path), "--dry-run")
+
+    assert result.returncode == 2
+    assert "deploy stopped: stage prod allows placeholder or local origin(s)" in result.stderr
+    assert not (tmp_path / "sam.json").exists()
+
+
+def test_the_repository_prod_config_is_refused_unless_the_build_is_marked_for_checking_only(tmp_path):
+    from ops.deploy import DeployError, check_build
+    from ops.package import PackageRefused, package
+
+    with pytest.raises(PackageRefused, match="placeholder or local origin"):
+        package("prod", out=tmp_path)
+    package("prod", allow_placeholder_origins=True, out=tmp_path)
+    with pytest.raises(DeployError, match="packaged for checking, not for deploying"):
+        check_build(tmp_path, "prod")

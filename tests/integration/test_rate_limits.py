@@ -1,0 +1,217 @@
+"""Limits on creating jobs, decided by the database in the create's one statement: exact under 50 concurrent
+creates, directly and through a transaction-mode pooler, each request a Lambda proxy event with its own
+`requestContext.identity.sourceIp` (as API Gateway sends it) handled by the app in its own thread."""
+
+import json
+import shutil
+import tempfile
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from chalice.local import LocalChalice
+
+import app as app_module
+from chalicelib import domain, services
+from chalicelib.config import RateLimit
+from chalicelib.db import Database
+from chalicelib.deps import Dependencies
+from devstack.pgbouncer import PgBouncer
+
+
+def create_event(source_ip, email, idempotency_key=None, forwarded_for=None):
+    headers = {"content-type": "application/json"}
+    if idempotency_key:
+        headers["idempotency-key"] = idempotency_key
+    if forwarded_for:
+        headers["x-forwarded-for"] = forwarded_for
+    return {
+        "resource": "/api/upload", "path": "/api/upload", "httpMethod": "POST", "headers": headers,
+        "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": None, "stageVariables": None, "isBase64Encoded": False,
+        "body": json.dumps({"email": email, "fileType": "image/png", "fileSize": 68}),
+        "requestContext": {"resourcePath": "/api/upload", "httpMethod": "POST", "requestId": str(uuid.uuid4()),
+                           "identity": {"sourceIp": source_ip}},
+    }
+
+
+class Lambda:
+    """The app as Lambda runs it, one event per call; safe to call from many threads at once."""
+
+    def __call__(self, event):
+        response = app_module.app(event, None)
+        return response["statusCode"], response["headers"], json.loads(response["body"])
+
+    def burst(self, events):
+        start = threading.Barrier(len(events))
+
+        def call(event):
+            start.wait()
+            return self(event)
+
+        with ThreadPoolExecutor(max_workers=len(events)) as pool:
+            return list(pool.map(call, events))
+
+
+@pytest.fixture
+def limited(monkeypatch, live_deps):
+    """Point the app at the real stack with the given limits, through the given database URL."""
+    built = []
+
+    def configure(database_url=None, **limits):
+        settings = replace(live_deps.settings, **limits)
+        deps = Dependencies(settings)
+        url = database_url or settings.database_url
+        deps.__dict__.update(storage=live_deps.storage, analytics=live_deps.analytics,
+                             database=Database(replace(settings, database_url=url).database, max_open=50))
+        built.append(deps)
+        monkeypatch.setattr(app_module, "deps", deps)
+        # Chalice keeps the current request on the app object; `chalice local` makes it per thread this way.
+        monkeypatch.setattr(app_module.app, "__class__", LocalChalice)
+        return Lambda()
+
+    yield configure
+    for deps in built:
+        deps.database.close()
+
+
+def unique_ip():
+    return f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+
+
+def unique_email():
+    return f"rate-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def assert_exactly_ten_created_and_forty_refused(replies):
+    statuses = [status for status, _, _ in replies]
+    assert (statuses.count(201), statuses.count(429)) == (10, 40), statuses
+    for status, headers, body in replies:
+        if status == 429:
+            assert body == {"error": {"code": "RATE_LIMITED",
+                                      "message": "Too many uploads right now. Please try again in 1 minute."}}
+            assert 1 <= int(headers["Retry-After"]) <= 60
+
+
+def count_jobs(db, emails):
+    return db.run("SELECT count(*) FROM uploads WHERE email = ANY(string_to_array(:emails, ','))",
+                  emails=",".join(emails))[0][0]
+
+
+def test_fifty_concurrent_creates_from_one_ip_give_exactly_ten_201_and_forty_429(limited, db):
+    call = limited(rate_limit_per_ip=RateLimit(10, 60))
+    ip, emails = unique_ip(), [unique_email() for _ in range(50)]
+
+    replies = call.burst([create_event(ip, email) for email in emails])
+    other_ip = call(create_event(unique_ip(), unique_email()))
+
+    assert_exactly_ten_created_and_forty_refused(replies)
+    assert count_jobs(db, emails) == 10
+    assert other_ip[0] == 201
+
+
+def test_fifty_concurrent_creates_for_one_email_give_exactly_ten_201_and_forty_429(limited, db):
+    call = limited(rate_limit_per_email=RateLimit(10, 60), rate_limit_per_ip=RateLimit(10, 60))
+    local, domain_part = unique_email().split("@")
+    # The same address in any letter case is one address.
+    spellings = [f"{local}@{domain_part}", f"{local.upper()}@{domain_part}", f"{local}@{domain_part.upper()}"]
+
+    replies = call.burst([create_event(unique_ip(), spellings[i % 3]) for i in range(50)])
+    other_email = call(create_event(unique_ip(), unique_email()))
+
+    assert_exactly_ten_created_and_forty_refused(replies)
+    assert db.run("SELECT count(*) FROM uploads WHERE lower(email) = :email",
+                  email=f"{local}@{domain_part}")[0][0] == 10
+    assert other_email[0] == 201
+
+
+@pytest.fixture(scope="module")
+def pooler(local_stack):
+    base = Path(tempfile.mkdtemp(prefix="3d-ultra-test-"))
+    bouncer = PgBouncer(base / "pgbouncer", server_port=local_stack.postgres.port, database="uploads", pool_size=3)
+    bouncer.start()
+    yield bouncer
+    bouncer.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_limits_are_just_as_exact_through_a_transaction_mode_pooler(limited, pooler, db):
+    call = limited(database_url=pooler.url(), rate_limit_per_ip=RateLimit(10, 60),
+                   rate_limit_per_email=RateLimit(10, 60))
+    ip, email = unique_ip(), unique_email()
+
+    by_ip = call.burst([create_event(ip, unique_email()) for _ in range(50)])
+    by_email = call.burst([create_event(unique_ip(), email) for _ in range(50)])
+    other = call(create_event(unique_ip(), unique_email()))
+
+    assert_exactly_ten_created_and_forty_refused(by_ip)
+    assert_exactly_ten_created_and_forty_refused(by_email)
+    assert other[0] == 201
+
+
+def test_the_client_ip_is_the_gateways_and_a_forwarded_header_changes_nothing(limited):
+    call = limited(rate_limit_per_ip=RateLimit(2, 60))
+    ip = unique_ip()
+
+    statuses = [call(create_event(ip, unique_email(), forwarded_for=unique_ip()))[0] for _ in range(3)]
+
+    assert statuses == [201, 201, 429]
+
+
+def test_a_replayed_create_does_not_count_against_limits(limited):
+    call = limited(rate_limit_per_ip=RateLimit(2, 60), rate_limit_per_email=RateLimit(2, 60))
+    ip, email = unique_ip(), unique_email()
+
+    first = call(create_event(ip, email, idempotency_key=f"attempt-{ip}"))
+    replays = [call(create_event(ip, email, idempotency_key=f"attempt-{ip}"))[0] for _ in range(5)]
+    second = call(create_event(ip, email))
+    third = call(create_event(ip, email))
+
+    assert (first[0], replays, second[0], third[0]) == (201, [200] * 5, 201, 429)
+    assert second[2]["uploadId"] != first[2]["uploadId"]
+
+
+def test_a_slot_frees_when_the_oldest_counted_create_leaves_the_window(limited, db):
+    call = limited(rate_limit_per_ip=RateLimit(3, 600))
+    ip = unique_ip()
+    statuses = [call(create_event(ip, unique_email()))[0] for _ in range(4)]
+    refused = call(create_event(ip, unique_email()))
+    key = domain.rate_limit_key("ip", ip)
+    # Move the oldest counted create 590 s into the past: it leaves the 600 s window in about 10 s.
+    db.run("UPDATE rate_limits SET hits[1] = hits[1] - interval '590 seconds' WHERE scope = 'ip' AND key = :key",
+           key=key)
+    soon = call(create_event(ip, unique_email()))
+    db.run("UPDATE rate_limits SET hits[1] = hits[1] - interval '20 seconds' WHERE scope = 'ip' AND key = :key",
+           key=key)
+    freed = call(create_event(ip, unique_email()))
+    full_again = call(create_event(ip, unique_email()))
+
+    assert statuses == [201, 201, 201, 429]
+    assert refused[0] == 429 and 595 <= int(refused[1]["Retry-After"]) <= 600
+    assert refused[2]["error"]["message"] == "Too many uploads right now. Please try again in 10 minutes."
+    assert soon[0] == 429 and 1 <= int(soon[1]["Retry-After"]) <= 10
+    assert (freed[0], full_again[0]) == (201, 429)
+    # The create that left the window is forgotten: the row keeps only the three still counted.
+    assert db.run("SELECT cardinality(hits) FROM rate_limits WHERE scope = 'ip' AND key = :key", key=key) == [[3]]
+
+
+def test_the_counters_keep_digests_only_and_the_sweep_forgets_stale_ones(limited, db, live_deps):
+    call = limited(rate_limit_per_ip=RateLimit(5, 60), rate_limit_per_email=RateLimit(5, 60))
+    ip, email = unique_ip(), unique_email()
+    call(create_event(ip, email))
+    keys = [domain.rate_limit_key("ip", ip), domain.rate_limit_key("email", email)]
+    stored = db.run("SELECT scope, key FROM rate_limits WHERE key = ANY(string_to_array(:keys, ','))",
+                    keys=",".join(keys))
+    db.run("UPDATE rate_limits SET updated_at = now() - interval '61 seconds'"
+           " WHERE key = ANY(string_to_array(:keys, ','))", keys=",".join(keys))
+
+    services.expire_abandoned_uploads(uploads=live_deps.uploads, storage=live_deps.storage,
+                                      older_than_seconds=86400, rate_limit_windows=(60, 60))
+
+    assert sorted(map(tuple, stored)) == sorted([("email", keys[1]), ("ip", keys[0])])
+    assert ip not in str(stored) and email not in str(stored)
+    assert db.run("SELECT count(*) FROM rate_limits WHERE key = ANY(string_to_array(:keys, ','))",
+                  keys=",".join(keys)) == [[0]]
