@@ -40,8 +40,11 @@ export function decideType(bytes, declaredType, name) {
   return EXTENSIONS[extension] || "";
 }
 
-/** Read a File's first bytes and decide its type. */
+/**
+ * Read a File's first bytes: `{type, recognised}`, the type to declare and whether the bytes themselves show it
+ * (the server checks them, so a file they don't show is refused before it is sent).
+ */
 export async function detectType(file) {
   const bytes = new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer());
-  return decideType(bytes, file.type, file.name);
+  return { type: decideType(bytes, file.type, file.name), recognised: typeFromBytes(bytes) !== null };
 }

@@ -230,8 +230,9 @@ form.addEventListener("submit", async (event) => {
     return;
   }
   const file = photo.files[0];
-  const fileType = file ? await detectType(file) : "";
-  const refusal = checkFile(file, maxBytes, fileType);
+  const detected = file ? await detectType(file) : { type: "", recognised: false };
+  const fileType = detected.type;
+  const refusal = checkFile(file, maxBytes, detected);
   if (refusal) {
     fieldError("photo", refusal);
     return;

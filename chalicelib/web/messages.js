@@ -4,6 +4,8 @@ export const OFFLINE_MESSAGE = "You're offline. We'll continue when you're back.
 export const STORAGE_MESSAGE = "We couldn't upload your photo. Let's try again!";
 export const EXPIRED_MESSAGE = "This upload took too long and expired. Please choose your photo and upload it again.";
 export const TYPE_MESSAGE = "Please choose a JPEG, PNG, WebP or HEIC image.";
+export const UNRECOGNISED_MESSAGE = "This file doesn't look like a JPEG, PNG, WebP or HEIC photo inside. "
+  + "Please choose another photo.";
 const EMAIL_MESSAGE = "Please enter a valid email address, like name@example.com.";
 
 /** "Too many uploads right now. Please try again in N minutes." from Retry-After seconds. */

@@ -4,7 +4,7 @@
 
 import { ApiError, confirmUpload, createUpload } from "./api.js";
 import { IMAGE_TYPES, detectType } from "./filetype.js";
-import { STORAGE_MESSAGE, TYPE_MESSAGE } from "./messages.js";
+import { STORAGE_MESSAGE, TYPE_MESSAGE, UNRECOGNISED_MESSAGE } from "./messages.js";
 import { abortError, withRetry } from "./retry.js";
 import { storeSession } from "./session.js";
 import { TIMING } from "./timing.js";
@@ -13,14 +13,18 @@ export { IMAGE_TYPES, detectType };
 // A URL this close to its expiry is replaced before the PUT starts rather than failing halfway.
 const EXPIRY_MARGIN_MS = 60000;
 
-/** A reason to refuse a file before anything is sent, or null. `type` is the one decided by detectType. */
-export function checkFile(file, maxBytes, type = file && file.type) {
+/**
+ * A reason to refuse a file before anything is sent, or null. `type` and `recognised` come from detectType:
+ * the type to declare, and whether the file's first bytes show it.
+ */
+export function checkFile(file, maxBytes, { type = file && file.type, recognised = true } = {}) {
   if (!file) return "Choose a photo to upload.";
   if (!IMAGE_TYPES.includes(type)) return TYPE_MESSAGE;
   if (file.size === 0) return "That file is empty. Please choose another photo.";
   if (file.size > maxBytes) {
     return `That photo is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${Math.floor(maxBytes / 1048576)} MB.`;
   }
+  if (!recognised) return UNRECOGNISED_MESSAGE;
   return null;
 }
 

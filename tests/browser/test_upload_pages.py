@@ -117,6 +117,9 @@ def test_a_second_upload_moves_the_current_job_and_keeps_the_first_session(page,
     ("notes.txt", b"just text", "text/plain", "Please choose a JPEG, PNG, WebP or HEIC image."),
     ("huge.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * (21 * 1024 * 1024), "image/png",
      "That photo is 21.0 MB; the limit is 20 MB."),
+    # Named and typed as a PNG, but the server checks the bytes: refused here instead of after the upload.
+    ("renamed.png", b"GIF89a" + b"\x00" * 64, "image/png",
+     "This file doesn't look like a JPEG, PNG, WebP or HEIC photo inside. Please choose another photo."),
 ])
 def test_a_non_image_or_oversized_file_is_refused_before_anything_is_sent(page, screenshots, tmp_path, name, content,
                                                                            mime, message):
@@ -190,6 +193,7 @@ def test_the_whole_upload_works_by_keyboard_alone(page, photo, screenshots):
     response = page.goto("/")
     # The page itself is never stored, so Back and reload always run it fresh (or restore it, see pageshow).
     assert response.headers["cache-control"] == "no-store"
+    page.locator("#max-size").filter(has_text="20").wait_for()  # the page's module has run
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.id") == "email"
     page.keyboard.type("maya@example.com")

@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 
 import { decideType, typeFromBytes } from "../../chalicelib/web/filetype.js";
 import { describeFailure, rateLimitMessage } from "../../chalicelib/web/messages.js";
+import { checkFile } from "../../chalicelib/web/upload.js";
 import { ApiError } from "../../chalicelib/web/api.js";
 
 const bytes = (...parts) => new Uint8Array(parts.flatMap((part) => (typeof part === "string"
@@ -73,5 +74,26 @@ describe("messages a person understands", () => {
     assert.match(describeFailure(new ApiError(410, "UPLOAD_EXPIRED", "x")).message, /expired/);
     assert.equal(describeFailure(new ApiError(403, "STORAGE_REFUSED", "x")).message,
       "We couldn't upload your photo. Let's try again!");
+  });
+});
+
+describe("refusing a file before anything is sent", () => {
+  const MAX = 20 * 1048576;
+  const file = (size) => ({ size });
+
+  test("a photo whose bytes show an accepted type passes", () => {
+    assert.equal(checkFile(file(5000), MAX, { type: "image/heic", recognised: true }), null);
+  });
+
+  test("each refusal has its own sentence, in the order a person would fix them", () => {
+    assert.equal(checkFile(null, MAX), "Choose a photo to upload.");
+    assert.equal(checkFile(file(10), MAX, { type: "text/plain", recognised: false }),
+      "Please choose a JPEG, PNG, WebP or HEIC image.");
+    assert.equal(checkFile(file(0), MAX, { type: "image/png", recognised: false }),
+      "That file is empty. Please choose another photo.");
+    assert.equal(checkFile(file(21 * 1048576), MAX, { type: "image/png", recognised: true }),
+      "That photo is 21.0 MB; the limit is 20 MB.");
+    assert.equal(checkFile(file(10), MAX, { type: "image/png", recognised: false }),
+      "This file doesn't look like a JPEG, PNG, WebP or HEIC photo inside. Please choose another photo.");
   });
 });
