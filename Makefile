@@ -7,7 +7,7 @@ NODE_STAMP := tests/js/node_modules/.installed
 
 STAGE ?= prod
 
-.PHONY: dev test unit package deploy bench clean
+.PHONY: dev prod-local test unit package deploy bench mutation clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
 ## dev: start PostgreSQL and S3 locally and serve the API on http://127.0.0.1:$${PORT:-8000}
 dev: $(STAMP)
 	$(BIN)/python -m devstack
+
+## prod-local: the production topology: front end, API under its stage prefix, storage (three origins), SSM, TLS PostgreSQL behind PgBouncer
+prod-local: $(STAMP)
+	$(BIN)/python -m devstack.prod_local
 
 ## test: run the whole suite against a local stack the fixtures start
 test: $(STAMP) $(NODE_STAMP)
@@ -44,5 +48,9 @@ deploy: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## mutation: mutmut over chalicelib against tests/unit; score per module and survivors (MUTATION_ARGS=--threshold 90)
+mutation: $(STAMP)
+	$(BIN)/python -m ops.mutation_report $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output tests/js/node_modules
+	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules

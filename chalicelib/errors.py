@@ -109,3 +109,10 @@ class RateLimited(UploadError):
         minutes = -(-self.retry_after_seconds // 60)
         wait = "1 minute" if minutes == 1 else f"{minutes} minutes"
         super().__init__(f"Too many uploads right now. Please try again in {wait}.")
+
+
+class SettingsUnavailable(UploadError):
+    """Settings or secrets could not be resolved (SSM unreachable, a parameter missing): nothing can be served."""
+
+    code = "SERVICE_UNAVAILABLE"
+    message = "The service is temporarily unavailable. Please try again in a moment."

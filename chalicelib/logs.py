@@ -56,7 +56,7 @@ def configure_logging(level: int = logging.INFO, *, version: str | None = None) 
     logger = logging.getLogger("chalicelib")
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)  # pragma: no mutate (StreamHandler's default stream is stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())
     logger.addHandler(handler)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from chalice import Response
+
+from . import errors
+from .http import error_response
+
+log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -35,16 +41,23 @@ def base_path(request) -> str:
 
 def page(name: str, *, max_upload_bytes: int, storage_endpoint: str, base: str = "") -> Response:
     """An HTML page, with a CSP that lets scripts talk only to this API and to the storage endpoint.
-    `base` prefixes its scripts, styles and links and is the client's API base (same origin)."""
-    storage = urlsplit(storage_endpoint)
+    `base` prefixes its scripts, styles and links and is the client's API base (same origin).
+
+    Without a known storage origin the page is refused (503) rather than served with a policy that either
+    blocks every upload or lets scripts connect anywhere."""
+    storage = storage_origin(storage_endpoint)
+    if storage is None:
+        log.error("page %s refused: the storage origin is unknown (the resolved R2 endpoint is empty or not an "
+                  "http(s) URL)", name)
+        return error_response(errors.SettingsUnavailable())
     html = (_read(name).replace("{{MAX_UPLOAD_BYTES}}", str(max_upload_bytes))
             .replace("{{PAGE_BASE}}", base).replace("{{API_BASE}}", base))
-    return Response(body=html, status_code=200, headers={
+    return Response(body=html, headers={
         "Content-Type": "text/html; charset=utf-8",
         # Back and reload must fetch the page again rather than show a stale copy of a finished upload.
         "Cache-Control": "no-store",
         "Content-Security-Policy": (
-            f"default-src 'self'; connect-src 'self' {storage.scheme}://{storage.netloc}; img-src 'self' data:; "
+            f"default-src 'self'; connect-src 'self' {storage}; img-src 'self' data:; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
         ),
         "X-Content-Type-Options": "nosniff",
@@ -52,16 +65,28 @@ def page(name: str, *, max_upload_bytes: int, storage_endpoint: str, base: str =
     })
 
 
+def storage_origin(endpoint: str) -> str | None:
+    """`scheme://host[:port]` of the storage endpoint, or None if it is not an http(s) URL with a host."""
+    parts = urlsplit(endpoint or "")
+    try:
+        parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def openapi() -> Response:
     """The API's OpenAPI 3.1 document."""
-    return Response(body=_read("../openapi.json"), status_code=200, headers={"Content-Type": "application/json"})
+    return Response(body=_read("../openapi.json"), headers={"Content-Type": "application/json"})
 
 
 def asset(name: str) -> Response:
     """A script or stylesheet; 404 for any other name (no path ever reaches the file system)."""
     if name not in ASSETS:
         return Response(body="Not found", status_code=404, headers={"Content-Type": "text/plain"})
-    return Response(body=_read(name), status_code=200, headers={
+    return Response(body=_read(name), headers={
         "Content-Type": CONTENT_TYPES[Path(name).suffix],
         "Cache-Control": "no-cache",
         "X-Content-Type-Options": "nosniff",

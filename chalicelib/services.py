@@ -188,7 +188,7 @@ def _ensure_confirmable(record: UploadRecord) -> None:
 
 
 def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
+    return content_type.partition(";")[0].strip().lower()
 
 
 def get_upload_status(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:

@@ -50,8 +50,8 @@ def stage_config(stage: str) -> dict:
 def stage_environment(stage: str) -> dict[str, str]:
     """The stage's environment variables from .chalice/config.json.
 
-    Packaging imports app.py, which reads its settings at import (and API Gateway's CORS preflight is generated
-    from the allowed origins then), so the packager needs the same values the function will have.
+    Packaging imports app.py, which reads and validates its settings at import (ALLOWED_ORIGINS among them), so
+    the packager needs the same values the function will have.
     """
     return stage_config(stage).get("environment_variables", {})
 

@@ -116,6 +116,7 @@ class FakeAnalytics:
 class FakeDeps:
     def __init__(self, settings):
         self.settings = settings
+        self.secrets = settings
         self.uploads = FakeUploads()
         self.storage = FakeStorage()
         self.analytics = FakeAnalytics()

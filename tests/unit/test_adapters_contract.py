@@ -1,0 +1,493 @@
+"""The small classes in front of the outside systems, and the service's plumbing, against recording fakes."""
+
+import json
+import logging
+import sys
+from types import SimpleNamespace
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from chalicelib import analytics as analytics_module
+from chalicelib import logs, pages
+from chalicelib.analytics import Analytics, build_analytics
+from chalicelib.config import DatabaseSettings, Settings
+from chalicelib.db import Database, ssl_context_for
+from chalicelib.deps import Dependencies
+from chalicelib.errors import DatabaseUnavailable, StorageUnavailable
+from chalicelib.storage import ObjectInfo, Storage, s3_client
+from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+
+ENV = {
+    "DATABASE_URL": "postgresql://app@127.0.0.1:9/app?sslmode=disable",
+    "R2_ENDPOINT_URL": "http://127.0.0.1:9",
+    "R2_ACCESS_KEY_ID": "key-id",
+    "R2_SECRET_ACCESS_KEY": "secret-key",
+    "R2_BUCKET": "photos",
+    "ALLOWED_ORIGIN": "http://127.0.0.1:8000",
+}
+
+
+def messages(caplog, logger_name):
+    return [(r.levelname, r.getMessage()) for r in records(caplog, logger_name)]
+
+
+# Analytics
+
+def test_a_posthog_client_is_built_for_the_budget_without_retries_geoip_or_its_own_error_logs():
+    analytics = build_analytics("phc_test", "http://127.0.0.1:9", 0.75)
+    try:
+        client = analytics._client
+        assert isinstance(analytics, Analytics) and analytics._budget == 0.75
+        assert (client.api_key, client.host, client.timeout, client.max_retries, client.disable_geoip) == (
+            "phc_test", "http://127.0.0.1:9", 0.75, 0, True)
+        assert client.on_error is analytics_module._delivery_failed
+        assert logging.getLogger("posthog").level == logging.CRITICAL
+    finally:
+        analytics._client.shutdown()
+
+
+def test_a_failed_delivery_is_one_warning_with_the_reason_and_the_count_but_no_event(service_logs):
+    analytics_module._delivery_failed(TimeoutError("slow"), [{"event": "a"}, {"event": "b"}])
+
+    assert messages(service_logs, "chalicelib.analytics") == [
+        ("WARNING", "analytics: delivery failed (TimeoutError); 2 event(s) dropped")]
+
+
+# Dependencies
+
+def recorder(calls, name):
+    def build(*args, **kwargs):
+        calls.append((name, args, kwargs))
+        return SimpleNamespace(name=name)
+
+    return build
+
+
+def test_dependencies_are_built_on_first_use_from_the_settings_and_kept(service_logs, monkeypatch):
+    import chalicelib.db
+    import chalicelib.repository
+    import chalicelib.storage
+
+    calls = []
+    monkeypatch.setattr(chalicelib.db, "Database", recorder(calls, "database"))
+    monkeypatch.setattr(chalicelib.repository, "Uploads", recorder(calls, "uploads"))
+    monkeypatch.setattr(chalicelib.storage, "s3_client", recorder(calls, "s3"))
+    monkeypatch.setattr(chalicelib.storage, "Storage", recorder(calls, "storage"))
+    settings = Settings.from_env({**ENV, "DB_TIMEOUT_SECONDS": "2.5", "STORAGE_TIMEOUT_SECONDS": "1.5"})
+    deps = Dependencies(settings)
+
+    assert deps.settings is settings
+    assert (deps.built("analytics"), deps.built("storage"), deps.built("uploads")) == (None, None, None)
+    uploads, storage = deps.uploads, deps.storage
+    assert deps.uploads is uploads and deps.storage is storage and deps.built("uploads") is uploads
+    database = deps.database
+    assert calls == [
+        ("database", (settings.database,), {"timeout": 2.5}),
+        ("uploads", (database,), {}),
+        ("s3", (), {"endpoint_url": "http://127.0.0.1:9", "access_key_id": "key-id",
+                    "secret_access_key": "secret-key", "timeout": 1.5}),
+        ("storage", (SimpleNamespace(name="s3"), "photos"), {}),
+    ]
+    assert deps.analytics is deps.analytics and deps.built("analytics") is deps.analytics
+    assert messages(service_logs, "chalicelib.deps") == [("INFO", "analytics: off (POSTHOG_API_KEY is not set)")]
+
+
+@pytest.mark.parametrize("extra", [{"POSTHOG_API_KEY": "phc_x"}, {"POSTHOG_API_KEY_SSM_PARAMETER": "/p/posthog"}])
+def test_analytics_being_off_is_not_logged_when_a_key_is_given_directly_or_through_ssm(service_logs, extra):
+    Dependencies(Settings.from_env({**ENV, **extra}))
+
+    assert messages(service_logs, "chalicelib.deps") == []
+
+
+def test_analytics_is_reported_off_when_only_other_secrets_come_from_ssm(service_logs):
+    env = {k: v for k, v in ENV.items() if k != "R2_SECRET_ACCESS_KEY"}
+    Dependencies(Settings.from_env({**env, "R2_SECRET_ACCESS_KEY_SSM_PARAMETER": "/p/secret"}))
+
+    assert messages(service_logs, "chalicelib.deps") == [("INFO", "analytics: off (POSTHOG_API_KEY is not set)")]
+
+
+def test_secrets_are_fetched_from_ssm_once(monkeypatch):
+    import chalicelib.config as config
+
+    env = {k: v for k, v in ENV.items() if k != "R2_SECRET_ACCESS_KEY"}
+    fetched = []
+    monkeypatch.setattr(config, "fetch_ssm_parameters",
+                        lambda names: fetched.append(names) or {"/p/secret": "from-ssm"})
+    deps = Dependencies(Settings.from_env({**env, "R2_SECRET_ACCESS_KEY_SSM_PARAMETER": "/p/secret"}))
+
+    assert deps.secrets.r2_secret_access_key == "from-ssm" and deps.secrets is deps.secrets
+    assert fetched == [["/p/secret"]]
+
+
+# Logs
+
+def format_record(**extra):
+    record = logging.LogRecord("chalicelib.http", logging.INFO, __file__, 1, "request %s", ("x",), None)
+    record.__dict__.update(extra)
+    return json.loads(logs.JsonFormatter().format(record))
+
+
+def test_a_log_line_is_one_json_object_with_level_logger_message_and_the_extras():
+    line = format_record(uploadId="ck1", status=201, when=SimpleNamespace())
+
+    assert {k: v for k, v in line.items() if k != "when"} == {
+        "level": "INFO", "logger": "chalicelib.http", "message": "request x", "uploadId": "ck1", "status": 201}
+    assert line["when"].startswith("namespace(")  # anything else is written as its str()
+
+
+def test_an_exception_is_logged_with_its_traceback():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("chalicelib.db", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+
+    line = json.loads(logs.JsonFormatter().format(record))
+
+    assert (line["level"], line["message"]) == ("ERROR", "failed")
+    assert line["exception"].startswith("Traceback") and line["exception"].endswith("ValueError: boom")
+
+
+def test_logging_is_configured_once_as_json_on_stderr_without_propagation(monkeypatch):
+    logger = logging.getLogger("chalicelib")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+
+    logs.configure_logging(logging.WARNING)
+    logs.configure_logging()
+
+    (handler,) = logger.handlers
+    assert isinstance(handler.formatter, logs.JsonFormatter) and handler.stream is sys.stderr
+    assert (logger.level, logger.propagate) == (logging.WARNING, False)
+
+
+# Pages
+
+def test_a_page_carries_the_size_limit_and_a_csp_naming_only_this_api_and_the_storage_origin():
+    response = pages.page("index.html", max_upload_bytes=1234567,
+                          storage_endpoint="https://acc.r2.cloudflarestorage.com/some/path")
+
+    assert response.status_code == 200
+    assert 'data-max-bytes="1234567"' in response.body and "{{MAX_UPLOAD_BYTES}}" not in response.body
+    assert response.headers == {
+        "Content-Type": "text/html; charset=utf-8",
+        "Content-Security-Policy": "default-src 'self'; connect-src 'self' https://acc.r2.cloudflarestorage.com; "
+                                   "img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+                                   "frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+    }
+
+
+def test_the_openapi_document_is_served_as_json():
+    response = pages.openapi()
+
+    assert (response.status_code, response.headers) == (200, {"Content-Type": "application/json"})
+    assert json.loads(response.body)["openapi"].startswith("3.1")
+
+
+@pytest.mark.parametrize("name, content_type", [("api.js", "text/javascript; charset=utf-8"),
+                                                ("styles.css", "text/css; charset=utf-8")])
+def test_scripts_and_styles_are_served_with_their_type_and_no_caching(name, content_type):
+    response = pages.asset(name)
+
+    assert response.status_code == 200 and response.body == (pages.WEB_DIR / name).read_text()
+    assert response.headers == {"Content-Type": content_type, "Cache-Control": "no-cache",
+                                "X-Content-Type-Options": "nosniff"}
+
+
+@pytest.mark.parametrize("name", ["index.html", "../openapi.json", "nope.js", "api.js/..", ""])
+def test_any_other_name_is_a_plain_404(name):
+    response = pages.asset(name)
+
+    assert (response.status_code, response.body, response.headers) == (404, "Not found",
+                                                                         {"Content-Type": "text/plain"})
+
+
+def test_the_served_assets_are_exactly_the_scripts_and_styles():
+    assert pages.ASSETS == {p.name for p in pages.WEB_DIR.iterdir() if p.suffix in (".js", ".css")}
+    assert "index.html" not in pages.ASSETS
+
+
+# Storage
+
+def test_the_s3_client_is_set_up_for_r2():
+    client = s3_client(endpoint_url="http://127.0.0.1:9", access_key_id="AK", secret_access_key="SK", timeout=1.5)
+    config = client.meta.config
+    credentials = client._request_signer._credentials
+
+    assert (client.meta.endpoint_url, client.meta.region_name) == ("http://127.0.0.1:9", "auto")
+    assert (credentials.access_key, credentials.secret_key) == ("AK", "SK")
+    assert (config.signature_version, config.s3, config.connect_timeout, config.read_timeout) == (
+        "s3v4", {"addressing_style": "path"}, 1.5, 1.5)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+    assert (config.request_checksum_calculation, config.response_checksum_validation) == (
+        "when_required", "when_required")
+
+
+def client_error(code, operation="HeadObject"):
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, operation)
+
+
+class RecordingS3:
+    def __init__(self, answer=None, fail=None):
+        self.calls, self.answer, self.fail = [], answer, fail
+
+    def _call(self, name, kwargs):
+        self.calls.append((name, kwargs))
+        if self.fail:
+            raise self.fail
+        return self.answer
+
+    def head_object(self, **kwargs):
+        return self._call("head_object", kwargs)
+
+    def delete_object(self, **kwargs):
+        return self._call("delete_object", kwargs)
+
+    def head_bucket(self, **kwargs):
+        return self._call("head_bucket", kwargs)
+
+    def generate_presigned_url(self, operation, Params, ExpiresIn):
+        return self._call("generate_presigned_url", {"operation": operation, "Params": Params, "ExpiresIn": ExpiresIn})
+
+
+def test_head_asks_for_the_key_in_the_bucket_and_reports_size_and_type():
+    s3 = RecordingS3({"ContentLength": 68, "ContentType": "image/png"})
+
+    assert Storage(s3, "photos").head("uploads/a/original.png") == ObjectInfo(68, "image/png")
+    assert s3.calls == [("head_object", {"Bucket": "photos", "Key": "uploads/a/original.png"})]
+
+
+def test_an_object_without_a_type_has_an_empty_type():
+    assert Storage(RecordingS3({"ContentLength": 5}), "photos").head("k") == ObjectInfo(5, "")
+
+
+@pytest.mark.parametrize("code", ["404", "NoSuchKey", "NotFound"])
+def test_each_not_found_answer_means_no_object(code):
+    assert Storage(RecordingS3(fail=client_error(code)), "photos").head("k") is None
+
+
+@pytest.mark.parametrize("operation, call, logged", [
+    ("head", lambda store: store.head("k"), "storage head failed: ClientError"),
+    ("delete", lambda store: store.delete("k"), "storage delete failed: ClientError"),
+    ("ping", lambda store: store.ping(), "storage head_bucket failed: ClientError"),
+])
+def test_other_errors_are_storage_unavailable_and_logged_by_operation(service_logs, operation, call, logged):
+    with pytest.raises(StorageUnavailable):
+        call(Storage(RecordingS3(fail=client_error("AccessDenied")), "photos"))
+
+    assert messages(service_logs, "chalicelib.storage") == [("ERROR", logged)]
+
+
+def test_an_unreachable_endpoint_is_storage_unavailable(service_logs):
+    store = Storage(RecordingS3(fail=EndpointConnectionError(endpoint_url="http://127.0.0.1:9")), "photos")
+
+    with pytest.raises(StorageUnavailable):
+        store.head("k")
+    with pytest.raises(StorageUnavailable):
+        store.delete("k")
+    assert messages(service_logs, "chalicelib.storage") == [
+        ("ERROR", "storage head failed: EndpointConnectionError"),
+        ("ERROR", "storage delete failed: EndpointConnectionError")]
+
+
+def test_delete_and_ping_name_the_bucket_and_key():
+    s3 = RecordingS3({})
+    store = Storage(s3, "photos")
+
+    store.delete("uploads/a/original.png")
+    store.ping()
+
+    assert s3.calls == [("delete_object", {"Bucket": "photos", "Key": "uploads/a/original.png"}),
+                        ("head_bucket", {"Bucket": "photos"})]
+
+
+def test_presigning_passes_the_bucket_key_type_length_and_lifetime():
+    s3 = RecordingS3("https://signed")
+
+    assert Storage(s3, "photos").presign_put("k", content_type="image/png", content_length=5,
+                                              expires_in=60) == "https://signed"
+    assert s3.calls == [("generate_presigned_url", {
+        "operation": "put_object",
+        "Params": {"Bucket": "photos", "Key": "k", "ContentType": "image/png", "ContentLength": 5},
+        "ExpiresIn": 60})]
+
+
+# Database: only what the pool promises whatever its internals
+
+class RecordingConnection:
+    opened = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.closed, self.statements = kwargs, False, []
+        self.parameter_statuses = {"standard_conforming_strings": "on"}
+        RecordingConnection.opened.append(self)
+
+    def run(self, sql):
+        self.statements.append(sql)
+        return [[1]]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def recording():
+    RecordingConnection.opened = []
+    return RecordingConnection
+
+
+def test_each_successful_statement_gives_its_slot_back(recording):
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=recording, max_open=1, timeout=0.05)
+
+    for _ in range(5):
+        assert database.run("SELECT 1") == [[1]]
+
+    assert len(recording.opened) == 1 and recording.opened[0].statements == ["SELECT 1"] * 5
+
+
+def test_close_closes_every_idle_connection_and_the_next_statement_opens_a_new_one(recording):
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=recording)
+    database.run("SELECT 1")
+
+    database.close()
+
+    assert [conn.closed for conn in recording.opened] == [True]
+    database.run("SELECT 2")
+    assert len(recording.opened) == 2 and not recording.opened[1].closed
+
+
+def test_a_statement_without_parameters_is_sent_as_written(recording):
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=recording)
+
+    database.run("SELECT ':literal'")
+    database.run("SELECT :a", a="it's")
+
+    assert recording.opened[0].statements == ["SELECT ':literal'", "SELECT 'it''s'"]
+
+
+def test_a_connection_is_opened_with_the_settings_of_the_url(recording):
+    settings = DatabaseSettings.from_url("postgresql://app:pw@127.0.0.1:6543/appdb?sslmode=disable")
+
+    Database(settings, connect=recording, timeout=2.5).run("SELECT 1")
+
+    assert recording.opened[0].kwargs == {"user": "app", "password": "pw", "host": "127.0.0.1", "port": 6543,
+                                          "database": "appdb", "ssl_context": False, "timeout": 2.5,
+                                          "application_name": "3d-ultra-upload"}
+
+
+def self_signed_authority(path):
+    """A CA certificate made in memory (cryptography comes with moto), written where sslrootcert can name it."""
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_sslrootcert_is_the_trusted_authority_for_verified_tls(tmp_path):
+    import ssl
+
+    cert = self_signed_authority(tmp_path / "ca.pem")
+
+    def authorities(mode, rootcert):
+        url = f"postgresql://u@h/d?sslmode={mode}" + (f"&sslrootcert={rootcert}" if rootcert else "")
+        context = ssl_context_for(DatabaseSettings.from_url(url))
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        return [c["subject"] for c in context.get_ca_certs()]
+
+    for mode in ("require", "verify-ca", "verify-full"):
+        assert authorities(mode, cert) == [((("commonName", "Test CA"),),)]
+    # "system" is libpq's name for the platform's own authorities, the same as giving none.
+    assert authorities("verify-full", "system") == authorities("verify-full", None)
+
+
+def test_a_client_error_without_an_error_code_is_storage_unavailable():
+    bare = ClientError({"ResponseMetadata": {"HTTPStatusCode": 500}}, "HeadObject")
+
+    with pytest.raises(StorageUnavailable):
+        Storage(RecordingS3(fail=bare), "photos").head("k")
+
+
+class FailingConnection(RecordingConnection):
+    """Fails its next statement with `fail`, then behaves."""
+
+    fail = None
+
+    def run(self, sql):
+        self.statements.append(sql)
+        failure, FailingConnection.fail = FailingConnection.fail, None
+        if failure:
+            raise failure
+        return [[1]]
+
+
+@pytest.fixture
+def failing():
+    RecordingConnection.opened = []
+    FailingConnection.fail = None
+    return FailingConnection
+
+
+def test_a_fresh_connection_lost_mid_statement_is_503_and_the_statement_is_not_sent_again(failing):
+    from pg8000.exceptions import InterfaceError
+
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing, max_open=1, timeout=0.05)
+    failing.fail = InterfaceError("network error")
+
+    with pytest.raises(DatabaseUnavailable):
+        database.run("INSERT 1")
+
+    (conn,) = RecordingConnection.opened
+    assert conn.statements == ["INSERT 1"] and conn.closed
+    assert database.run("SELECT 1") == [[1]]  # its slot was given back
+
+
+@pytest.mark.parametrize("code", ["08000", "08003", "08006", "57P01", "57P02", "57P03"])
+def test_server_errors_that_mean_the_connection_is_gone_replace_a_pooled_connection(failing, code):
+    from pg8000.exceptions import DatabaseError
+
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing)
+    database.run("SELECT 1")
+    failing.fail = DatabaseError({"C": code, "M": "gone"})
+
+    assert database.run("SELECT 2") == [[1]]
+    first, second = RecordingConnection.opened
+    assert (first.closed, first.statements, second.statements) == (True, ["SELECT 1", "SELECT 2"], ["SELECT 2"])
+
+
+@pytest.mark.parametrize("error", [{"C": "23505", "M": "duplicate key"}, {"M": "no code"}, "plain text", None])
+def test_other_database_errors_reach_the_caller_and_keep_the_connection(failing, error):
+    from pg8000.exceptions import DatabaseError
+
+    database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing)
+    database.run("SELECT 1")
+    failing.fail = DatabaseError(error) if error is not None else DatabaseError()
+
+    with pytest.raises(DatabaseError):
+        database.run("INSERT 1")
+
+    (conn,) = RecordingConnection.opened
+    assert not conn.closed and database.run("SELECT 2") == [[1]]
+
+
+def test_a_server_that_does_not_report_standard_conforming_strings_is_accepted(recording):
+    class Quiet(RecordingConnection):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.parameter_statuses = {}
+
+    assert Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=Quiet).run("SELECT 1") == [[1]]

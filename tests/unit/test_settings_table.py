@@ -1,0 +1,228 @@
+"""Every setting read from the environment, by its real name, and the database URL's libpq meanings."""
+
+from dataclasses import asdict
+
+import pytest
+
+from chalicelib.config import ConfigError, DatabaseSettings, Settings, fetch_ssm_parameters, r2_endpoint
+
+REQUIRED = {
+    "DATABASE_URL": "postgresql://app@db.example/app",
+    "R2_ENDPOINT_URL": "https://acc.r2.cloudflarestorage.com",
+    "R2_ACCESS_KEY_ID": "key-id",
+    "R2_SECRET_ACCESS_KEY": "secret-key",
+    "R2_BUCKET": "photos",
+    "ALLOWED_ORIGIN": "https://app.example.com",
+}
+DEFAULTS = {
+    "database_url": "postgresql://app@db.example/app",
+    "r2_endpoint_url": "https://acc.r2.cloudflarestorage.com",
+    "r2_access_key_id": "key-id",
+    "r2_secret_access_key": "secret-key",
+    "r2_bucket": "photos",
+    "posthog_api_key": None,
+    "posthog_host": "https://us.i.posthog.com",
+    "analytics_budget_seconds": 1.0,
+    "max_upload_bytes": 20 * 1024 * 1024,
+    "upload_url_ttl_seconds": 900,
+    "db_timeout_seconds": 5.0,
+    "storage_timeout_seconds": 3.0,
+    "abandoned_after_seconds": 86400,
+    "ssm_parameters": (),
+}
+
+
+def named_fields(settings):
+    return {name: value for name, value in asdict(settings).items() if name in DEFAULTS}
+
+
+def test_only_the_required_settings_give_the_documented_defaults():
+    assert named_fields(Settings.from_env(REQUIRED)) == DEFAULTS
+
+
+@pytest.mark.parametrize("variable, raw, field, value", [
+    ("DATABASE_URL", "postgresql://other@db2.example/x", "database_url", "postgresql://other@db2.example/x"),
+    ("R2_ENDPOINT_URL", "http://127.0.0.1:8333", "r2_endpoint_url", "http://127.0.0.1:8333"),
+    ("R2_ACCESS_KEY_ID", "AKID2", "r2_access_key_id", "AKID2"),
+    ("R2_SECRET_ACCESS_KEY", "s3cr3t", "r2_secret_access_key", "s3cr3t"),
+    ("R2_BUCKET", "other-bucket", "r2_bucket", "other-bucket"),
+    ("POSTHOG_API_KEY", "phc_123", "posthog_api_key", "phc_123"),
+    ("POSTHOG_HOST", "https://eu.i.posthog.com", "posthog_host", "https://eu.i.posthog.com"),
+    ("ANALYTICS_BUDGET_SECONDS", "0.25", "analytics_budget_seconds", 0.25),
+    ("MAX_UPLOAD_BYTES", "1048576", "max_upload_bytes", 1048576),
+    ("UPLOAD_URL_TTL_SECONDS", "300", "upload_url_ttl_seconds", 300),
+    ("DB_TIMEOUT_SECONDS", "2.5", "db_timeout_seconds", 2.5),
+    ("STORAGE_TIMEOUT_SECONDS", "1.5", "storage_timeout_seconds", 1.5),
+    ("ABANDONED_AFTER_SECONDS", "3600", "abandoned_after_seconds", 3600),
+])
+def test_each_setting_is_read_from_its_own_variable(variable, raw, field, value):
+    settings = Settings.from_env({**REQUIRED, variable: raw})
+
+    assert named_fields(settings) == {**DEFAULTS, field: value}
+    assert type(getattr(settings, field)) is type(value)
+
+
+@pytest.mark.parametrize("variable", ["POSTHOG_API_KEY", "POSTHOG_HOST", "ANALYTICS_BUDGET_SECONDS",
+                                      "MAX_UPLOAD_BYTES", "UPLOAD_URL_TTL_SECONDS", "DB_TIMEOUT_SECONDS",
+                                      "STORAGE_TIMEOUT_SECONDS", "ABANDONED_AFTER_SECONDS"])
+def test_an_empty_optional_setting_means_its_default(variable):
+    assert named_fields(Settings.from_env({**REQUIRED, variable: ""})) == DEFAULTS
+
+
+@pytest.mark.parametrize("variable, raw", [
+    ("MAX_UPLOAD_BYTES", "1"), ("UPLOAD_URL_TTL_SECONDS", "1"), ("ABANDONED_AFTER_SECONDS", "1"),
+    ("DB_TIMEOUT_SECONDS", "0.5"), ("STORAGE_TIMEOUT_SECONDS", "0.5"), ("ANALYTICS_BUDGET_SECONDS", "0.5"),
+])
+def test_the_smallest_positive_values_are_accepted(variable, raw):
+    settings = Settings.from_env({**REQUIRED, variable: raw})
+
+    assert getattr(settings, variable.lower()) == float(raw)
+
+
+@pytest.mark.parametrize("variable, raw", [
+    ("MAX_UPLOAD_BYTES", "1.5"), ("UPLOAD_URL_TTL_SECONDS", "ten"), ("ABANDONED_AFTER_SECONDS", "0"),
+    ("DB_TIMEOUT_SECONDS", "-1"), ("STORAGE_TIMEOUT_SECONDS", "0"), ("ANALYTICS_BUDGET_SECONDS", "soon"),
+])
+def test_an_unusable_number_is_refused_by_its_name(variable, raw):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, variable: raw})
+
+    assert str(caught.value) == f"{variable} must be a positive number, got {raw!r}"
+
+
+def test_an_account_id_gives_the_r2_endpoint_and_an_explicit_endpoint_wins():
+    without_endpoint = {k: v for k, v in REQUIRED.items() if k != "R2_ENDPOINT_URL"}
+
+    assert Settings.from_env({**without_endpoint, "R2_ACCOUNT_ID": "acc9"}).r2_endpoint_url == (
+        "https://acc9.r2.cloudflarestorage.com")
+    assert r2_endpoint({"R2_ENDPOINT_URL": "http://127.0.0.1:1", "R2_ACCOUNT_ID": "acc9"}) == "http://127.0.0.1:1"
+    assert r2_endpoint({}) == ""
+
+
+def test_a_bad_database_url_fails_at_start_up():
+    with pytest.raises(ConfigError, match="^DATABASE_URL must start with postgresql://$"):
+        Settings.from_env({**REQUIRED, "DATABASE_URL": "mysql://app@db/app"})
+
+
+def test_every_secret_may_be_named_by_an_ssm_parameter_instead():
+    names = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
+    env = {k: v for k, v in REQUIRED.items() if k not in names}
+    env.update({name + "_SSM_PARAMETER": f"/p/{name.lower()}" for name in names})
+
+    settings = Settings.from_env(env)
+
+    assert settings.ssm_parameters == tuple((name, f"/p/{name.lower()}") for name in names)
+    assert (settings.database_url, settings.r2_endpoint_url, settings.r2_access_key_id,
+            settings.r2_secret_access_key, settings.posthog_api_key) == ("", "", "", "", None)
+    values = {"/p/database_url": "postgresql://u@h/d", "/p/r2_endpoint_url": "https://e.example",
+              "/p/r2_access_key_id": "AK", "/p/r2_secret_access_key": "SK", "/p/posthog_api_key": "phc"}
+    resolved = settings.with_secrets(lambda wanted: {name: values[name] for name in wanted})
+    assert (resolved.database_url, resolved.r2_endpoint_url, resolved.r2_access_key_id,
+            resolved.r2_secret_access_key, resolved.posthog_api_key, resolved.ssm_parameters) == (
+        "postgresql://u@h/d", "https://e.example", "AK", "SK", "phc", ())
+
+
+def test_a_value_given_directly_wins_over_its_ssm_parameter():
+    settings = Settings.from_env({**REQUIRED, "DATABASE_URL_SSM_PARAMETER": "/p/db"})
+
+    assert settings.ssm_parameters == ()
+
+
+def test_a_database_url_from_ssm_is_checked_when_it_arrives():
+    env = {k: v for k, v in REQUIRED.items() if k != "DATABASE_URL"}
+    settings = Settings.from_env({**env, "DATABASE_URL_SSM_PARAMETER": "/p/db"})
+
+    with pytest.raises(ConfigError, match="^DATABASE_URL must name a user and a host$"):
+        settings.with_secrets(lambda names: {"/p/db": "postgresql:///nohost"})
+
+
+def test_every_missing_ssm_parameter_is_named():
+    env = {k: v for k, v in REQUIRED.items() if k not in ("DATABASE_URL", "R2_BUCKET")}
+    settings = Settings.from_env({**env, "R2_BUCKET": "b", "DATABASE_URL_SSM_PARAMETER": "/p/db",
+                                  "R2_ACCESS_KEY_ID_SSM_PARAMETER": "/p/ak", "R2_ACCESS_KEY_ID": ""})
+
+    with pytest.raises(ConfigError) as caught:
+        settings.with_secrets(lambda names: {})
+
+    assert str(caught.value) == "SSM parameter(s) not found: /p/db, /p/ak"
+
+
+class RecordingSsm:
+    def __init__(self, stored):
+        self.stored, self.calls = stored, []
+
+    def get_parameters(self, Names, WithDecryption):
+        self.calls.append((list(Names), WithDecryption))
+        return {"Parameters": [{"Name": n, "Value": self.stored[n]} for n in Names if n in self.stored]}
+
+
+def test_ssm_is_asked_for_at_most_ten_names_per_call_with_decryption():
+    names = [f"/p/{i}" for i in range(23)]
+    ssm = RecordingSsm({name: f"v{i}" for i, name in enumerate(names)})
+
+    values = fetch_ssm_parameters(names, ssm)
+
+    assert values == {name: f"v{i}" for i, name in enumerate(names)}
+    assert ssm.calls == [(names[0:10], True), (names[10:20], True), (names[20:23], True)]
+
+
+def test_ten_names_take_one_call():
+    names = [f"/p/{i}" for i in range(10)]
+    ssm = RecordingSsm({})
+
+    assert fetch_ssm_parameters(names, ssm) == {}
+    assert ssm.calls == [(names, True)]
+
+
+def test_without_a_client_ssm_is_reached_through_boto3(monkeypatch):
+    import boto3
+
+    made = []
+    monkeypatch.setattr(boto3, "client", lambda service: made.append(service) or RecordingSsm({"/p/a": "1"}))
+
+    assert fetch_ssm_parameters(["/p/a"]) == {"/p/a": "1"}
+    assert made == ["ssm"]
+
+
+def test_the_postgres_scheme_is_an_alias_and_the_defaults_are_libpqs():
+    db = DatabaseSettings.from_url("postgres://app@db.example")
+
+    assert asdict(db) == {"host": "db.example", "port": 5432, "user": "app", "password": None, "database": "app",
+                          "sslmode": "prefer", "sslrootcert": None, "channel_binding": "prefer"}
+
+
+def test_every_part_of_a_full_url_is_read_and_unquoted():
+    db = DatabaseSettings.from_url(
+        "postgresql://ap%40p:p%2Fw@db.example:6543/my%20db?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+        "&channel_binding=require&sslmode=verify-ca")
+
+    assert asdict(db) == {"host": "db.example", "port": 6543, "user": "ap@p", "password": "p/w",
+                          "database": "my db", "sslmode": "verify-ca", "sslrootcert": "/etc/ca.pem",
+                          "channel_binding": "require"}
+
+
+@pytest.mark.parametrize("sslmode", ["disable", "allow", "prefer"])
+def test_channel_binding_cannot_be_required_without_tls(sslmode):
+    with pytest.raises(ConfigError, match="channel_binding=require without sslmode=require"):
+        DatabaseSettings.from_url(f"postgresql://u@h/d?sslmode={sslmode}&channel_binding=require")
+
+
+@pytest.mark.parametrize("sslmode", ["require", "verify-ca", "verify-full"])
+def test_channel_binding_may_be_required_with_tls(sslmode):
+    db = DatabaseSettings.from_url(f"postgresql://u@h/d?sslmode={sslmode}&channel_binding=require")
+
+    assert (db.sslmode, db.channel_binding) == (sslmode, "require")
+
+
+def test_channel_binding_required_without_any_sslmode_is_refused():
+    with pytest.raises(ConfigError, match="channel_binding=require without sslmode=require"):
+        DatabaseSettings.from_url("postgresql://u@h/d?channel_binding=require")
+
+
+def test_an_invalid_port_is_named():
+    with pytest.raises(ConfigError, match="^DATABASE_URL has an invalid port$"):
+        DatabaseSettings.from_url("postgresql://u@h:99999/d")
+
+
+def test_only_the_leading_slash_is_taken_off_the_database_name():
+    assert DatabaseSettings.from_url("postgresql://u@h/Xdb/").database == "Xdb/"
