@@ -12,6 +12,9 @@ MIB = 1024 * 1024
 # Secrets may be given directly (local runs) or as the name of an SSM parameter, `<NAME>_SSM_PARAMETER` (production).
 SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
 SSM_SUFFIX = "_SSM_PARAMETER"
+# libpq's meanings: `require` accepts only SCRAM-SHA-256-PLUS (the password proof bound to this TLS channel),
+# `disable` never binds, `prefer` binds when the server offers it.
+CHANNEL_BINDING_MODES = ("disable", "prefer", "require")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -45,6 +48,8 @@ class DatabaseSettings:
         if sslmode not in SSL_MODES:
             raise ConfigError(f"DATABASE_URL has an unknown sslmode {sslmode!r}")
         channel_binding = query.get("channel_binding", "prefer")
+        if channel_binding not in CHANNEL_BINDING_MODES:
+            raise ConfigError(f"DATABASE_URL has an unknown channel_binding {channel_binding!r}")
         if channel_binding == "require" and sslmode in ("disable", "allow", "prefer"):
             raise ConfigError("DATABASE_URL asks for channel_binding=require without sslmode=require or stricter")
         try:

@@ -116,3 +116,7 @@ class SettingsUnavailable(UploadError):
 
     code = "SERVICE_UNAVAILABLE"
     message = "The service is temporarily unavailable. Please try again in a moment."
+
+
+class DatabaseOutcomeUnknown(DatabaseUnavailable):
+    """A statement was sent and no answer came back in time: it may have run. Never resent automatically."""

@@ -58,7 +58,9 @@ def api(live_deps, monkeypatch):
 @pytest.fixture(scope="session")
 def db(stack_env):
     """A separate connection pool to the test database, for setting up and checking what was stored."""
-    database = Database(DatabaseSettings.from_url(stack_env["DATABASE_URL"]), application_name="tests")
+    # No statement_timeout: tests also run CREATE DATABASE, which cannot run in a transaction block.
+    database = Database(DatabaseSettings.from_url(stack_env["DATABASE_URL"]), application_name="tests",
+                        statement_timeout=None)
     yield database
     database.close()
 

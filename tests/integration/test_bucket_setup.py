@@ -40,7 +40,7 @@ def test_by_default_the_lifecycle_rule_never_expires_an_original_and_replaces_an
     setup(stack_env, "lifecycle-check", "https://app.example.com")  # an age rule, as older set-ups had
     configure_bucket(endpoint_url=stack_env["R2_ENDPOINT_URL"], access_key_id=stack_env["R2_ACCESS_KEY_ID"],
                      secret_access_key=stack_env["R2_SECRET_ACCESS_KEY"], bucket="lifecycle-check",
-                     allowed_origin="https://app.example.com")
+                     allowed_origins=["https://app.example.com"])
 
     rules = client.get_bucket_lifecycle_configuration(Bucket="lifecycle-check")["Rules"]
     assert [r.get("Expiration") for r in rules] == [None]
