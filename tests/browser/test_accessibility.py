@@ -81,7 +81,10 @@ def test_the_upload_page_has_no_violations_when_the_server_keeps_failing(page, l
     page.get_by_role("alert").filter(has_text="The service is temporarily unavailable.").wait_for()
     assert page.evaluate("() => document.activeElement.id") == "retry"
     look(page, "upload-error")
-    assert look.found == {"upload-error": []}, look.found
+    # The pages follow the system's dark mode: its colours must hold up too.
+    page.emulate_media(color_scheme="dark")
+    look(page, "upload-error-dark")
+    assert look.found == {"upload-error": [], "upload-error-dark": []}, look.found
 
 
 def test_the_processing_page_has_no_violations_in_any_state(page, live_server, look):
