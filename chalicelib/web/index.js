@@ -280,6 +280,17 @@ document.addEventListener("paste", (event) => {
   if (takeFiles(event.clipboardData && event.clipboardData.files)) event.preventDefault();
 });
 
+// Say so as soon as the connection goes, not only when a request fails (a hanging PUT may take a while).
+window.addEventListener("offline", () => {
+  if (!uploading) return;
+  setState("offline");
+  status.textContent = OFFLINE_MESSAGE;
+});
+window.addEventListener("online", () => {
+  if (!uploading || page.dataset.state !== "offline") return;
+  setState("uploading");
+  status.textContent = "You're back online. Continuing…";
+});
 // Leaving mid-upload loses it: ask first.
 window.addEventListener("beforeunload", (event) => {
   if (!uploading) return;

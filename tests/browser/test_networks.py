@@ -192,3 +192,16 @@ def test_a_429_shows_the_wait_in_minutes_and_offers_try_again_only_after_retry_a
     job_id = PROCESSING_URL.match(page.url).group(1)
     assert len(keys) == 2 and keys[0] == keys[1]
     assert job_row(db, job_id) == [["pending", True, "image/png"]]
+
+
+def test_going_offline_while_the_put_hangs_is_said_at_once_and_coming_back_too(page, photo):
+    page.route(STORAGE_PUT, lambda route: None)  # the PUT hangs, so no request fails to tell the page
+    start_upload(page, photo)
+    status = page.get_by_role("status")
+    status.filter(has_text="Uploading your photo").wait_for()
+
+    page.context.set_offline(True)
+    status.filter(has_text="You're offline. We'll continue when you're back.").wait_for()
+    page.context.set_offline(False)
+    status.filter(has_text="You're back online. Continuing…").wait_for()
+    assert page.get_by_role("button", name="Cancel").is_visible()
