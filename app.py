@@ -58,7 +58,7 @@ def finish_request(request, get_response):
 def create_upload():
     request = app.current_request
     created = services.create_upload(
-        decode_json_body(request.raw_body),
+        decode_json_body(request.raw_body, request.headers.get("content-type")),
         request.headers.get("idempotency-key"),
         uploads=deps.uploads,
         storage=deps.storage,

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # Server errors after which the connection is gone: admin shutdown, crash shutdown, cannot connect now.
 _CONNECTION_LOST_CODES = ("57P01", "57P02", "57P03")
+# The statement was cancelled (statement_timeout), chosen as a deadlock victim or failed to serialise: it rolled
+# back, and trying again later may succeed.
+_ROLLED_BACK_UNAVAILABLE = ("57014", "40P01", "40001")
 # The one of those that PostgreSQL sends, at a point where it checks for interrupts, instead of running or
 # finishing a statement: as the first answer to a statement it proves that nothing of it was committed.
 _ADMIN_SHUTDOWN = "57P01"
@@ -217,7 +220,7 @@ class ChannelBindingRefused(InterfaceError):
     """channel_binding=require, and the server asked for anything but SCRAM-SHA-256-PLUS."""
 
 
-_AUTH_OK, _AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL = 0, 3, 5, 10
+_AUTH_OK, _AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL, _AUTH_SASL_CONTINUE, _AUTH_SASL_FINAL = 0, 3, 5, 10, 11, 12
 _PLUS = "SCRAM-SHA-256-PLUS"
 
 
@@ -226,7 +229,8 @@ class Connection(pg8000.native.Connection):
 
     def __init__(self, *args, channel_binding: str = "prefer", **kwargs):
         self._channel_binding = channel_binding
-        self._bound = False
+        self._bound = False  # a SCRAM-SHA-256-PLUS exchange was started
+        self._server_proved = False  # ... and the server's final message carried a signature that checked out
         super().__init__(*args, **kwargs)
 
     def handle_AUTHENTICATION_REQUEST(self, data, context):
@@ -234,14 +238,27 @@ class Connection(pg8000.native.Connection):
         if code == _AUTH_SASL:
             return self._start_scram([m.decode("ascii") for m in data[4:-2].split(NULL_BYTE)])
         if self._channel_binding == "require":
-            if code in (_AUTH_CLEARTEXT, _AUTH_MD5) or (code == _AUTH_OK and not self._bound):
-                # Refused before a password or a proof is written: whoever asks for these may be in the middle.
+            if code in (_AUTH_CLEARTEXT, _AUTH_MD5) or (code == _AUTH_OK and not self._server_proved):
+                # Refused before a password or a proof is written, and "OK" is believed only from a server that
+                # proved, bound to this TLS channel, that it knows the password: whoever skips that may be in the
+                # middle.
                 raise ChannelBindingRefused(
-                    f"channel_binding=require, but the server asked for authentication {code}"
-                    " instead of SCRAM-SHA-256-PLUS")
-            if code not in (_AUTH_OK, 11, 12):
+                    f"channel_binding=require, but the server answered with authentication {code}"
+                    " instead of completing SCRAM-SHA-256-PLUS")
+            if code in (_AUTH_SASL_CONTINUE, _AUTH_SASL_FINAL) and not self._bound:
+                raise ChannelBindingRefused(f"channel_binding=require, but SCRAM step {code} came unasked")
+            if code not in (_AUTH_OK, _AUTH_SASL_CONTINUE, _AUTH_SASL_FINAL):
                 raise ChannelBindingRefused(f"channel_binding=require refuses authentication {code}")
-        return super().handle_AUTHENTICATION_REQUEST(data, context)
+        try:
+            result = super().handle_AUTHENTICATION_REQUEST(data, context)
+        except Exception as exc:
+            if type(exc).__name__ == "ScramException":  # a forged or garbled server signature
+                raise InterfaceError(f"the server's SCRAM proof failed: {exc}") from exc
+            raise
+        if code == _AUTH_SASL_FINAL:
+            # pg8000 checked the server's signature in set_server_final(); it raises when it does not match.
+            self._server_proved = True
+        return result
 
     def _start_scram(self, mechanisms: list) -> None:
         import ssl
@@ -383,12 +400,19 @@ class Database:
                 log.error("database unavailable: %s", exc)
                 raise DatabaseUnavailable() from exc
             except DatabaseError as exc:
-                if not _connection_gone(exc):
-                    self._release(conn)
-                    raise
-                self._drop(conn)
-                log.error("database connection lost during a statement: %s", _detail(exc).get("C"))
-                raise DatabaseUnavailable() from exc
+                code = _detail(exc).get("C", "")
+                if _connection_gone(exc):
+                    # The statement went out and the connection ended before its answer: it may have run.
+                    self._drop(conn)
+                    log.error("database connection lost during a statement: %s", code)
+                    raise DatabaseOutcomeUnknown() from exc
+                self._release(conn)
+                if code in _ROLLED_BACK_UNAVAILABLE or code.startswith("53"):
+                    # Cancelled by statement_timeout, a deadlock or a serialization failure, or the server is out of
+                    # resources: the statement rolled back and a later try may succeed, so the caller sees a 503.
+                    log.error("database statement rolled back: %s", code)
+                    raise DatabaseUnavailable() from exc
+                raise
             except (InterfaceError, OSError) as exc:
                 # Sent, then no complete answer (a read timeout or a lost connection): it may have run. Never resent.
                 self._drop(conn)

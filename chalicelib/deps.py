@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 _STORAGE_AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 # Several threads (or requests) refused at once need one SSM read, not one each.
 REFRESH_MIN_INTERVAL_SECONDS = 1.0
+# After a failed scheduled re-read, the next one waits this long.
+SSM_RETRY_SECONDS = 30.0
 
 
 class Dependencies:
@@ -47,8 +49,17 @@ class Dependencies:
         with self._lock:
             stale = self.settings.ssm_parameters and (
                 self._clock() - self._fetched_at > self.settings.secrets_max_age_seconds)
-            if self._secrets is None or stale:
-                self._load_secrets(initial=self._secrets is None)
+            if self._secrets is None:
+                self._load_secrets(initial=True)
+            elif stale:
+                try:
+                    self._load_secrets(initial=False)
+                except Exception as exc:
+                    # SSM is down or throttling: the secrets in hand still worked a moment ago. Keep serving with
+                    # them and ask SSM again in a while, rather than failing every request and calling it on each.
+                    self._fetched_at = self._clock() - self.settings.secrets_max_age_seconds + SSM_RETRY_SECONDS
+                    log.error("re-reading secrets failed; keeping the current ones for now: %s",
+                              type(exc).__name__)
             return self._secrets
 
     def refresh_secrets(self, why: str) -> bool:

@@ -92,6 +92,13 @@ class DatabaseUnavailable(UploadError):
     message = "The service is temporarily unavailable. Please try again in a moment."
 
 
+class UnsupportedMediaType(UploadError):
+    """The body is not declared as JSON."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    message = "The request body must be sent as application/json."
+
+
 class PayloadTooLarge(UploadError):
     """The request body is larger than any valid request."""
 

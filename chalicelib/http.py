@@ -21,6 +21,7 @@ STATUS = {
     errors.AlreadyConfirmed: 409,
     errors.UploadExpired: 410,
     errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.IdempotencyKeyReused: 422,
     errors.UploadNotVerified: 422,
     errors.RateLimited: 429,
@@ -92,8 +93,14 @@ def iso_utc(moment):
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decode_json_body(raw: bytes | None) -> object:
-    """The request body as JSON; a missing, undecodable or too deeply nested body is a validation error."""
+def decode_json_body(raw: bytes | None, content_type: str | None) -> object:
+    """The request body as JSON; a missing, undecodable or too deeply nested body is a validation error.
+
+    The body must be declared application/json. Chalice lets a request without a Content-Type through, and
+    such a request (like text/plain) is one a page on any origin may send without a CORS preflight: requiring
+    the JSON type keeps other sites from making their visitors' browsers create jobs."""
+    if (content_type or "").partition(";")[0].strip().lower() != "application/json":
+        raise errors.UnsupportedMediaType()
     if not raw:
         raise errors.ValidationFailed("The request body must be a JSON object.")
     try:

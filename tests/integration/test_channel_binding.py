@@ -25,8 +25,9 @@ class FakeServer:
     """Accepts one connection: TLS if asked, reads the startup message, sends one authentication request and
     records every byte the client writes afterwards."""
 
-    def __init__(self, request: bytes):
+    def __init__(self, request: bytes, then: bytes = b""):
         self.request = request
+        self.then = then  # sent once the client's first answer arrives
         self.received = b""
         cert, key = self_signed_certificate("localhost")
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -62,6 +63,9 @@ class FakeServer:
                 if not chunk:
                     break
                 self.received += chunk
+                if self.then:
+                    conn.sendall(self.then)
+                    self.then = b""
         except OSError:
             pass
         conn.close()
@@ -119,3 +123,17 @@ def test_scram_uses_channel_binding_unless_it_is_disabled(mode, mechanism, gs2):
     first = received[5:]  # after the 'p' message header
     assert received[:1] == b"p" and first.startswith(mechanism)
     assert first[len(mechanism) + 4:].startswith(gs2)
+
+
+def test_channel_binding_require_believes_ok_only_after_the_server_proved_itself_on_this_channel():
+    # Someone in the path offers SCRAM-SHA-256-PLUS, takes the client's first message and answers "OK" at once,
+    # skipping the final message whose signature only the real server (knowing the password) can make.
+    ok_and_ready = b"R\x00\x00\x00\x08" + NO_AUTHENTICATION + b"Z\x00\x00\x00\x05I"
+    server = FakeServer(SCRAM_AND_PLUS, then=ok_and_ready)
+
+    with pytest.raises(DatabaseUnavailable):
+        connect(server, "sslmode=require&channel_binding=require")
+    received = server.finish()
+
+    assert received[:1] == b"p"  # the client's first SCRAM message, which holds no proof
+    assert b"SELECT 1" not in received and b"Q\x00" not in received  # no statement ever reached the impostor

@@ -166,9 +166,24 @@ def test_a_connection_that_dies_mid_statement_is_503_without_a_retry(database):
     database.run("SELECT 1")
     FakeConnection.opened[0].fail_with = DatabaseError({"V": "FATAL", "C": "57P02", "M": "crash shutdown"})
 
-    with pytest.raises(DatabaseUnavailable):
+    # Sent, then the connection ended: the statement may have committed, so the use case must treat it as such.
+    with pytest.raises(DatabaseOutcomeUnknown):
         database.run("UPDATE t SET x = 1")
     assert sum("UPDATE" in sql for sql in all_sent()) == 1
+    assert FakeConnection.opened[0].closed
+
+
+@pytest.mark.parametrize("code", ["57014", "40P01", "40001", "53300"])
+def test_a_statement_the_server_cancelled_or_rolled_back_is_503_and_the_connection_kept(database, code):
+    database.run("SELECT 1")
+    FakeConnection.opened[0].fail_with = DatabaseError({"V": "ERROR", "C": code, "M": "canceling statement"})
+
+    with pytest.raises(DatabaseUnavailable) as raised:
+        database.run("UPDATE t SET x = 1")
+
+    assert type(raised.value) is DatabaseUnavailable  # it rolled back: nothing is owed
+    assert sum("UPDATE" in sql for sql in all_sent()) == 1
+    assert not FakeConnection.opened[0].closed and len(FakeConnection.opened) == 1
 
 
 def test_a_fresh_connection_that_fails_is_503_not_a_retry_loop(database):

@@ -168,5 +168,5 @@ def test_dates_do_not_depend_on_the_machine_time_zone(monkeypatch):
 def test_json_constants_are_refused_as_invalid_json():
     for raw in (b"NaN", b'{"a": Infinity}', b"[-Infinity]"):
         with pytest.raises(errors.ValidationFailed, match=r"^The request body is not valid JSON\.$"):
-            decode_json_body(raw)
-    assert decode_json_body(json.dumps({"a": 1.5}).encode()) == {"a": 1.5}
+            decode_json_body(raw, "application/json")
+    assert decode_json_body(json.dumps({"a": 1.5}).encode(), "application/json; charset=utf-8") == {"a": 1.5}

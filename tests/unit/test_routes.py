@@ -144,6 +144,17 @@ def test_a_wrong_media_type_gets_our_error_shape(client):
     assert json.loads(response.body)["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
+@pytest.mark.parametrize("headers", [{}, {"content-type": "text/plain"}, {"content-type": "*/*"}],
+                         ids=["no-type", "text-plain", "any"])
+def test_a_create_not_declared_as_json_is_415_so_no_other_site_can_send_it_without_a_preflight(client, deps,
+                                                                                                headers):
+    response = client.http.request("POST", "/api/upload", body=json.dumps(BODY), headers=headers)
+
+    # text/plain is refused by Chalice itself (its message names the type); the others reach our check.
+    assert (response.status_code, json.loads(response.body)["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert deps.uploads.rows == {}
+
+
 def test_a_body_larger_than_any_valid_request_is_413(client):
     status, reply = call(client, "POST", "/api/upload", raw=json.dumps({**BODY, "pad": "x" * 20_000}))
 

@@ -51,3 +51,26 @@ def test_a_refusal_re_reads_at_most_once_a_second_and_direct_secrets_never():
     assert deps.refresh_secrets("test") is True and len(calls) == 3
     direct = Dependencies(Settings.from_env({**ENV, "DATABASE_URL": "postgresql://app:x@127.0.0.1/db"}))
     assert direct.refresh_secrets("test") is False
+
+
+def test_when_ssm_fails_at_the_scheduled_re_read_the_current_secrets_are_kept_and_ssm_asked_again_later():
+    values = ["postgresql://app:one@127.0.0.1/db"]
+    deps, calls, clock = build(values)
+    deps.secrets
+    values.append(None)  # SSM throttling from now on
+
+    def failing(names):
+        calls.append(list(names))
+        raise TimeoutError("ssm read timed out")
+
+    deps._fetch = failing
+    clock.now += 301
+    served = [deps.secrets.database.password for _ in range(100)]
+
+    assert served == ["one"] * 100 and len(calls) == 2  # one failed read, not one per request
+    clock.now += 29
+    deps.secrets
+    assert len(calls) == 2
+    clock.now += 2
+    deps.secrets
+    assert len(calls) == 3
