@@ -69,12 +69,14 @@ def test_an_empty_optional_setting_means_its_default(variable):
     assert named_fields(Settings.from_env({**REQUIRED, variable: ""})) == DEFAULTS
 
 
-@pytest.mark.parametrize("variable, raw", [
-    ("MAX_UPLOAD_BYTES", "1"), ("UPLOAD_URL_TTL_SECONDS", "1"), ("ABANDONED_AFTER_SECONDS", "1"),
-    ("DB_TIMEOUT_SECONDS", "0.5"), ("STORAGE_TIMEOUT_SECONDS", "0.5"), ("ANALYTICS_BUDGET_SECONDS", "0.5"),
+@pytest.mark.parametrize("variable, raw, other", [
+    ("MAX_UPLOAD_BYTES", "1", {}), ("UPLOAD_URL_TTL_SECONDS", "1", {}),
+    # The abandoned-job age must exceed the URL lifetime, whose own smallest value is 1.
+    ("ABANDONED_AFTER_SECONDS", "2", {"UPLOAD_URL_TTL_SECONDS": "1"}),
+    ("DB_TIMEOUT_SECONDS", "0.5", {}), ("STORAGE_TIMEOUT_SECONDS", "0.5", {}), ("ANALYTICS_BUDGET_SECONDS", "0.5", {}),
 ])
-def test_the_smallest_positive_values_are_accepted(variable, raw):
-    settings = Settings.from_env({**REQUIRED, variable: raw})
+def test_the_smallest_positive_values_are_accepted(variable, raw, other):
+    settings = Settings.from_env({**REQUIRED, **other, variable: raw})
 
     assert getattr(settings, variable.lower()) == float(raw)
 
