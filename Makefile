@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 STAGE ?= prod
 
-.PHONY: dev test unit package deploy bench mutation clean
+.PHONY: dev prod-local test unit package deploy bench mutation clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## dev: start PostgreSQL and S3 locally and serve the API on http://127.0.0.1:$${PORT:-8000}
 dev: $(STAMP)
 	$(BIN)/python -m devstack
+
+## prod-local: the production topology: front end, API under its stage prefix, storage (three origins), SSM, TLS PostgreSQL behind PgBouncer
+prod-local: $(STAMP)
+	$(BIN)/python -m devstack.prod_local
 
 ## test: run the whole suite against a local stack the fixtures start
 test: $(STAMP)

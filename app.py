@@ -2,7 +2,7 @@
 
 import time
 
-from chalice import Chalice, CORSConfig, Rate
+from chalice import Chalice, Rate
 
 from chalicelib import pages, services
 from chalicelib.config import Settings
@@ -14,9 +14,12 @@ from chalicelib.http import (
     json_response,
     log_request,
     normalise_chalice_error,
+    preflight_response,
     refuse_oversized,
     request_id,
     upload_id_of,
+    settings_unavailable,
+    with_cors,
 )
 from chalicelib import logs, metrics
 
@@ -25,13 +28,10 @@ logs.configure_logging(version=settings.version)
 metrics.configure(settings.stage)
 deps = Dependencies(settings)
 app = Chalice(app_name="three-d-ultra-upload")
-cors = CORSConfig(
-    allow_origin=settings.allowed_origin,
-    allow_headers=["X-Session-Token", "Idempotency-Key"],
-    max_age=600,
-    # A browser may read only the response headers listed here; a 429 tells it when to try again.
-    expose_headers=["Retry-After"],
-)
+# No route-level CORSConfig: API Gateway would answer preflights itself, for one fixed origin. The function
+# answers OPTIONS on every API route instead (see the end of this file) and adds CORS headers to every response.
+API_PATHS = ("/api/upload", "/api/upload/{upload_id}/confirm", "/api/upload/{upload_id}", "/api/health",
+             "/openapi.json")
 
 
 @app.middleware("http")
@@ -39,7 +39,12 @@ def finish_request(request, get_response):
     started = time.perf_counter()
     bound = logs.bind(requestId=request_id(request, app.lambda_context), uploadId=upload_id_of(request))
     try:
-        response = refuse_oversized(request) or normalise_chalice_error(get_response(request))
+        if request.method == "OPTIONS":
+            response = get_response(request)
+        else:
+            response = (settings_unavailable(lambda: deps.secrets) or refuse_oversized(request)
+                        or normalise_chalice_error(get_response(request)))
+            response = with_cors(response, request.headers.get("origin"), deps.settings.allowed_origins)
         analytics = deps.built("analytics")
         if analytics is not None:
             analytics.flush()
@@ -49,7 +54,7 @@ def finish_request(request, get_response):
     return response
 
 
-@app.route("/api/upload", methods=["POST"], cors=cors)
+@app.route("/api/upload", methods=["POST"])
 @api_view
 def create_upload():
     request = app.current_request
@@ -80,7 +85,7 @@ def create_upload():
     )
 
 
-@app.route("/api/upload/{upload_id}/confirm", methods=["POST"], cors=cors)
+@app.route("/api/upload/{upload_id}/confirm", methods=["POST"])
 @api_view
 def confirm_upload(upload_id):
     confirmed = services.confirm_upload(
@@ -93,7 +98,7 @@ def confirm_upload(upload_id):
     return json_response({"success": True, "jobId": confirmed.job_id, "status": confirmed.status})
 
 
-@app.route("/api/upload/{upload_id}", methods=["GET"], cors=cors)
+@app.route("/api/upload/{upload_id}", methods=["GET"])
 @api_view
 def get_upload(upload_id):
     job = services.get_upload_status(upload_id, app.current_request.headers.get("x-session-token"), uploads=deps.uploads)
@@ -109,7 +114,7 @@ def get_upload(upload_id):
     )
 
 
-@app.route("/api/health", methods=["GET"], cors=cors)
+@app.route("/api/health", methods=["GET"])
 @api_view
 def health():
     checks = services.check_health(uploads=deps.uploads, storage=deps.storage)
@@ -118,7 +123,7 @@ def health():
                           "version": deps.settings.version}, 200 if healthy else 503)
 
 
-@app.route("/openapi.json", methods=["GET"], cors=cors)
+@app.route("/openapi.json", methods=["GET"])
 def openapi():
     return pages.openapi()
 
@@ -126,18 +131,29 @@ def openapi():
 @app.route("/", methods=["GET"])
 def upload_page():
     return pages.page("index.html", max_upload_bytes=deps.settings.max_upload_bytes,
-                      storage_endpoint=deps.settings.r2_endpoint_url)
+                      storage_endpoint=deps.secrets.r2_endpoint_url, base=pages.base_path(app.current_request))
 
 
 @app.route("/processing/{job_id}", methods=["GET"])
 def processing_page(job_id):
     return pages.page("processing.html", max_upload_bytes=deps.settings.max_upload_bytes,
-                      storage_endpoint=deps.settings.r2_endpoint_url)
+                      storage_endpoint=deps.secrets.r2_endpoint_url, base=pages.base_path(app.current_request))
 
 
 @app.route("/static/{name}", methods=["GET"])
 def static_asset(name):
     return pages.asset(name)
+
+
+def answer_preflight(**_uri_params):
+    request = app.current_request
+    methods = [method for method in app.routes[request.path] if method != "OPTIONS"]
+    return preflight_response(request.headers.get("origin"), deps.settings.allowed_origins, methods)
+
+
+for _path in API_PATHS:
+    app.route(_path, methods=["OPTIONS"], name="preflight_" + "_".join(filter(None, (
+        part.strip("{}") for part in _path.replace(".", "_").split("/")))))(answer_preflight)
 
 
 @app.schedule(Rate(1, unit=Rate.HOURS), name="expire-abandoned")

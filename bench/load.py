@@ -116,7 +116,7 @@ def main() -> None:
     from devstack.stack import LocalStack
 
     port = free_port()
-    with LocalStack(allowed_origin=f"http://127.0.0.1:{port}", environ={}) as stack:
+    with LocalStack(allowed_origins=[f"http://127.0.0.1:{port}"], environ={}) as stack:
         api = start_api(stack.env, port, log_file=open("/dev/null", "wb"))
         try:
             print_report(run(f"http://127.0.0.1:{port}", seconds=args.seconds, workers=args.workers))

@@ -340,7 +340,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from devstack.stack import LocalStack
 
-    with LocalStack(allowed_origin="http://127.0.0.1:8000", environ={}) as stack:
+    with LocalStack(allowed_origins=["http://127.0.0.1:8000"], environ={}) as stack:
         # Limits on, so that the create measured is the statement that decides them; never reached here.
         stack.env.update(RATE_LIMIT_PER_IP=BENCH_LIMIT, RATE_LIMIT_PER_EMAIL=BENCH_LIMIT)
         os.environ.update(stack.env)

@@ -12,6 +12,9 @@ MIB = 1024 * 1024
 # Secrets may be given directly (local runs) or as the name of an SSM parameter, `<NAME>_SSM_PARAMETER` (production).
 SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
 SSM_SUFFIX = "_SSM_PARAMETER"
+# libpq's meanings: `require` accepts only SCRAM-SHA-256-PLUS (the password proof bound to this TLS channel),
+# `disable` never binds, `prefer` binds when the server offers it.
+CHANNEL_BINDING_MODES = ("disable", "prefer", "require")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -45,6 +48,8 @@ class DatabaseSettings:
         if sslmode not in SSL_MODES:
             raise ConfigError(f"DATABASE_URL has an unknown sslmode {sslmode!r}")
         channel_binding = query.get("channel_binding", "prefer")
+        if channel_binding not in CHANNEL_BINDING_MODES:
+            raise ConfigError(f"DATABASE_URL has an unknown channel_binding {channel_binding!r}")
         if channel_binding == "require" and sslmode in ("disable", "allow", "prefer"):
             raise ConfigError("DATABASE_URL asks for channel_binding=require without sslmode=require or stricter")
         try:
@@ -90,7 +95,8 @@ class Settings:
     r2_access_key_id: str
     r2_secret_access_key: str
     r2_bucket: str
-    allowed_origin: str
+    # Exact origins (scheme://host[:port]) whose pages may call the API and PUT to the bucket.
+    allowed_origins: Tuple[str, ...]
     posthog_api_key: Optional[str] = None
     posthog_host: str = "https://us.i.posthog.com"
     analytics_budget_seconds: float = 1.0
@@ -123,9 +129,11 @@ class Settings:
         given = {name for name, _ in refs}
         missing = [
             name
-            for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET", "ALLOWED_ORIGIN")
+            for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET")
             if not env.get(name) and name not in given
         ]
+        if not env.get("ALLOWED_ORIGINS") and not env.get("ALLOWED_ORIGIN"):
+            missing.append("ALLOWED_ORIGINS")
         endpoint = r2_endpoint(env)
         if not endpoint and "R2_ENDPOINT_URL" not in given:
             missing.append("R2_ENDPOINT_URL (or R2_ACCOUNT_ID)")
@@ -139,13 +147,14 @@ class Settings:
             # A URL that outlives its job could put an object back after the sweep deleted it.
             raise ConfigError(f"UPLOAD_URL_TTL_SECONDS ({url_ttl}) must be less than ABANDONED_AFTER_SECONDS "
                               f"({abandoned_after})")
+        origins = allowed_origins_from_env(env)
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             r2_endpoint_url=endpoint,
             r2_access_key_id=env.get("R2_ACCESS_KEY_ID", ""),
             r2_secret_access_key=env.get("R2_SECRET_ACCESS_KEY", ""),
             r2_bucket=env["R2_BUCKET"],
-            allowed_origin=env["ALLOWED_ORIGIN"],
+            allowed_origins=origins,
             posthog_api_key=env.get("POSTHOG_API_KEY") or None,
             posthog_host=env.get("POSTHOG_HOST") or cls.posthog_host,
             analytics_budget_seconds=_number(env, "ANALYTICS_BUDGET_SECONDS", cls.analytics_budget_seconds, float),
@@ -177,6 +186,52 @@ class Settings:
         return settings
 
 
+def parse_origins(raw: str, *, name: str = "ALLOWED_ORIGINS") -> Tuple[str, ...]:
+    """A comma-separated list of exact origins, each `scheme://host[:port]` with nothing after it.
+
+    Browsers send the Origin header in exactly that form, and the API compares it character for character: a
+    path, a trailing slash, a wildcard or an upper-case host would never match, so each is refused here, named.
+    """
+    origins = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"{name} has an origin with an invalid port: {item!r}") from None
+        if "*" in item:
+            raise ConfigError(f"{name} lists exact origins, no wildcards: {item!r}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{name} has an origin that is not http(s)://host[:port]: {item!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(f"{name} has an origin with credentials in it: {item!r}")
+        if parts.path or parts.query or parts.fragment or item.endswith(("?", "#")):
+            raise ConfigError(f"{name} has an origin with a path or a trailing slash (origins have none): {item!r}")
+        if port == {"http": 80, "https": 443}[parts.scheme]:
+            raise ConfigError(f"{name} has an origin with its scheme's default port (browsers omit it): {item!r}")
+        expected = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port is not None else "")
+        if item != expected:
+            raise ConfigError(f"{name} has an origin not in the browser's exact form ({expected!r}): {item!r}")
+        if item not in origins:
+            origins.append(item)
+    if not origins:
+        raise ConfigError(f"{name} lists no origin")
+    return tuple(origins)
+
+
+def allowed_origins_from_env(env: Mapping[str, str]) -> Tuple[str, ...]:
+    """ALLOWED_ORIGINS, or the single origin of ALLOWED_ORIGIN; setting both with different values is an error."""
+    listed = parse_origins(env["ALLOWED_ORIGINS"]) if env.get("ALLOWED_ORIGINS") else ()
+    single = parse_origins(env["ALLOWED_ORIGIN"], name="ALLOWED_ORIGIN") if env.get("ALLOWED_ORIGIN") else ()
+    if len(single) > 1:
+        raise ConfigError("ALLOWED_ORIGIN takes one origin; list several in ALLOWED_ORIGINS")
+    if listed and single and single[0] not in listed:
+        raise ConfigError("ALLOWED_ORIGIN is not among ALLOWED_ORIGINS: set only ALLOWED_ORIGINS")
+    return listed or single
+
+
 def r2_endpoint(env: Mapping[str, str]) -> str:
     """R2_ENDPOINT_URL, or the endpoint of the Cloudflare account R2_ACCOUNT_ID, or "" if neither is set."""
     if env.get("R2_ENDPOINT_URL"):
@@ -188,8 +243,11 @@ def fetch_ssm_parameters(names: list, client=None) -> dict:
     """Decrypted values of SSM parameters, in one call per ten names (GetParameters' limit)."""
     if client is None:
         import boto3
+        from botocore.config import Config
 
-        client = boto3.client("ssm")
+        # An unreachable SSM must fail a request in seconds (it answers 503), not hold it for boto3's minute.
+        client = boto3.client("ssm", config=Config(connect_timeout=2, read_timeout=5,
+                                                   retries={"max_attempts": 2, "mode": "standard"}))
     values = {}
     for start in range(0, len(names), 10):
         response = client.get_parameters(Names=names[start:start + 10], WithDecryption=True)

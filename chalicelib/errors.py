@@ -109,3 +109,14 @@ class RateLimited(UploadError):
         minutes = -(-self.retry_after_seconds // 60)
         wait = "1 minute" if minutes == 1 else f"{minutes} minutes"
         super().__init__(f"Too many uploads right now. Please try again in {wait}.")
+
+
+class SettingsUnavailable(UploadError):
+    """Settings or secrets could not be resolved (SSM unreachable, a parameter missing): nothing can be served."""
+
+    code = "SERVICE_UNAVAILABLE"
+    message = "The service is temporarily unavailable. Please try again in a moment."
+
+
+class DatabaseOutcomeUnknown(DatabaseUnavailable):
+    """A statement was sent and no answer came back in time: it may have run. Never resent automatically."""

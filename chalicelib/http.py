@@ -26,6 +26,7 @@ STATUS = {
     errors.RateLimited: 429,
     errors.StorageUnavailable: 500,
     errors.DatabaseUnavailable: 503,
+    errors.SettingsUnavailable: 503,
 }
 # Chalice answers some requests itself (wrong method, wrong media type); give those our error shape too.
 CHALICE_CODES = {
@@ -36,6 +37,12 @@ CHALICE_CODES = {
     "InternalServerError": "INTERNAL_ERROR",
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
+# What the browser client sends besides CORS-safelisted headers; every API route accepts all three.
+CORS_ALLOW_HEADERS = "Content-Type, X-Session-Token, Idempotency-Key"
+# Readable by the page's script on a cross-origin response (the 429's retry delay).
+CORS_EXPOSE_HEADERS = "Retry-After"
+# Chromium keeps a preflight at most two hours; asking for longer buys nothing.
+CORS_MAX_AGE_SECONDS = 7200
 # A valid create body is well under 1 KiB; anything this large is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
 
@@ -146,3 +153,57 @@ def normalise_chalice_error(response: Response) -> Response:
         response.body = {"error": {"code": code, "message": message}}
         response.headers["Content-Type"] = "application/json"
     return response
+
+
+def cors_headers(origin: str | None, allowed_origins: tuple[str, ...]) -> dict:
+    """The CORS headers of an actual response: an allowed Origin reflected, any other never named.
+
+    `Vary: Origin` goes on every answer, allowed or not, so that no cache hands one origin's answer to another.
+    """
+    if origin and origin in allowed_origins:
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": CORS_EXPOSE_HEADERS,
+                "Vary": "Origin"}
+    return {"Vary": "Origin"}
+
+
+def with_cors(response: Response, origin: str | None, allowed_origins: tuple[str, ...]) -> Response:
+    """`response` with the CORS headers for `origin` added (keeping any Vary it had)."""
+    headers = cors_headers(origin, allowed_origins)
+    vary = [v.strip() for v in (response.headers.get("Vary") or "").split(",") if v.strip()]
+    if "Origin" not in vary:
+        vary.append("Origin")
+    response.headers.update({**headers, "Vary": ", ".join(vary)})
+    return response
+
+
+def preflight_response(origin: str | None, allowed_origins: tuple[str, ...], methods: list[str]) -> Response:
+    """The answer to `OPTIONS` on an API route, given by the function so that several origins can be allowed.
+
+    An allowed origin gets the methods, headers and max-age the browser needs; a request without Origin (not a
+    browser's preflight) just learns the methods; any other origin gets a 403 that names no origin.
+    """
+    allow = ", ".join([*methods, "OPTIONS"])
+    if origin and origin in allowed_origins:
+        return Response(body="", status_code=204, headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": allow,
+            "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+            "Access-Control-Max-Age": str(CORS_MAX_AGE_SECONDS),
+            "Vary": "Origin",
+        })
+    if not origin:
+        return Response(body="", status_code=204, headers={"Allow": allow, "Vary": "Origin"})
+    response = json_response({"error": {"code": "ORIGIN_NOT_ALLOWED",
+                                        "message": "This website is not allowed to call the upload API."}}, 403)
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+def settings_unavailable(resolve) -> Response | None:
+    """None if `resolve()` (settings and secrets) succeeds, else a 503 whose reason goes to the log only."""
+    try:
+        resolve()
+    except Exception as exc:  # SSM unreachable, a parameter missing, a bad value: all leave the same way
+        log.error("settings unavailable: %s: %s", type(exc).__name__, exc)
+        return error_response(errors.SettingsUnavailable())
+    return None

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from chalice import Response
+
+from . import errors
+from .http import error_response
+
+log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -18,19 +24,55 @@ def _read(name: str) -> str:
     return (WEB_DIR / name).read_text()
 
 
-def page(name: str, *, max_upload_bytes: int, storage_endpoint: str) -> Response:
-    """An HTML page, with a CSP that lets scripts talk only to this API and to the storage endpoint."""
-    storage = urlsplit(storage_endpoint)
-    html = _read(name).replace("{{MAX_UPLOAD_BYTES}}", str(max_upload_bytes))
+def base_path(request) -> str:
+    """The path prefix in front of the app's routes: `/api` on API Gateway's own URL (the stage), `` at the root
+    of a custom domain or locally. API Gateway's event path omits the stage; requestContext.path keeps it."""
+    event = request.to_original_event()
+    route_path = event.get("path") or ""
+    full_path = (request.context or {}).get("path") or ""
+    if not route_path or not full_path.startswith("/"):
+        return ""
+    if full_path.endswith(route_path):
+        return full_path[: len(full_path) - len(route_path)].rstrip("/")
+    if route_path == "/":
+        return full_path.rstrip("/")
+    return ""
+
+
+def page(name: str, *, max_upload_bytes: int, storage_endpoint: str, base: str = "") -> Response:
+    """An HTML page, with a CSP that lets scripts talk only to this API and to the storage endpoint.
+    `base` prefixes its scripts, styles and links and is the client's API base (same origin).
+
+    Without a known storage origin the page is refused (503) rather than served with a policy that either
+    blocks every upload or lets scripts connect anywhere."""
+    storage = storage_origin(storage_endpoint)
+    if storage is None:
+        log.error("page %s refused: the storage origin is unknown (the resolved R2 endpoint is empty or not an "
+                  "http(s) URL)", name)
+        return error_response(errors.SettingsUnavailable())
+    html = (_read(name).replace("{{MAX_UPLOAD_BYTES}}", str(max_upload_bytes))
+            .replace("{{PAGE_BASE}}", base).replace("{{API_BASE}}", base))
     return Response(body=html, headers={
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": (
-            f"default-src 'self'; connect-src 'self' {storage.scheme}://{storage.netloc}; img-src 'self' data:; "
+            f"default-src 'self'; connect-src 'self' {storage}; img-src 'self' data:; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
         ),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
     })
+
+
+def storage_origin(endpoint: str) -> str | None:
+    """`scheme://host[:port]` of the storage endpoint, or None if it is not an http(s) URL with a host."""
+    parts = urlsplit(endpoint or "")
+    try:
+        parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def openapi() -> Response:

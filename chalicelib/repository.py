@@ -1,4 +1,4 @@
-"""All SQL of the service. Values go in as `:name` placeholders, escaped by the database driver."""
+"""All SQL of the service. Values go in as `:name` placeholders, filled in by `db.render` (escaped, parenthesised)."""
 
 from __future__ import annotations
 
@@ -227,13 +227,55 @@ class Uploads:
         )
         return len(rows)
 
+    def owe_report(self, upload_id: str, token_hash: str, event: str) -> None:
+        """Record that this job's `event` ('created' or 'confirmed') was committed but never answered or reported.
+
+        Only a job that is in that state and holds this token is marked: for 'created' the row exists only if our
+        own insert (with our fresh id) committed; for 'confirmed' only if the job is confirmed.
+        """
+        self._db.run(
+            "UPDATE uploads SET report_owed = :event"
+            " WHERE id = :id AND session_token_hash = :hash"
+            " AND (CASE :event WHEN 'confirmed' THEN confirmed_at IS NOT NULL ELSE confirmed_at IS NULL END)",
+            id=upload_id,
+            hash=token_hash,
+            event=event,
+        )
+
+    def claim_owed_report(self, upload_id: str, token_hash: str, event: str) -> Optional[UploadRecord]:
+        """Take the owed `event` of this job, once: the job if this call took it, else None."""
+        rows = self._db.run(
+            "UPDATE uploads SET report_owed = NULL"
+            " WHERE id = :id AND session_token_hash = :hash AND report_owed = :event"
+            f" RETURNING {_UPLOAD_COLUMNS}",
+            id=upload_id,
+            hash=token_hash,
+            event=event,
+        )
+        return UploadRecord(*rows[0]) if rows else None
+
+    def forget_unseen(self, upload_id: str) -> None:
+        """Delete a job whose creation was never answered and that no Idempotency-Key can replay: nobody has its
+        id or token. (If this fails too, the abandoned-upload sweep expires it later.)"""
+        self._db.run("DELETE FROM uploads WHERE id = :id AND idempotency_key IS NULL AND confirmed_at IS NULL",
+                     id=upload_id)
+
     def ping(self) -> None:
         """One round trip to prove the database answers."""
         self._db.run("SELECT 1")
 
 
+# A DO block takes no parameters, and a placeholder inside its dollar-quoted body would be spliced into code that
+# render() cannot see. So the values travel outside the body, as transaction-local settings set by a SELECT in the
+# same simple-query message (one implicit transaction, one round trip, one server connection behind a
+# transaction-mode pooler), and the body reads them with current_setting().
+_SET_MIGRATION_VALUES = (
+    "SELECT set_config('migration.lock', :lock, true) IS NULL,"
+    " set_config('migration.version', :version, true) IS NULL,"
+    " set_config('migration.sql', :sql, true) IS NULL;"
+)
 _TAKE_MIGRATION_LOCK = (
-    " IF NOT pg_try_advisory_xact_lock(:lock) THEN"
+    " IF NOT pg_try_advisory_xact_lock(current_setting('migration.lock')::bigint) THEN"
     "  RAISE EXCEPTION 'another migration run holds the lock' USING ERRCODE = 'lock_not_available';"
     " END IF;"
 )
@@ -242,11 +284,14 @@ _TAKE_MIGRATION_LOCK = (
 def ensure_migrations_table(db: Database) -> None:
     """Create the table that records applied migrations (under the lock: two first runs would collide)."""
     db.run(
-        "DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
+        _SET_MIGRATION_VALUES +
+        " DO $migration$ BEGIN" + _TAKE_MIGRATION_LOCK +
         " CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
         " END $migration$",
-        lock=MIGRATION_LOCK_ID,
+        lock=str(MIGRATION_LOCK_ID),
+        version="",
+        sql="",
     )
 
 
@@ -257,18 +302,19 @@ def applied_migrations(db: Database) -> set[str]:
 
 def apply_migration(db: Database, version: str, sql: str) -> None:
     """Apply one migration and record it, in one transaction, under the advisory lock; skip it if recorded."""
-    # A DO block is one statement: the lock, the check, the change and the record commit or roll back
-    # together, and a transaction-mode pooler keeps it on one server connection.
+    # The lock, the check, the change and the record commit or roll back together.
     # lock_timeout: an ALTER queued behind a long transaction (the sweep, a slow request) would make every
     # later statement on the table queue behind it; give up after 2 s instead (under the API's 5 s database
     # timeout), roll back, and let the operator retry. SET LOCAL ends with this statement's transaction.
     db.run(
-        "DO $migration$ BEGIN SET LOCAL lock_timeout = '2s';" + _TAKE_MIGRATION_LOCK +
-        " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = :version) THEN RETURN; END IF;"
-        " EXECUTE :sql;"
-        " INSERT INTO schema_migrations (version) VALUES (:version);"
+        _SET_MIGRATION_VALUES +
+        " DO $migration$ BEGIN SET LOCAL lock_timeout = '2s';" + _TAKE_MIGRATION_LOCK +
+        " IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = current_setting('migration.version'))"
+        " THEN RETURN; END IF;"
+        " EXECUTE current_setting('migration.sql');"
+        " INSERT INTO schema_migrations (version) VALUES (current_setting('migration.version'));"
         " END $migration$",
-        lock=MIGRATION_LOCK_ID,
+        lock=str(MIGRATION_LOCK_ID),
         version=version,
         sql=sql,
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from . import domain, metrics
 from .errors import (
     AlreadyConfirmed,
+    DatabaseOutcomeUnknown,
     IdempotencyKeyReused,
     InvalidToken,
     MissingToken,
@@ -68,21 +69,29 @@ def create_upload(
     if rate_limit_per_email is not None:
         limits.append(LimitCheck("email", domain.rate_limit_key("email", request.email), rate_limit_per_email.count,
                                  rate_limit_per_email.seconds))
-    outcome = uploads.create(
-        upload_id=upload_id,
-        email=request.email,
-        token_hash=domain.hash_token(token),
-        key=domain.object_key(upload_id, request.extension),
-        file_type=request.file_type,
-        file_size=request.file_size,
-        fingerprint=fingerprint,
-        idempotency_key=idempotency_key,
-        limits=limits,
-    )
+    token_hash = domain.hash_token(token)
+    try:
+        outcome = uploads.create(
+            upload_id=upload_id,
+            email=request.email,
+            token_hash=token_hash,
+            key=domain.object_key(upload_id, request.extension),
+            file_type=request.file_type,
+            file_size=request.file_size,
+            fingerprint=fingerprint,
+            idempotency_key=idempotency_key,
+            limits=limits,
+        )
+    except DatabaseOutcomeUnknown:
+        _settle_unanswered_create(uploads, upload_id, token_hash, idempotency_key)
+        raise
     if outcome.retry_after_seconds is not None:
         raise RateLimited(outcome.retry_after_seconds)
     if outcome.record is None:
         _explain_refused_replay(uploads.replay_conflict(idempotency_key, fingerprint))
+    if not outcome.inserted and uploads.claim_owed_report(outcome.record.id, token_hash, "created"):
+        # The first attempt created this job but its answer was lost: this replay is the creation the client sees.
+        outcome = replace(outcome, inserted=True)
     record = outcome.record
     # Whole seconds: the signature's own clock is truncated the same way, so the URL never dies earlier.
     now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -107,6 +116,18 @@ def create_upload(
         session_token=token,
         replayed=not outcome.inserted,
     )
+
+
+def _settle_unanswered_create(uploads, upload_id: str, token_hash: str, idempotency_key: Optional[str]) -> None:
+    """The insert was sent and its answer lost: it may have committed. With an Idempotency-Key the client's retry
+    will replay it, so mark the job as owing its creation; without one nobody can reach the job, so remove it."""
+    try:
+        if idempotency_key is None:
+            uploads.forget_unseen(upload_id)
+        else:
+            uploads.owe_report(upload_id, token_hash, "created")
+    except UploadError:
+        pass  # the database is still unreachable; the sweep expires a job nobody reached
 
 
 def _explain_refused_replay(conflict) -> None:
@@ -147,6 +168,11 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
     """Check the photo really is in storage as declared (size, type and its first bytes, in one storage request),
     then mark the job confirmed, exactly once, pinned to the ETag of those bytes."""
     record = authorize(upload_id, token, uploads=uploads)
+    if record.confirmed_at is not None:
+        owed = uploads.claim_owed_report(record.id, record.token_hash, "confirmed")
+        if owed is not None:
+            # This token's earlier confirm committed but its answer was lost: answer it now, and report it once.
+            return _report_confirmed(owed, analytics)
     _ensure_confirmable(record)
     stored = storage.peek(record.key, domain.SIGNATURE_BYTES)
     if stored is None:
@@ -157,7 +183,14 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
         raise UploadNotVerified(reason="type")
     if not domain.matches_declared_type(stored.first_bytes, record.file_type):
         raise UploadNotVerified(reason="bytes")
-    confirmed = uploads.mark_confirmed(record.id, record.token_hash, stored.etag)
+    try:
+        confirmed = uploads.mark_confirmed(record.id, record.token_hash, stored.etag)
+    except DatabaseOutcomeUnknown:
+        try:
+            uploads.owe_report(record.id, record.token_hash, "confirmed")
+        except UploadError:
+            pass  # still unreachable: the confirm stays unreported rather than risk reporting it twice
+        raise
     if confirmed is None:
         # Someone else changed the row between our read and our update: say what happened.
         current = uploads.get(record.id)
@@ -165,6 +198,10 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
             raise UploadNotFound()
         _ensure_confirmable(current)
         raise InvalidToken()
+    return _report_confirmed(confirmed, analytics)
+
+
+def _report_confirmed(confirmed: UploadRecord, analytics) -> "ConfirmedUpload":
     duration_ms = int((confirmed.confirmed_at - confirmed.created_at).total_seconds() * 1000)
     analytics.capture("upload_confirmed", confirmed.id, {"uploadId": confirmed.id})
     analytics.capture(

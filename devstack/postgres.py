@@ -91,7 +91,8 @@ class PostgresCluster:
         from chalicelib.config import DatabaseSettings
         from chalicelib.db import Database
 
-        admin = Database(DatabaseSettings.from_url(self.url("postgres")), application_name="devstack")
+        admin = Database(DatabaseSettings.from_url(self.url("postgres")), application_name="devstack",
+                         statement_timeout=None)  # CREATE DATABASE cannot run in a transaction block
         try:
             admin.run(f"CREATE DATABASE {name}")
         finally:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chalicelib.config import allowed_origins_from_env
+
 from .processes import stop_process, wait_for_port
 from .stack import LocalStack
 
@@ -21,7 +23,8 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
         [sys.executable, "-m", "devstack.chalice_local", "local", "--host", "127.0.0.1", "--port", str(port),
          "--stage", "dev", "--no-autoreload"],
         cwd=PROJECT_DIR,
-        env={**os.environ, **env},
+        # The stack's origin list is the whole list: an inherited ALLOWED_ORIGIN must not contradict it.
+        env={**{k: v for k, v in os.environ.items() if k not in ("ALLOWED_ORIGIN", "ALLOWED_ORIGINS")}, **env},
         stdout=log_file,
         stderr=subprocess.STDOUT if log_file is not None else None,
         start_new_session=True,
@@ -34,11 +37,18 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
     return process
 
 
+def dev_origins(port: int, env) -> tuple[str, ...]:
+    """`make dev`'s own origin, plus whatever ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds: a front end under
+    development on another port, say."""
+    added = allowed_origins_from_env(env) if (env.get("ALLOWED_ORIGINS") or env.get("ALLOWED_ORIGIN")) else ()
+    return tuple(dict.fromkeys((f"http://127.0.0.1:{port}", *added)))
+
+
 def main() -> int:
     """Serve until told to stop; stop everything that was started, whatever happens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     port = int(os.environ.get("PORT", "8000"))
-    origin = os.environ.get("ALLOWED_ORIGIN") or f"http://127.0.0.1:{port}"
+    origins = dev_origins(port, os.environ)
     stop_requested = False
 
     def request_stop(signum, frame):
@@ -49,7 +59,7 @@ def main() -> int:
     # Set both explicitly: a shell starts background jobs with SIGINT ignored, and Python would keep that.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    stack = LocalStack(allowed_origin=origin)
+    stack = LocalStack(allowed_origins=origins)
     api = None
     try:
         env = stack.start()

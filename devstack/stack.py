@@ -23,8 +23,9 @@ R2_VARIABLES = ("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET")
 class LocalStack:
     """PostgreSQL + SeaweedFS in a temp directory outside the project, or the servers the environment names."""
 
-    def __init__(self, *, allowed_origin: str, environ: dict | None = None, base_dir: Path | None = None):
-        self.allowed_origin = allowed_origin
+    def __init__(self, *, allowed_origins: tuple[str, ...] | list[str], environ: dict | None = None,
+                 base_dir: Path | None = None):
+        self.allowed_origins = tuple(allowed_origins)
         environ = dict(os.environ if environ is None else environ)
         self.given_database_url = environ.get("DATABASE_URL")
         self.given_storage = (
@@ -46,7 +47,7 @@ class LocalStack:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 db_url = pool.submit(self._start_database)
                 storage = pool.submit(self._start_storage)
-                self.env = {**db_url.result(), **storage.result(), "ALLOWED_ORIGIN": self.allowed_origin}
+                self.env = {**db_url.result(), **storage.result(), "ALLOWED_ORIGINS": ",".join(self.allowed_origins)}
         except BaseException:
             self.stop()
             raise
@@ -109,7 +110,7 @@ class LocalStack:
             access_key_id=env["R2_ACCESS_KEY_ID"],
             secret_access_key=env["R2_SECRET_ACCESS_KEY"],
             bucket=env["R2_BUCKET"],
-            allowed_origin=self.allowed_origin,
+            allowed_origins=self.allowed_origins,
         )
         if self.s3 is not None:
             _warm_up(endpoint, env)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Sequence
 
 from botocore.exceptions import ClientError
 
-from chalicelib.config import r2_endpoint
+from chalicelib.config import allowed_origins_from_env, r2_endpoint
 from chalicelib.storage import s3_client
 
 # The browser sends exactly these on the presigned PUT (Content-Length is set by the browser itself).
@@ -15,8 +16,9 @@ CORS_ALLOWED_HEADERS = ["content-type"]
 
 
 def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key: str, bucket: str,
-                     allowed_origin: str, retention_days: int | None = None) -> None:
-    """Idempotently create `bucket`, set its CORS rule for `allowed_origin` and its lifecycle rule.
+                     allowed_origins: Sequence[str], retention_days: int | None = None) -> None:
+    """Idempotently create `bucket`, set its CORS rule for `allowed_origins` (the API's
+    list) and its lifecycle rule.
 
     The lifecycle rule never expires originals by default: a key is chosen when the job is created, so pending
     and confirmed originals share the `uploads/` prefix, R2 has no tag-based rules to tell them apart, and an
@@ -37,7 +39,7 @@ def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key
         Bucket=bucket,
         CORSConfiguration={
             "CORSRules": [{
-                "AllowedOrigins": [allowed_origin],
+                "AllowedOrigins": list(allowed_origins),
                 "AllowedMethods": ["PUT", "HEAD"],
                 "AllowedHeaders": CORS_ALLOWED_HEADERS,
                 "ExposeHeaders": ["ETag"],
@@ -58,7 +60,7 @@ def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key
 
 
 def main() -> None:
-    """Configure the bucket named by the R2_* variables for ALLOWED_ORIGIN."""
+    """Configure the bucket named by the R2_* variables for ALLOWED_ORIGINS (or ALLOWED_ORIGIN)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--retention-days", type=int, default=None,
                         help="delete every original, confirmed ones included, after this many days (default: never;"
@@ -66,11 +68,12 @@ def main() -> None:
     args = parser.parse_args()
     env = os.environ
     endpoint = r2_endpoint(env)
+    origins = allowed_origins_from_env(env)
     configure_bucket(endpoint_url=endpoint, access_key_id=env["R2_ACCESS_KEY_ID"],
                      secret_access_key=env["R2_SECRET_ACCESS_KEY"], bucket=env["R2_BUCKET"],
-                     allowed_origin=env["ALLOWED_ORIGIN"], retention_days=args.retention_days)
+                     allowed_origins=origins, retention_days=args.retention_days)
     kept = f"originals expire after {args.retention_days} days" if args.retention_days else "originals never expire"
-    print(f"bucket {env['R2_BUCKET']}: CORS for {env['ALLOWED_ORIGIN']}, {kept}, incomplete uploads aborted after 1 day")
+    print(f"bucket {env['R2_BUCKET']}: CORS for {', '.join(origins)}, {kept}, incomplete uploads aborted after 1 day")
 
 
 if __name__ == "__main__":

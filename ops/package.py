@@ -50,8 +50,8 @@ def stage_config(stage: str) -> dict:
 def stage_environment(stage: str) -> dict[str, str]:
     """The stage's environment variables from .chalice/config.json.
 
-    Packaging imports app.py, which reads its settings at import (and API Gateway's CORS preflight is generated
-    from the allowed origins then), so the packager needs the same values the function will have.
+    Packaging imports app.py, which reads and validates its settings at import (ALLOWED_ORIGINS among them), so
+    the packager needs the same values the function will have.
     """
     return stage_config(stage).get("environment_variables", {})
 
@@ -337,7 +337,10 @@ def package(stage: str, *, allow_placeholder_origins: bool = False, allowed_orig
     else:
         check_origins(stage, environment)
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, **environment}
+    # The stage config alone says which origins the build allows: an origin setting left in the packager's own
+    # shell (a `make dev` session, the test suite's) must not mix into it.
+    shell = {k: v for k, v in os.environ.items() if k not in ("ALLOWED_ORIGIN", "ALLOWED_ORIGINS")}
+    env = {**shell, **environment}
     env.setdefault("AWS_DEFAULT_REGION", "eu-central-1")  # chalice needs a region to name ARNs; none is called
     _run([str(bin_dir / "chalice"), "package", "--stage", stage, str(out)], env)
     template_path = out / "sam.json"

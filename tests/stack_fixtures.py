@@ -1,6 +1,7 @@
 """Fixtures around the real local stack (PostgreSQL + SeaweedFS), started once per test session."""
 
 import os
+from pathlib import Path
 
 import pytest
 from chalice.test import Client
@@ -14,6 +15,9 @@ from devstack.serve import start_api
 from devstack.stack import LocalStack
 from tests.helpers import ApiClient
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SECOND_ORIGIN = "https://preview.3d-ultra.example"
+
 
 @pytest.fixture(scope="session")
 def live_port():
@@ -24,7 +28,8 @@ def live_port():
 @pytest.fixture(scope="session")
 def local_stack(live_port):
     """Start the same local stack as `make dev` (never the developer's own DATABASE_URL or R2 settings)."""
-    stack = LocalStack(allowed_origin=f"http://127.0.0.1:{live_port}", environ={})
+    # Its own origin plus one more, as `ALLOWED_ORIGINS=https://preview.3d-ultra.example make dev` would run.
+    stack = LocalStack(allowed_origins=[f"http://127.0.0.1:{live_port}", SECOND_ORIGIN], environ={})
     stack.start()
     yield stack
     stack.stop()
@@ -53,7 +58,9 @@ def api(live_deps, monkeypatch):
 @pytest.fixture(scope="session")
 def db(stack_env):
     """A separate connection pool to the test database, for setting up and checking what was stored."""
-    database = Database(DatabaseSettings.from_url(stack_env["DATABASE_URL"]), application_name="tests")
+    # No statement_timeout: tests also run CREATE DATABASE, which cannot run in a transaction block.
+    database = Database(DatabaseSettings.from_url(stack_env["DATABASE_URL"]), application_name="tests",
+                        statement_timeout=None)
     yield database
     database.close()
 
@@ -65,4 +72,45 @@ def live_server(stack_env, live_port, output_dir):
     process = start_api({**stack_env, "PYTHONUNBUFFERED": "1"}, live_port, log_file=log)
     yield f"http://127.0.0.1:{live_port}"
     stop_process(process)
+    log.close()
+
+
+def start_prod_local(log_file, env=None, timeout=180):
+    """Run `make prod-local`'s own command; return (process, {"frontend", "api", "storage"}) once it is ready."""
+    import re
+    import selectors
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "devstack.prod_local"], cwd=PROJECT_DIR,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                               stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True)
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=1):
+            if process.poll() is not None:
+                break
+            continue
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        ready = re.fullmatch(r"prod-local ready: frontend=(\S+) api=(\S+) storage=(\S+)\n", line)
+        if ready:
+            return process, dict(zip(("frontend", "api", "storage"), ready.groups())), lines
+    stop_process(process)
+    raise RuntimeError(f"prod-local did not become ready; stdout so far: {lines!r}")
+
+
+@pytest.fixture(scope="session")
+def prod_local(output_dir):
+    """The production-shaped stack, started exactly as `make prod-local` starts it."""
+    log = open(os.path.join(output_dir, "prod-local.log"), "ab")
+    process, urls, _ = start_prod_local(log)
+    yield urls
+    stop_process(process, grace=30)
     log.close()

@@ -1,5 +1,6 @@
 // A small client for the upload API: JSON in and out, the API's error body turned into an ApiError, and
-// X-Session-Token added automatically to job-scoped calls.
+// X-Session-Token added automatically to job-scoped calls. Every URL starts from the page's API base, so the
+// same modules work on the API's own pages (under the stage prefix) and on a front end on another origin.
 
 import { getSession } from "./session.js";
 
@@ -24,11 +25,33 @@ export class MissingSessionError extends ApiError {
   }
 }
 
+/**
+ * The API's base URL, from `<meta name="3d-ultra-api-base" content="...">`: an origin plus stage
+ * (`https://api.example.com/api`), a path prefix (`/api`), or absent/empty for this origin's root.
+ */
+export function apiBase() {
+  const meta = document.querySelector('meta[name="3d-ultra-api-base"]');
+  return ((meta && meta.getAttribute("content")) || "").trim().replace(/\/+$/, "");
+}
+
+/** The URL of an API path (`/api/upload`) under the page's API base. */
+export function apiUrl(path) {
+  return apiBase() + path;
+}
+
+/**
+ * The URL of one of the client's pages (`/processing/{jobId}`): pages live one level above the modules'
+ * directory (`{pages}/static/*.js`), which holds at a domain's root, under a stage prefix and on a front end.
+ */
+export function pageUrl(path) {
+  return new URL(`..${path}`, import.meta.url).href;
+}
+
 /** Call the API and return its JSON body; throws ApiError with the server's code and message. */
 export async function apiFetch(path, { method = "GET", body, headers = {}, signal } = {}) {
   let response;
   try {
-    response = await fetch(path, {
+    response = await fetch(apiUrl(path), {
       method,
       signal,
       headers: body === undefined ? headers : { "Content-Type": "application/json", ...headers },

@@ -1,5 +1,6 @@
 // The upload page: validate the file before sending anything, run the upload, show each step, offer a retry.
 
+import { pageUrl } from "./api.js";
 import { checkFile, UploadAttempt } from "./upload.js";
 
 const page = document.getElementById("upload-page");
@@ -39,7 +40,7 @@ async function run() {
   try {
     const { uploadId } = await attempt.run();
     status.textContent = "Upload complete. Taking you to your model…";
-    window.location.assign(`/processing/${encodeURIComponent(uploadId)}`);
+    window.location.assign(pageUrl(`/processing/${encodeURIComponent(uploadId)}`));
   } catch (failure) {
     busy(false);
     if (failure.name === "AbortError") {

@@ -1,27 +1,73 @@
-"""CORS: the configured front-end origin is allowed, with the headers the client sends; no other origin is."""
+"""CORS over real HTTP (`chalice local`, as `make dev` runs it): every allowed origin is reflected on preflights
+and on every response, errors included; any other origin is never named."""
 
+import json
+import urllib.error
 import urllib.request
 
+import pytest
+
+from tests.stack_fixtures import SECOND_ORIGIN
+
+EVIL = "https://evil.example.com"
 
 
-def allow_origin(live_server, origin, path="/api/upload"):
-    request = urllib.request.Request(f"{live_server}{path}", method="OPTIONS", headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST",
+def send(url, method="GET", headers=None, body=None):
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=body)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def preflight(live_server, origin, path="/api/upload", method="POST"):
+    return send(f"{live_server}{path}", "OPTIONS", {
+        "Origin": origin, "Access-Control-Request-Method": method,
         "Access-Control-Request-Headers": "content-type,idempotency-key,x-session-token"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.headers
 
 
-def test_the_configured_origin_gets_cors_headers_with_our_custom_headers(live_server, stack_env):
-    headers = allow_origin(live_server, stack_env["ALLOWED_ORIGIN"])
+@pytest.mark.parametrize("path, methods", [
+    ("/api/upload", "POST, OPTIONS"),
+    ("/api/upload/abcdefghijklmnopqrstuvwx/confirm", "POST, OPTIONS"),
+    ("/api/upload/abcdefghijklmnopqrstuvwx", "GET, OPTIONS"),
+    ("/api/health", "GET, OPTIONS"),
+    ("/openapi.json", "GET, OPTIONS"),
+])
+def test_every_allowed_origin_gets_the_preflight_of_every_api_route(live_server, path, methods):
+    for origin in (live_server, SECOND_ORIGIN):  # make dev's own origin, and one ALLOWED_ORIGINS adds
+        status, headers, body = preflight(live_server, origin, path)
 
-    assert headers["Access-Control-Allow-Origin"] == stack_env["ALLOWED_ORIGIN"]
-    allowed = {h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")}
-    assert {"content-type", "idempotency-key", "x-session-token"} <= allowed
+        assert (status, body) == (204, b"")
+        assert {k: headers[k] for k in ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
+                                        "Access-Control-Allow-Headers", "Access-Control-Max-Age", "Vary")} == {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Content-Type, X-Session-Token, Idempotency-Key",
+            "Access-Control-Max-Age": "7200",
+            "Vary": "Origin",
+        }
 
 
-def test_another_origin_is_never_named_as_allowed(live_server, stack_env):
+def test_another_origin_is_refused_and_never_named(live_server):
     for path in ("/api/upload", "/api/health"):
-        headers = allow_origin(live_server, "https://evil.example.com", path)
-        assert headers["Access-Control-Allow-Origin"] != "https://evil.example.com"
-        assert headers["Access-Control-Allow-Origin"] == stack_env["ALLOWED_ORIGIN"]
+        status, headers, body = preflight(live_server, EVIL, path)
+
+        assert status == 403
+        assert json.loads(body) == {"error": {"code": "ORIGIN_NOT_ALLOWED",
+                                              "message": "This website is not allowed to call the upload API."}}
+        assert "Access-Control-Allow-Origin" not in headers and headers["Vary"] == "Origin"
+
+
+def test_actual_responses_errors_included_reflect_an_allowed_origin_only(live_server):
+    bad_body = {"Origin": SECOND_ORIGIN, "Content-Type": "application/json"}
+    status, headers, body = send(f"{live_server}/api/upload", "POST", bad_body, b"{}")
+    assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR"
+    assert (headers["Access-Control-Allow-Origin"], headers["Access-Control-Expose-Headers"], headers["Vary"]) == (
+        SECOND_ORIGIN, "Retry-After", "Origin")
+
+    status, headers, _ = send(f"{live_server}/api/upload/abcdefghijklmnopqrstuvwx", headers={"Origin": EVIL})
+    assert status == 401 and "Access-Control-Allow-Origin" not in headers and headers["Vary"] == "Origin"
+
+    status, headers, _ = send(f"{live_server}/api/health", headers={"Origin": SECOND_ORIGIN})
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == SECOND_ORIGIN

@@ -53,7 +53,7 @@ class Rotation:
 
         self.s3.start()
         configure_bucket(endpoint_url=self.s3.endpoint_url, access_key_id=ADMIN_KEY, secret_access_key=ADMIN_SECRET,
-                         bucket="uploads", allowed_origin="http://127.0.0.1")
+                         bucket="uploads", allowed_origins=["http://127.0.0.1"])
         self.iam = boto3.client("iam", endpoint_url=self.s3.endpoint_url, region_name="us-east-1",
                                 aws_access_key_id=ADMIN_KEY, aws_secret_access_key=ADMIN_SECRET)
         self.iam.create_user(UserName="app")

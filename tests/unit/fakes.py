@@ -4,7 +4,7 @@ import math
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from chalicelib.errors import DatabaseUnavailable
+from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable
 from chalicelib.repository import CreateOutcome, ReplayConflict, UploadRecord
 from chalicelib.storage import ObjectInfo
 
@@ -24,10 +24,18 @@ class FakeUploads:
         self.down = False
         self.hits = {}  # (scope, key) -> times of admitted creates
         self.clock = lambda: datetime.now(timezone.utc).timestamp()
+        # Name of a method whose next call commits and then loses its answer, as a timed-out statement does.
+        self.lose_answer_of = None
 
     def _check(self):
         if self.down:
             raise DatabaseUnavailable()
+
+    def _answer(self, method, result):
+        if self.lose_answer_of == method:
+            self.lose_answer_of = None
+            raise DatabaseOutcomeUnknown()
+        return result
 
     def create(self, *, upload_id, email, token_hash, key, file_type, file_size, fingerprint, idempotency_key,
                limits=()):
@@ -49,8 +57,9 @@ class FakeUploads:
             return CreateOutcome(existing["record"], False)
         record = UploadRecord(upload_id, token_hash, key, file_type, file_size, "pending",
                               datetime.now(timezone.utc), None)
-        self.rows[upload_id] = {"record": record, "idem": idempotency_key, "fingerprint": fingerprint, "email": email}
-        return CreateOutcome(record, True)
+        self.rows[upload_id] = {"record": record, "idem": idempotency_key, "fingerprint": fingerprint, "email": email,
+                                "owed": None}
+        return self._answer("create", CreateOutcome(record, True))
 
     def replay_conflict(self, idempotency_key, fingerprint):
         row = next((r for r in self.rows.values() if r["idem"] == idempotency_key), None)
@@ -71,7 +80,28 @@ class FakeUploads:
             return None
         self.rows[upload_id]["etag"] = etag
         self.rows[upload_id]["record"] = replace(record, confirmed_at=datetime.now(timezone.utc))
-        return self.rows[upload_id]["record"]
+        return self._answer("mark_confirmed", self.rows[upload_id]["record"])
+
+    def owe_report(self, upload_id, token_hash, event):
+        self._check()
+        row = self.rows.get(upload_id)
+        if row and row["record"].token_hash == token_hash and (row["record"].confirmed_at is not None) == (
+                event == "confirmed"):
+            row["owed"] = event
+
+    def claim_owed_report(self, upload_id, token_hash, event):
+        self._check()
+        row = self.rows.get(upload_id)
+        if row and row["record"].token_hash == token_hash and row["owed"] == event:
+            row["owed"] = None
+            return row["record"]
+        return None
+
+    def forget_unseen(self, upload_id):
+        self._check()
+        row = self.rows.get(upload_id)
+        if row and row["idem"] is None and row["record"].confirmed_at is None:
+            del self.rows[upload_id]
 
     def ping(self):
         self._check()
@@ -116,6 +146,7 @@ class FakeAnalytics:
 class FakeDeps:
     def __init__(self, settings):
         self.settings = settings
+        self.secrets = settings
         self.uploads = FakeUploads()
         self.storage = FakeStorage()
         self.analytics = FakeAnalytics()

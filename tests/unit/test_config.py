@@ -4,7 +4,7 @@ import ssl
 
 import pytest
 
-from chalicelib.config import ConfigError, DatabaseSettings, RateLimit, Settings
+from chalicelib.config import ConfigError, DatabaseSettings, RateLimit, Settings, parse_origins
 from chalicelib.db import ssl_context_for
 
 FULL = {
@@ -32,7 +32,7 @@ def test_every_missing_setting_is_named_at_once():
         Settings.from_env({"R2_BUCKET": "uploads"})
 
     assert str(caught.value) == (
-        "Missing required setting(s): DATABASE_URL, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, ALLOWED_ORIGIN, "
+        "Missing required setting(s): DATABASE_URL, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, ALLOWED_ORIGINS, "
         "R2_ENDPOINT_URL (or R2_ACCOUNT_ID)"
     )
 
@@ -165,3 +165,72 @@ def test_the_prod_stage_sets_limits_that_parse_and_an_upload_url_shorter_than_a_
     assert settings.rate_limit_per_ip == RateLimit(count=30, seconds=600)
     assert settings.rate_limit_per_email == RateLimit(count=10, seconds=600)
     assert settings.upload_url_ttl_seconds < settings.abandoned_after_seconds
+
+
+def test_allowed_origins_is_a_comma_separated_list_of_exact_origins_kept_in_order_without_repeats():
+    env = {**FULL, "ALLOWED_ORIGIN": "", "ALLOWED_ORIGINS":
+           "https://app.3d-ultra.example, https://www.3d-ultra.example,http://localhost:3000,https://app.3d-ultra.example"}
+
+    assert Settings.from_env(env).allowed_origins == (
+        "https://app.3d-ultra.example", "https://www.3d-ultra.example", "http://localhost:3000")
+
+
+def test_the_single_allowed_origin_setting_is_a_list_of_one():
+    assert Settings.from_env(FULL).allowed_origins == ("https://app.example.com",)
+
+
+def test_allowed_origin_and_allowed_origins_may_agree_but_not_contradict():
+    agreeing = {**FULL, "ALLOWED_ORIGINS": "https://www.example.com,https://app.example.com"}
+    contradicting = {**FULL, "ALLOWED_ORIGINS": "https://www.example.com"}
+
+    assert Settings.from_env(agreeing).allowed_origins == ("https://www.example.com", "https://app.example.com")
+    with pytest.raises(ConfigError, match="^ALLOWED_ORIGIN is not among ALLOWED_ORIGINS: set only ALLOWED_ORIGINS$"):
+        Settings.from_env(contradicting)
+
+
+def test_allowed_origin_takes_only_one_origin():
+    with pytest.raises(ConfigError, match="^ALLOWED_ORIGIN takes one origin; list several in ALLOWED_ORIGINS$"):
+        Settings.from_env({**FULL, "ALLOWED_ORIGIN": "https://a.example,https://b.example"})
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("https://app.example.com/", "ALLOWED_ORIGINS has an origin with a path or a trailing slash (origins have none): "
+                                 "'https://app.example.com/'"),
+    ("https://app.example.com/upload", "ALLOWED_ORIGINS has an origin with a path or a trailing slash (origins have "
+                                       "none): 'https://app.example.com/upload'"),
+    ("https://*.example.com", "ALLOWED_ORIGINS lists exact origins, no wildcards: 'https://*.example.com'"),
+    ("*", "ALLOWED_ORIGINS lists exact origins, no wildcards: '*'"),
+    ("app.example.com", "ALLOWED_ORIGINS has an origin that is not http(s)://host[:port]: 'app.example.com'"),
+    ("ftp://app.example.com", "ALLOWED_ORIGINS has an origin that is not http(s)://host[:port]: "
+                              "'ftp://app.example.com'"),
+    ("https://App.Example.com", "ALLOWED_ORIGINS has an origin not in the browser's exact form "
+                                "('https://app.example.com'): 'https://App.Example.com'"),
+    ("https://app.example.com:443", "ALLOWED_ORIGINS has an origin with its scheme's default port (browsers omit "
+                                    "it): 'https://app.example.com:443'"),
+    ("http://localhost:99999", "ALLOWED_ORIGINS has an origin with an invalid port: 'http://localhost:99999'"),
+    ("https://user:pw@app.example.com", "ALLOWED_ORIGINS has an origin with credentials in it: "
+                                        "'https://user:pw@app.example.com'"),
+    ("https://app.example.com?x=1", "ALLOWED_ORIGINS has an origin with a path or a trailing slash (origins have "
+                                    "none): 'https://app.example.com?x=1'"),
+    (" , ", "ALLOWED_ORIGINS lists no origin"),
+])
+def test_an_origin_the_browser_would_never_send_is_refused_by_name(raw, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_origins(raw)
+
+    assert str(caught.value) == message
+
+
+def test_origins_with_ports_and_plain_http_for_development_are_accepted():
+    assert parse_origins("http://127.0.0.1:8000,https://preview-42.3d-ultra.example:8443") == (
+        "http://127.0.0.1:8000", "https://preview-42.3d-ultra.example:8443")
+
+
+def test_make_dev_allows_its_own_origin_plus_what_allowed_origins_adds():
+    from devstack.serve import dev_origins
+
+    assert dev_origins(8000, {}) == ("http://127.0.0.1:8000",)
+    assert dev_origins(8000, {"ALLOWED_ORIGINS": "http://localhost:3000,http://127.0.0.1:8000"}) == (
+        "http://127.0.0.1:8000", "http://localhost:3000")
+    assert dev_origins(8001, {"ALLOWED_ORIGIN": "https://app.example.com"}) == (
+        "http://127.0.0.1:8001", "https://app.example.com")

@@ -10,6 +10,7 @@ from chalice.test import Client
 import app as app_module
 from chalicelib.config import RateLimit
 from chalicelib.errors import StorageUnavailable
+from tests.conftest import ORIGIN
 from tests.unit.fakes import FakeDeps
 
 BODY = {"email": "maya@example.com", "fileType": "image/png", "fileSize": 68}
@@ -177,7 +178,7 @@ def test_over_the_limit_is_429_with_retry_after_that_browsers_may_read(client, l
     statuses = [call(client, "POST", "/api/upload", {**BODY, "email": f"p{i}@example.com"})[0] for i in range(2)]
 
     response = client.http.request("POST", "/api/upload", body=json.dumps(BODY),
-                                   headers={"content-type": "application/json"})
+                                   headers={"content-type": "application/json", "origin": ORIGIN})
 
     assert statuses == [201, 201]
     assert response.status_code == 429
