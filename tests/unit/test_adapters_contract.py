@@ -14,7 +14,7 @@ from chalicelib.analytics import Analytics, build_analytics
 from chalicelib.config import DatabaseSettings, Settings
 from chalicelib.db import Database, ssl_context_for
 from chalicelib.deps import Dependencies, RotatingS3Client
-from chalicelib.errors import DatabaseUnavailable, StorageUnavailable
+from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable, StorageUnavailable
 from chalicelib.storage import ObjectInfo, Storage, s3_client
 from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
 
@@ -392,12 +392,17 @@ class RecordingConnection:
         self.parameter_statuses = {"standard_conforming_strings": "on"}
         RecordingConnection.opened.append(self)
 
-    def run(self, sql):
+    def run_once(self, sql):
         self.statements.append(sql)
         return [[1]]
 
     def close(self):
         self.closed = True
+
+
+def sent(sql, timeout=5.0):
+    """A statement as it goes out: the server-side timeout (80% of the client's) in the same message."""
+    return f"SET LOCAL statement_timeout = {int(timeout * 800)}; {sql}"
 
 
 @pytest.fixture
@@ -412,7 +417,7 @@ def test_each_successful_statement_gives_its_slot_back(recording):
     for _ in range(5):
         assert database.run("SELECT 1") == [[1]]
 
-    assert len(recording.opened) == 1 and recording.opened[0].statements == ["SELECT 1"] * 5
+    assert len(recording.opened) == 1 and recording.opened[0].statements == [sent("SELECT 1", 0.05)] * 5
 
 
 def test_close_closes_every_idle_connection_and_the_next_statement_opens_a_new_one(recording):
@@ -426,13 +431,13 @@ def test_close_closes_every_idle_connection_and_the_next_statement_opens_a_new_o
     assert len(recording.opened) == 2 and not recording.opened[1].closed
 
 
-def test_a_statement_without_parameters_is_sent_as_written(recording):
+def test_a_statement_without_placeholders_is_sent_as_written_and_values_are_escaped(recording):
     database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=recording)
 
-    database.run("SELECT ':literal'")
+    database.run("SELECT '10:30', x::int FROM t")
     database.run("SELECT :a", a="it's")
 
-    assert recording.opened[0].statements == ["SELECT ':literal'", "SELECT 'it''s'"]
+    assert recording.opened[0].statements == [sent("SELECT '10:30', x::int FROM t"), sent("SELECT ('it''s')")]
 
 
 def test_a_connection_is_opened_with_the_settings_of_the_url(recording):
@@ -442,7 +447,7 @@ def test_a_connection_is_opened_with_the_settings_of_the_url(recording):
 
     assert recording.opened[0].kwargs == {"user": "app", "password": "pw", "host": "127.0.0.1", "port": 6543,
                                           "database": "appdb", "ssl_context": False, "timeout": 2.5,
-                                          "application_name": "3d-ultra-upload"}
+                                          "application_name": "3d-ultra-upload", "channel_binding": "prefer"}
 
 
 def self_signed_authority(path):
@@ -494,7 +499,7 @@ class FailingConnection(RecordingConnection):
 
     fail = None
 
-    def run(self, sql):
+    def run_once(self, sql):
         self.statements.append(sql)
         failure, FailingConnection.fail = FailingConnection.fail, None
         if failure:
@@ -515,28 +520,36 @@ def test_a_fresh_connection_lost_mid_statement_is_503_and_the_statement_is_not_s
     database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing, max_open=1, timeout=0.05)
     failing.fail = InterfaceError("network error")
 
-    with pytest.raises(DatabaseUnavailable):
+    with pytest.raises(DatabaseOutcomeUnknown):
         database.run("INSERT 1")
 
     (conn,) = RecordingConnection.opened
-    assert conn.statements == ["INSERT 1"] and conn.closed
+    assert conn.statements == [sent("INSERT 1", 0.05)] and conn.closed
     assert database.run("SELECT 1") == [[1]]  # its slot was given back
 
 
-@pytest.mark.parametrize("code", ["08000", "08003", "08006", "57P01", "57P02", "57P03"])
-def test_server_errors_that_mean_the_connection_is_gone_replace_a_pooled_connection(failing, code):
+@pytest.mark.parametrize("error", [{"C": "08000"}, {"C": "08003"}, {"C": "08006"}, {"C": "57P01"}, {"C": "57P02"},
+                                   {"C": "57P03"}, {"V": "FATAL", "C": "XX000"}, {"S": "PANIC", "C": "XX000"},
+                                   {"S": "FATAL"}])
+def test_server_errors_that_mean_the_connection_is_gone_are_503_drop_it_and_are_not_sent_again(failing, error):
     from pg8000.exceptions import DatabaseError
 
     database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing)
     database.run("SELECT 1")
-    failing.fail = DatabaseError({"C": code, "M": "gone"})
+    failing.fail = DatabaseError({**error, "M": "gone"})
 
-    assert database.run("SELECT 2") == [[1]]
+    with pytest.raises(DatabaseUnavailable) as raised:
+        database.run("SELECT 2")
+
+    assert type(raised.value) is DatabaseUnavailable  # an answer came: the outcome is known
+    assert database.run("SELECT 3") == [[1]]
     first, second = RecordingConnection.opened
-    assert (first.closed, first.statements, second.statements) == (True, ["SELECT 1", "SELECT 2"], ["SELECT 2"])
+    assert (first.closed, first.statements, second.statements) == (
+        True, [sent("SELECT 1"), sent("SELECT 2")], [sent("SELECT 3")])
 
 
-@pytest.mark.parametrize("error", [{"C": "23505", "M": "duplicate key"}, {"M": "no code"}, "plain text", None])
+@pytest.mark.parametrize("error", [{"C": "23505", "M": "duplicate key"}, {"V": "ERROR", "S": "FATAL", "C": "23505"},
+                                   {"M": "no code"}, "plain text", None])
 def test_other_database_errors_reach_the_caller_and_keep_the_connection(failing, error):
     from pg8000.exceptions import DatabaseError
 

@@ -3,11 +3,11 @@ any other refusal stands. Fakes for the driver, the S3 client and SSM; no I/O.""
 
 from types import SimpleNamespace
 
-import pg8000.native
 import pytest
 from botocore.exceptions import ClientError
 from pg8000.exceptions import DatabaseError
 
+import chalicelib.db
 import chalicelib.storage
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies, RotatingS3Client
@@ -71,13 +71,13 @@ class Server:
                     raise server.error or DatabaseError(
                         {"S": "FATAL", "C": "28P01", "M": "password authentication failed"})
 
-            def run(self, sql):
-                return [[sql]]
+            def run_once(self, sql):
+                return [[1]]
 
             def close(self):
                 pass
 
-        monkeypatch.setattr(pg8000.native, "Connection", Connection)
+        monkeypatch.setattr(chalicelib.db, "Connection", Connection)
 
 
 def test_a_refused_database_password_re_reads_the_secrets_and_connects_once_more(monkeypatch, service_logs):
@@ -87,7 +87,7 @@ def test_a_refused_database_password_re_reads_the_secrets_and_connects_once_more
     database = deps.database
     ssm.passwords.append("two")  # rotated after the container read it
 
-    assert database.run("SELECT 1") == [["SELECT 1"]]
+    assert database.run("SELECT 1") == [[1]]
 
     assert server.attempts == ["one", "two"] and len(ssm.reads) == 2
     assert rotation_logs(service_logs)[1:] == [("WARNING", "secrets re-read after a refusal", "database 28P01", True)]
@@ -101,7 +101,7 @@ def test_a_new_connection_uses_the_secrets_current_when_it_opens(monkeypatch):
     ssm.passwords.append("two")
     clock.now += deps.settings.secrets_max_age_seconds + 1  # past their age: the next need re-reads them
 
-    assert database.run("SELECT 1") == [["SELECT 1"]]
+    assert database.run("SELECT 1") == [[1]]
     assert server.attempts == ["two"]
 
 
@@ -138,7 +138,7 @@ def test_a_server_refused_for_its_settings_is_503_without_re_reading_the_secrets
     ssm = Ssm("one")
     deps, _ = build(ssm=ssm)
     Server(monkeypatch, accepted="one")
-    pg8000.native.Connection.parameter_statuses = {"standard_conforming_strings": "off"}
+    chalicelib.db.Connection.parameter_statuses = {"standard_conforming_strings": "off"}
 
     with pytest.raises(DatabaseUnavailable):
         deps.database.run("SELECT 1")

@@ -28,7 +28,7 @@ DEFAULTS = {
     "db_timeout_seconds": 5.0,
     "storage_timeout_seconds": 3.0,
     "abandoned_after_seconds": 86400,
-    "allowed_origin": "https://app.example.com",
+    "allowed_origins": ("https://app.example.com",),
     "rate_limit_per_ip": None,
     "rate_limit_per_email": None,
     "email_retention_days": 30,
@@ -61,7 +61,9 @@ def test_only_the_required_settings_give_the_documented_defaults():
     ("DB_TIMEOUT_SECONDS", "2.5", "db_timeout_seconds", 2.5),
     ("STORAGE_TIMEOUT_SECONDS", "1.5", "storage_timeout_seconds", 1.5),
     ("ABANDONED_AFTER_SECONDS", "3600", "abandoned_after_seconds", 3600),
-    ("ALLOWED_ORIGIN", "https://other.example", "allowed_origin", "https://other.example"),
+    ("ALLOWED_ORIGIN", "https://other.example", "allowed_origins", ("https://other.example",)),
+    ("ALLOWED_ORIGINS", "https://app.example.com,http://127.0.0.1:8000", "allowed_origins",
+     ("https://app.example.com", "http://127.0.0.1:8000")),
     ("EMAIL_RETENTION_DAYS", "7", "email_retention_days", 7),
     ("SECRETS_MAX_AGE_SECONDS", "60.5", "secrets_max_age_seconds", 60.5),
     ("VERSION", "v1.2.3-4-gabcdef0", "version", "v1.2.3-4-gabcdef0"),
@@ -224,14 +226,17 @@ def test_ten_names_take_one_call():
     assert ssm.calls == [(names, True)]
 
 
-def test_without_a_client_ssm_is_reached_through_boto3(monkeypatch):
+def test_without_a_client_ssm_is_reached_through_boto3_with_short_timeouts_and_one_retry(monkeypatch):
     import boto3
 
     made = []
-    monkeypatch.setattr(boto3, "client", lambda service: made.append(service) or RecordingSsm({"/p/a": "1"}))
+    monkeypatch.setattr(boto3, "client", lambda service, config: made.append((service, config))
+                        or RecordingSsm({"/p/a": "1"}))
 
     assert fetch_ssm_parameters(["/p/a"]) == {"/p/a": "1"}
-    assert made == ["ssm"]
+    ((service, config),) = made
+    assert (service, config.connect_timeout, config.read_timeout, config.retries) == (
+        "ssm", 2, 5, {"max_attempts": 2, "mode": "standard"})
 
 
 def test_the_postgres_scheme_is_an_alias_and_the_defaults_are_libpqs():
