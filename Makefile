@@ -2,6 +2,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# axe-core for the browser tests' accessibility checks, pinned by tests/js/package-lock.json.
+NODE_STAMP := tests/js/node_modules/.installed
 
 STAGE ?= prod
 
@@ -13,6 +15,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+$(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 ## dev: start PostgreSQL and S3 locally and serve the API on http://127.0.0.1:$${PORT:-8000}
 dev: $(STAMP)
 	$(BIN)/python -m devstack
@@ -22,7 +28,7 @@ prod-local: $(STAMP)
 	$(BIN)/python -m devstack.prod_local
 
 ## test: run the whole suite against a local stack the fixtures start
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## unit: only the fast tests that do no I/O
@@ -47,4 +53,4 @@ mutation: $(STAMP)
 	$(BIN)/python -m ops.mutation_report $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output mutants
+	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules

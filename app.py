@@ -4,7 +4,7 @@ import time
 
 from chalice import Chalice, Rate
 
-from chalicelib import pages, services
+from chalicelib import logs, metrics, pages, services
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies
 from chalicelib.http import (
@@ -17,11 +17,10 @@ from chalicelib.http import (
     preflight_response,
     refuse_oversized,
     request_id,
-    upload_id_of,
     settings_unavailable,
+    upload_id_of,
     with_cors,
 )
-from chalicelib import logs, metrics
 
 settings = Settings.from_env()
 logs.configure_logging(version=settings.version)

@@ -54,6 +54,8 @@ def page(name: str, *, max_upload_bytes: int, storage_endpoint: str, base: str =
             .replace("{{PAGE_BASE}}", base).replace("{{API_BASE}}", base))
     return Response(body=html, headers={
         "Content-Type": "text/html; charset=utf-8",
+        # Back and reload must fetch the page again rather than show a stale copy of a finished upload.
+        "Cache-Control": "no-store",
         "Content-Security-Policy": (
             f"default-src 'self'; connect-src 'self' {storage}; img-src 'self' data:; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"

@@ -136,7 +136,8 @@ class ProdLocal:
         cluster.start()
         verified = f"sslmode=verify-full&sslrootcert={self.tls.ca_file}"
         admin = Database(DatabaseSettings.from_url(cluster.url("postgres", host="localhost", query=verified)),
-                         application_name="prod-local")
+                         application_name="prod-local",
+                         statement_timeout=None)  # CREATE DATABASE cannot run in a transaction block
         try:
             admin.run(f"CREATE DATABASE {DATABASE}")
         finally:

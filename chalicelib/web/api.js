@@ -2,17 +2,21 @@
 // X-Session-Token added automatically to job-scoped calls. Every URL starts from the page's API base, so the
 // same modules work on the API's own pages (under the stage prefix) and on a front end on another origin.
 
+import { parseRetryAfter } from "./retry.js";
 import { getSession } from "./session.js";
+import { TIMING } from "./timing.js";
 
 const NETWORK_MESSAGE = "We couldn't reach the server. Check your connection and try again.";
 
 /** An API failure, carrying the server's stable code and its friendly message. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, { retryAfter = null } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    // Seconds the server asked us to wait (429, 503), from Retry-After; null when it did not say.
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -48,24 +52,40 @@ export function pageUrl(path) {
 }
 
 /** Call the API and return its JSON body; throws ApiError with the server's code and message. */
-export async function apiFetch(path, { method = "GET", body, headers = {}, signal } = {}) {
+export async function apiFetch(path, { method = "GET", body, headers = {}, signal, timeoutMs = TIMING.requestTimeoutMs } = {}) {
+  // A request that hangs (a dead connection on a phone) is given up after timeoutMs and reported as a network
+  // error, which callers retry: every call is safe to repeat (create by its Idempotency-Key, confirm by its 409).
+  const controller = new AbortController();
+  const forward = () => controller.abort();
+  if (signal && signal.aborted) controller.abort();
+  else if (signal) signal.addEventListener("abort", forward, { once: true });
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; controller.abort(); }, timeoutMs);
   let response;
+  let payload;
   try {
     response = await fetch(apiUrl(path), {
       method,
-      signal,
+      signal: controller.signal,
       headers: body === undefined ? headers : { "Content-Type": "application/json", ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    payload = await response.json().catch((error) => {
+      if (error.name === "AbortError") throw error;
+      return null;
+    });
   } catch (error) {
-    if (error.name === "AbortError") throw error;
+    if (error.name === "AbortError" && !timedOut) throw error;
     throw new ApiError(0, "NETWORK_ERROR", NETWORK_MESSAGE);
+  } finally {
+    clearTimeout(timer);
+    if (signal) signal.removeEventListener("abort", forward);
   }
-  const payload = await response.json().catch(() => null);
   if (!response.ok) {
     const error = payload && payload.error;
     throw new ApiError(response.status, error ? error.code : "HTTP_" + response.status,
-      error ? error.message : "Something went wrong on our side. Please try again.");
+      error ? error.message : "Something went wrong on our side. Please try again.",
+      { retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
   }
   return payload;
 }

@@ -1,85 +1,302 @@
-// The upload page: validate the file before sending anything, run the upload, show each step, offer a retry.
+// The upload page: check the photo before sending anything, run the upload (which retries by itself), show
+// each step to eyes and screen readers, and offer "Try again" only when waiting can't help.
 
 import { pageUrl } from "./api.js";
-import { checkFile, UploadAttempt } from "./upload.js";
+import { OFFLINE_MESSAGE, describeFailure, rateLimitMessage } from "./messages.js";
+import { resumableJob } from "./session.js";
+import { UploadAttempt, checkFile, detectType } from "./upload.js";
 
-const page = document.getElementById("upload-page");
-const form = document.getElementById("upload-form");
-const email = document.getElementById("email");
-const photo = document.getElementById("photo");
-const submit = document.getElementById("submit");
-const cancel = document.getElementById("cancel");
-const retry = document.getElementById("retry");
-const progressBox = document.getElementById("progress-box");
-const progress = document.getElementById("progress");
-const progressText = document.getElementById("progress-text");
-const status = document.getElementById("status");
-const error = document.getElementById("error");
+const $ = (id) => document.getElementById(id);
+const page = $("upload-page");
+const form = $("upload-form");
+const email = $("email");
+const photo = $("photo");
+const dropZone = $("drop-zone");
+const submit = $("submit");
+const cancel = $("cancel");
+const retry = $("retry");
+const progressBox = $("progress-box");
+const progress = $("progress");
+const progressText = $("progress-text");
+const status = $("status");
+const error = $("error");
 const maxBytes = Number(page.dataset.maxBytes);
 const STEPS = { creating: "Preparing your upload…", uploading: "Uploading your photo…", confirming: "Checking your photo…" };
+const FIELDS = { email, photo };
 
-document.getElementById("max-size").textContent = String(Math.floor(maxBytes / 1048576));
+$("max-size").textContent = String(Math.floor(maxBytes / 1048576));
 let attempt = null;
+let uploading = false;
+let announcedQuarter = 0;
+let retryTimer = null;
+
+function setState(state) {
+  page.dataset.state = state;
+}
 
 function busy(isBusy) {
+  uploading = isBusy;
   submit.disabled = isBusy;
   email.disabled = isBusy;
   photo.disabled = isBusy;
+  dropZone.classList.toggle("disabled", isBusy);
   cancel.hidden = !isBusy;
+}
+
+function clearErrors() {
+  error.textContent = "";
+  for (const [name, field] of Object.entries(FIELDS)) {
+    field.removeAttribute("aria-invalid");
+    $(`${name}-error`).textContent = "";
+  }
+}
+
+/** Show an error next to its field (tied to it for screen readers) and move focus there. */
+function fieldError(name, message) {
+  const field = FIELDS[name];
+  $(`${name}-error`).textContent = message;
+  field.setAttribute("aria-invalid", "true");
+  field.focus();
+  setState("error");
 }
 
 function showProgress(percent) {
   progress.value = percent;
   progressText.textContent = `${percent}%`;
+  if (percent === 0) announcedQuarter = 0;
+  // Screen readers hear every quarter, not every percent.
+  const quarter = Math.floor(percent / 25);
+  if (quarter > announcedQuarter && percent < 100) {
+    announcedQuarter = quarter;
+    status.textContent = `Uploading your photo… ${quarter * 25}%`;
+  }
+}
+
+function showResume() {
+  const jobId = resumableJob();
+  $("resume").hidden = !jobId;
+  if (jobId) $("resume-link").href = pageUrl(`/processing/${encodeURIComponent(jobId)}`);
+}
+
+function formatSize(bytes) {
+  return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+}
+
+/** A thumbnail drawn on a canvas (a data: URL, which the page's CSP allows), or null if it can't be decoded. */
+async function thumbnail(file) {
+  try {
+    const bitmap = await createImageBitmap(file);
+    const scale = 144 / Math.max(bitmap.width, bitmap.height);
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    return canvas.toDataURL("image/png");
+  } catch {
+    return null;
+  }
+}
+
+async function showPreview(file) {
+  const preview = $("preview");
+  if (!file) {
+    preview.hidden = true;
+    return;
+  }
+  $("preview-name").textContent = file.name;
+  $("preview-size").textContent = formatSize(file.size);
+  const image = $("preview-image");
+  // HEIC and other formats the browser can't decode get an icon instead of a picture.
+  const url = await thumbnail(file);
+  if (photo.files[0] !== file) return;
+  image.hidden = !url;
+  // An SVG element has no `hidden` property: set the attribute.
+  $("preview-icon").toggleAttribute("hidden", Boolean(url));
+  if (url) image.src = url;
+  preview.hidden = false;
+}
+
+function chose() {
+  clearErrors();
+  status.textContent = "";
+  withdrawRetry();
+  attempt = null;
+  setState(photo.files[0] ? "chosen" : "idle");
+  showPreview(photo.files[0]);
+}
+
+/** Use files dropped or pasted as if chosen in the input (so the input stays the one source of the photo). */
+function takeFiles(files) {
+  if (!files || !files.length || uploading) return false;
+  const transfer = new DataTransfer();
+  transfer.items.add(files[0]);
+  photo.files = transfer.files;
+  chose();
+  return true;
+}
+
+function onWait({ reason, delayMs }) {
+  if (reason === "offline") {
+    setState("offline");
+    status.textContent = OFFLINE_MESSAGE;
+  } else {
+    status.textContent = `The connection dropped. Trying again in ${Math.round(delayMs / 1000) || 1} s…`;
+  }
+}
+
+function reset() {
+  if (attempt) attempt.cancel();
+  attempt = null;
+  busy(false);
+  clearErrors();
+  progressBox.hidden = true;
+  status.textContent = "";
+  withdrawRetry();
+  setState(photo.files[0] ? "chosen" : "idle");
+  showResume();
 }
 
 async function run() {
-  error.textContent = "";
-  retry.hidden = true;
+  clearErrors();
+  withdrawRetry();
+  announcedQuarter = 0;
   busy(true);
+  setState("uploading");
   try {
     const { uploadId } = await attempt.run();
+    uploading = false;
+    setState("done");
+    cancel.hidden = true;
     status.textContent = "Upload complete. Taking you to your model…";
     window.location.assign(pageUrl(`/processing/${encodeURIComponent(uploadId)}`));
   } catch (failure) {
     busy(false);
     if (failure.name === "AbortError") {
       status.textContent = "Upload cancelled.";
+      setState(photo.files[0] ? "chosen" : "idle");
+      progressBox.hidden = true;
       attempt = null;
+      showResume();
+      submit.focus();
       return;
     }
     status.textContent = "";
-    if (!attempt.uploaded) showProgress(0);
-    error.textContent = failure.message;
-    // A validation error needs new input, not a retry of the same request.
-    retry.hidden = failure.code === "VALIDATION_ERROR";
-    if (failure.code === "VALIDATION_ERROR") attempt = null;
+    // A bar stuck at 0% says nothing: show it only if the photo itself got through.
+    progressBox.hidden = !attempt.uploaded;
+    const { field, message } = describeFailure(failure, { maxBytes });
+    if (field) {
+      // New input is needed, not a retry of the same request.
+      attempt = null;
+      progressBox.hidden = true;
+      fieldError(field, message);
+      return;
+    }
+    setState("error");
+    error.textContent = message;
+    if (failure.code === "RATE_LIMITED") {
+      // Asking again before the server's Retry-After only meets the same refusal.
+      retryTimer = setTimeout(() => {
+        offerRetry();
+        status.textContent = "You can try again now.";
+      }, (failure.retryAfter ?? 60) * 1000);
+      // Nothing to press yet: the focus goes to the message itself.
+      error.focus();
+      return;
+    }
+    offerRetry();
+    retry.focus();
   }
 }
 
-form.addEventListener("submit", (event) => {
+/** "Try again" resumes the failed attempt; it replaces "Upload" until the form is changed. */
+function offerRetry() {
+  retry.hidden = false;
+  submit.hidden = true;
+}
+
+function withdrawRetry() {
+  clearTimeout(retryTimer);
+  retry.hidden = true;
+  submit.hidden = false;
+}
+
+form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  error.textContent = "";
+  if (uploading) return;
+  clearErrors();
   if (!email.value.trim() || !email.checkValidity()) {
-    error.textContent = "Please enter a valid email address.";
-    email.focus();
+    fieldError("email", "Please enter a valid email address, like name@example.com.");
     return;
   }
   const file = photo.files[0];
-  const refusal = checkFile(file, maxBytes);
+  const detected = file ? await detectType(file) : { type: "", recognised: false };
+  const fileType = detected.type;
+  const refusal = checkFile(file, maxBytes, detected);
   if (refusal) {
-    error.textContent = refusal;
-    photo.focus();
+    fieldError("photo", refusal);
     return;
   }
   progressBox.hidden = false;
   showProgress(0);
   attempt = new UploadAttempt(file, email.value.trim(), {
+    fileType,
     onProgress: showProgress,
-    onStep: (step) => { status.textContent = STEPS[step]; },
+    onStep: (step) => {
+      setState("uploading");
+      status.textContent = STEPS[step];
+      // The confirm can't be taken back once sent: no Cancel while it runs.
+      cancel.hidden = step === "confirming";
+    },
+    onWait,
   });
   run();
 });
 
+photo.addEventListener("change", chose);
+// A changed email is a new upload: "Upload" again rather than a retry of the old one.
+email.addEventListener("input", () => {
+  if (retry.hidden && submit.hidden === false) return;
+  attempt = null;
+  withdrawRetry();
+  error.textContent = "";
+});
 retry.addEventListener("click", () => { if (attempt) run(); });
 cancel.addEventListener("click", () => { if (attempt) attempt.cancel(); });
+
+for (const type of ["dragenter", "dragover"]) {
+  dropZone.addEventListener(type, (event) => {
+    event.preventDefault();
+    if (!uploading) dropZone.classList.add("dragging");
+  });
+}
+dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
+dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dropZone.classList.remove("dragging");
+  takeFiles(event.dataTransfer && event.dataTransfer.files);
+});
+document.addEventListener("paste", (event) => {
+  if (takeFiles(event.clipboardData && event.clipboardData.files)) event.preventDefault();
+});
+
+// Say so as soon as the connection goes, not only when a request fails (a hanging PUT may take a while).
+window.addEventListener("offline", () => {
+  if (!uploading) return;
+  setState("offline");
+  status.textContent = OFFLINE_MESSAGE;
+});
+window.addEventListener("online", () => {
+  if (!uploading || page.dataset.state !== "offline") return;
+  setState("uploading");
+  status.textContent = "You're back online. Continuing…";
+});
+// Leaving mid-upload loses it: ask first.
+window.addEventListener("beforeunload", (event) => {
+  if (!uploading) return;
+  event.preventDefault();
+  event.returnValue = "";
+});
+// Back to this page from the browser's cache: it must be a usable form again, not the finished upload.
+window.addEventListener("pageshow", (event) => { if (event.persisted) reset(); });
+showResume();

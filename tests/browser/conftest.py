@@ -12,7 +12,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail(f"Chromium is required in CI and was not found at {CHROMIUM}")
@@ -20,9 +20,25 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def bfcache_page(playwright, live_server):
+    """A page in a Chromium whose back/forward cache is on, as in real browsers (Playwright turns it off)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                         ignore_default_args=["--disable-back-forward-cache"])
+    context = browser.new_context(base_url=live_server, viewport={"width": 1024, "height": 800})
+    yield context.new_page()
+    context.close()
+    browser.close()
 
 
 @pytest.fixture
@@ -44,3 +60,35 @@ def screenshots(output_dir):
         page.screenshot(path=os.path.join(directory, f"{name}.png"), full_page=True, **options)
 
     return take
+
+
+AXE = os.path.join(os.path.dirname(__file__), "..", "js", "node_modules", "axe-core", "axe.min.js")
+
+
+@pytest.fixture(scope="session")
+def axe_source():
+    """axe-core from the npm registry (tests/js/package-lock.json; `make test` installs it)."""
+    assert os.path.exists(AXE), f"axe-core is missing at {AXE}: run `make test` (it runs npm ci in tests/js)"
+    with open(AXE) as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def axe(axe_source):
+    """Run axe-core on the page as it is now; return its violations (rule id, impact, first targets)."""
+
+    def check(page):
+        if not page.evaluate("() => Boolean(window.axe)"):
+            # Evaluated through the DevTools protocol, so the page's own CSP does not apply to it.
+            page.evaluate(axe_source + "\n;undefined")
+        results = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
+        return [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]]) for v in results["violations"]]
+
+    return check
+
+
+def set_timing(page, **timing):
+    """Shorter waits for the client (the defaults are the product's); must run before page.goto."""
+    import json
+
+    page.add_init_script(f"globalThis.threeDUltraTiming = {json.dumps(timing)};")

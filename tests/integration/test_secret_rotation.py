@@ -44,7 +44,9 @@ class Rotation:
 
     def start(self, output_dir):
         self.postgres.start()
-        self.admin = Database(DatabaseSettings.from_url(self.postgres.url("postgres")), application_name="tests")
+        # No statement_timeout: CREATE DATABASE cannot run in a transaction block.
+        self.admin = Database(DatabaseSettings.from_url(self.postgres.url("postgres")), application_name="tests",
+                              statement_timeout=None)
         self.admin.run("CREATE ROLE app LOGIN PASSWORD 'first-password'")
         self.admin.run("CREATE DATABASE uploads OWNER app")
         migrator = Database(DatabaseSettings.from_url(self.database_url("first-password")))

@@ -182,6 +182,7 @@ def test_a_page_carries_the_size_limit_and_a_csp_naming_only_this_api_and_the_st
     assert 'data-max-bytes="1234567"' in response.body and "{{MAX_UPLOAD_BYTES}}" not in response.body
     assert response.headers == {
         "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": "no-store",
         "Content-Security-Policy": "default-src 'self'; connect-src 'self' https://acc.r2.cloudflarestorage.com; "
                                    "img-src 'self' data:; base-uri 'none'; form-action 'self'; "
                                    "frame-ancestors 'none'",
