@@ -55,8 +55,13 @@ def test_text_with_a_nul_or_a_lone_surrogate_is_refused_before_anything_is_sent(
     ("SELECT $1:y", "SELECT $1:y"),
     ("SELECT (:y)", "SELECT ((1))"),
     ("SELECT a$$ :y", "SELECT a$$ (1)"),  # `$$` after a word is part of it, not a dollar quote
+    ("SELECT 1$$ :y", "SELECT 1$$ (1)"),
+    ("SELECT e'\\'' :y", "SELECT e'\\'' (1)"),  # E'' with a lower-case e: the backslash escapes the quote...
+    ("SELECT xe'\\' || :y", "SELECT xe'\\' || (1)"),  # ...but not when the e ends a longer word
 ])
 def test_what_counts_as_a_word_before_a_colon_or_a_dollar(sql, rendered):
+    db._scan.cache_clear()  # lexed afresh, not remembered from another test
+
     assert db.render(sql, {"y": 1}) == rendered
 
 
