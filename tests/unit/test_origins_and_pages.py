@@ -91,6 +91,7 @@ def request(path, context_path):
     ("/api/upload", "/elsewhere", ""),
     ("", "/api/api/upload", ""),
     (None, "/api/api/upload", ""),
+    (None, "/stageXXXX", ""),  # no route path: no prefix, whatever the full path ends with
     ("/api/upload", "api/upload", ""),
     ("/api/upload", None, ""),
 ])
