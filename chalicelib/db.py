@@ -424,7 +424,7 @@ class Database:
                 raise
             self._release(conn)
             return rows
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # pragma: no mutate (the loop always returns or raises)
 
     def close(self) -> None:
         """Close every idle connection."""

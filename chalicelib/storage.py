@@ -85,8 +85,8 @@ class Storage:
                 body.close()
         except ClientError as exc:
             error = exc.response.get("Error", {}).get("Code")
-            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if error in _NOT_FOUND or error in _UNSATISFIABLE or status == "416":
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error in _NOT_FOUND or error in _UNSATISFIABLE or str(status) == "416":
                 return None
             raise self._unavailable("get", exc) from exc
         except BotoCoreError as exc:

@@ -6,15 +6,15 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from chalicelib import analytics as analytics_module
 from chalicelib import logs, pages
 from chalicelib.analytics import Analytics, build_analytics
 from chalicelib.config import DatabaseSettings, Settings
 from chalicelib.db import Database, ssl_context_for
-from chalicelib.deps import Dependencies
-from chalicelib.errors import DatabaseUnavailable, StorageUnavailable
+from chalicelib.deps import Dependencies, RotatingS3Client
+from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable, StorageUnavailable
 from chalicelib.storage import ObjectInfo, Storage, s3_client
 from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
 
@@ -70,7 +70,12 @@ def test_dependencies_are_built_on_first_use_from_the_settings_and_kept(service_
     import chalicelib.storage
 
     calls = []
-    monkeypatch.setattr(chalicelib.db, "Database", recorder(calls, "database"))
+
+    class RecordingDatabase:  # a class: the rotating database subclasses it
+        def __init__(self, *args, **kwargs):
+            calls.append(("database", args, kwargs))
+
+    monkeypatch.setattr(chalicelib.db, "Database", RecordingDatabase)
     monkeypatch.setattr(chalicelib.repository, "Uploads", recorder(calls, "uploads"))
     monkeypatch.setattr(chalicelib.storage, "s3_client", recorder(calls, "s3"))
     monkeypatch.setattr(chalicelib.storage, "Storage", recorder(calls, "storage"))
@@ -82,13 +87,18 @@ def test_dependencies_are_built_on_first_use_from_the_settings_and_kept(service_
     uploads, storage = deps.uploads, deps.storage
     assert deps.uploads is uploads and deps.storage is storage and deps.built("uploads") is uploads
     database = deps.database
+    assert isinstance(database, RecordingDatabase) and deps.database is database
+    rotating_s3 = calls[-1][1][0]
+    assert isinstance(rotating_s3, RotatingS3Client)
     assert calls == [
         ("database", (settings.database,), {"timeout": 2.5}),
         ("uploads", (database,), {}),
-        ("s3", (), {"endpoint_url": "http://127.0.0.1:9", "access_key_id": "key-id",
-                    "secret_access_key": "secret-key", "timeout": 1.5}),
-        ("storage", (SimpleNamespace(name="s3"), "photos"), {}),
+        ("storage", (rotating_s3, "photos"), {}),
     ]
+    # The S3 client itself is built on the first storage call, with the current keys, and kept while they hold.
+    assert rotating_s3.current() is rotating_s3.current()
+    assert calls[3:] == [("s3", (), {"endpoint_url": "http://127.0.0.1:9", "access_key_id": "key-id",
+                                     "secret_access_key": "secret-key", "timeout": 1.5})]
     assert deps.analytics is deps.analytics and deps.built("analytics") is deps.analytics
     assert messages(service_logs, "chalicelib.deps") == [("INFO", "analytics: off (POSTHOG_API_KEY is not set)")]
 
@@ -227,8 +237,27 @@ def test_the_s3_client_is_set_up_for_r2():
         "when_required", "when_required")
 
 
-def client_error(code, operation="HeadObject"):
-    return ClientError({"Error": {"Code": code, "Message": "m"}}, operation)
+def client_error(code, operation="GetObject", status=None):
+    response = {"Error": {"Code": code, "Message": "m"}}
+    if status is not None:
+        response["ResponseMetadata"] = {"HTTPStatusCode": status}
+    return ClientError(response, operation)
+
+
+class Body:
+    """A streaming body that records how much was asked of it and whether it was closed."""
+
+    def __init__(self, data, fail=None):
+        self.data, self.fail, self.reads, self.closed = data, fail, [], False
+
+    def read(self, amount=None):
+        self.reads.append(amount)
+        if self.fail:
+            raise self.fail
+        return self.data if amount is None else self.data[:amount]
+
+    def close(self):
+        self.closed = True
 
 
 class RecordingS3:
@@ -241,8 +270,8 @@ class RecordingS3:
             raise self.fail
         return self.answer
 
-    def head_object(self, **kwargs):
-        return self._call("head_object", kwargs)
+    def get_object(self, **kwargs):
+        return self._call("get_object", kwargs)
 
     def delete_object(self, **kwargs):
         return self._call("delete_object", kwargs)
@@ -254,44 +283,82 @@ class RecordingS3:
         return self._call("generate_presigned_url", {"operation": operation, "Params": Params, "ExpiresIn": ExpiresIn})
 
 
-def test_head_asks_for_the_key_in_the_bucket_and_reports_size_and_type():
-    s3 = RecordingS3({"ContentLength": 68, "ContentType": "image/png"})
+def test_peek_asks_for_the_first_bytes_of_the_key_and_reports_the_total_size_type_and_etag():
+    body = Body(b"\x89PNG" + b"x" * 59)
+    s3 = RecordingS3({"ContentRange": "bytes 0-63/1234", "ContentLength": 64, "ContentType": "image/png",
+                      "ETag": '"abc"', "Body": body})
 
-    assert Storage(s3, "photos").head("uploads/a/original.png") == ObjectInfo(68, "image/png")
-    assert s3.calls == [("head_object", {"Bucket": "photos", "Key": "uploads/a/original.png"})]
+    assert Storage(s3, "photos").peek("uploads/a/original.png", 64) == ObjectInfo(
+        1234, "image/png", '"abc"', b"\x89PNG" + b"x" * 59)
+    assert s3.calls == [("get_object", {"Bucket": "photos", "Key": "uploads/a/original.png", "Range": "bytes=0-63"})]
+    assert (body.reads, body.closed) == ([64], True)
 
 
-def test_an_object_without_a_type_has_an_empty_type():
-    assert Storage(RecordingS3({"ContentLength": 5}), "photos").head("k") == ObjectInfo(5, "")
+def test_a_server_that_ignores_the_range_gives_the_size_from_its_length_and_only_the_asked_bytes_are_read():
+    body = Body(b"0123456789")
+    s3 = RecordingS3({"ContentLength": 10, "ContentType": "image/jpeg", "ETag": '"e"', "Body": body})
+
+    assert Storage(s3, "photos").peek("k", 4) == ObjectInfo(10, "image/jpeg", '"e"', b"0123")
+    assert s3.calls[0][1]["Range"] == "bytes=0-3" and (body.reads, body.closed) == ([4], True)
 
 
-@pytest.mark.parametrize("code", ["404", "NoSuchKey", "NotFound"])
-def test_each_not_found_answer_means_no_object(code):
-    assert Storage(RecordingS3(fail=client_error(code)), "photos").head("k") is None
+@pytest.mark.parametrize("content_range, size", [("bytes 0-63/64", 64), ("bytes 0-0/1", 1), ("bytes 0-63/*", 7),
+                                                 ("", 7)])
+def test_the_total_size_comes_from_content_range_when_it_names_one(content_range, size):
+    s3 = RecordingS3({"ContentRange": content_range, "ContentLength": 7, "Body": Body(b"1234567")})
+
+    assert Storage(s3, "photos").peek("k", 64).size == size
+
+
+def test_an_object_without_a_type_or_etag_has_empty_ones():
+    assert Storage(RecordingS3({"ContentLength": 5, "Body": Body(b"12345")}), "photos").peek("k", 64) == ObjectInfo(
+        5, "", "", b"12345")
+
+
+@pytest.mark.parametrize("error", [client_error("404"), client_error("NoSuchKey"), client_error("NotFound"),
+                                   client_error("416"), client_error("InvalidRange"),
+                                   client_error("Whatever", status=416)])
+def test_each_not_found_or_empty_object_answer_means_no_object(service_logs, error):
+    assert Storage(RecordingS3(fail=error), "photos").peek("k", 64) is None
+    assert messages(service_logs, "chalicelib.storage") == []
 
 
 @pytest.mark.parametrize("operation, call, logged", [
-    ("head", lambda store: store.head("k"), "storage head failed: ClientError"),
+    ("get", lambda store: store.peek("k", 64), "storage get failed: ClientError"),
     ("delete", lambda store: store.delete("k"), "storage delete failed: ClientError"),
-    ("ping", lambda store: store.ping(), "storage head_bucket failed: ClientError"),
+    ("head_bucket", lambda store: store.ping(), "storage head_bucket failed: ClientError"),
 ])
 def test_other_errors_are_storage_unavailable_and_logged_by_operation(service_logs, operation, call, logged):
     with pytest.raises(StorageUnavailable):
-        call(Storage(RecordingS3(fail=client_error("AccessDenied")), "photos"))
+        call(Storage(RecordingS3(fail=client_error("AccessDenied", status=403)), "photos"))
 
-    assert messages(service_logs, "chalicelib.storage") == [("ERROR", logged)]
+    (record,) = records(service_logs, "chalicelib.storage")
+    assert (record.levelname, record.getMessage()) == ("ERROR", logged)
+    assert (record.operation, record.s3ErrorCode, record.httpStatus) == (operation, "AccessDenied", 403)
 
 
 def test_an_unreachable_endpoint_is_storage_unavailable(service_logs):
     store = Storage(RecordingS3(fail=EndpointConnectionError(endpoint_url="http://127.0.0.1:9")), "photos")
 
     with pytest.raises(StorageUnavailable):
-        store.head("k")
+        store.peek("k", 64)
     with pytest.raises(StorageUnavailable):
         store.delete("k")
     assert messages(service_logs, "chalicelib.storage") == [
-        ("ERROR", "storage head failed: EndpointConnectionError"),
+        ("ERROR", "storage get failed: EndpointConnectionError"),
         ("ERROR", "storage delete failed: EndpointConnectionError")]
+    assert [(r.operation, r.s3ErrorCode, r.httpStatus) for r in records(service_logs, "chalicelib.storage")] == [
+        ("get", None, None), ("delete", None, None)]
+
+
+def test_a_body_that_fails_mid_read_is_storage_unavailable_and_still_closed(service_logs):
+    body = Body(b"", fail=ReadTimeoutError(endpoint_url="http://127.0.0.1:9"))
+
+    with pytest.raises(StorageUnavailable):
+        Storage(RecordingS3({"ContentLength": 5, "Body": body}), "photos").peek("k", 64)
+
+    assert body.closed
+    assert messages(service_logs, "chalicelib.storage") == [("ERROR", "storage get failed: ReadTimeoutError")]
 
 
 def test_delete_and_ping_name_the_bucket_and_key():
@@ -326,12 +393,17 @@ class RecordingConnection:
         self.parameter_statuses = {"standard_conforming_strings": "on"}
         RecordingConnection.opened.append(self)
 
-    def run(self, sql):
+    def run_once(self, sql):
         self.statements.append(sql)
         return [[1]]
 
     def close(self):
         self.closed = True
+
+
+def sent(sql, timeout=5.0):
+    """A statement as it goes out: the server-side timeout (80% of the client's) in the same message."""
+    return f"SET LOCAL statement_timeout = {int(timeout * 800)}; {sql}"
 
 
 @pytest.fixture
@@ -346,7 +418,7 @@ def test_each_successful_statement_gives_its_slot_back(recording):
     for _ in range(5):
         assert database.run("SELECT 1") == [[1]]
 
-    assert len(recording.opened) == 1 and recording.opened[0].statements == ["SELECT 1"] * 5
+    assert len(recording.opened) == 1 and recording.opened[0].statements == [sent("SELECT 1", 0.05)] * 5
 
 
 def test_close_closes_every_idle_connection_and_the_next_statement_opens_a_new_one(recording):
@@ -360,13 +432,13 @@ def test_close_closes_every_idle_connection_and_the_next_statement_opens_a_new_o
     assert len(recording.opened) == 2 and not recording.opened[1].closed
 
 
-def test_a_statement_without_parameters_is_sent_as_written(recording):
+def test_a_statement_without_placeholders_is_sent_as_written_and_values_are_escaped(recording):
     database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=recording)
 
-    database.run("SELECT ':literal'")
+    database.run("SELECT '10:30', x::int FROM t")
     database.run("SELECT :a", a="it's")
 
-    assert recording.opened[0].statements == ["SELECT ':literal'", "SELECT 'it''s'"]
+    assert recording.opened[0].statements == [sent("SELECT '10:30', x::int FROM t"), sent("SELECT ('it''s')")]
 
 
 def test_a_connection_is_opened_with_the_settings_of_the_url(recording):
@@ -376,7 +448,7 @@ def test_a_connection_is_opened_with_the_settings_of_the_url(recording):
 
     assert recording.opened[0].kwargs == {"user": "app", "password": "pw", "host": "127.0.0.1", "port": 6543,
                                           "database": "appdb", "ssl_context": False, "timeout": 2.5,
-                                          "application_name": "3d-ultra-upload"}
+                                          "application_name": "3d-ultra-upload", "channel_binding": "prefer"}
 
 
 def self_signed_authority(path):
@@ -417,10 +489,10 @@ def test_sslrootcert_is_the_trusted_authority_for_verified_tls(tmp_path):
 
 
 def test_a_client_error_without_an_error_code_is_storage_unavailable():
-    bare = ClientError({"ResponseMetadata": {"HTTPStatusCode": 500}}, "HeadObject")
+    bare = ClientError({"ResponseMetadata": {"HTTPStatusCode": 500}}, "GetObject")
 
     with pytest.raises(StorageUnavailable):
-        Storage(RecordingS3(fail=bare), "photos").head("k")
+        Storage(RecordingS3(fail=bare), "photos").peek("k", 64)
 
 
 class FailingConnection(RecordingConnection):
@@ -428,7 +500,7 @@ class FailingConnection(RecordingConnection):
 
     fail = None
 
-    def run(self, sql):
+    def run_once(self, sql):
         self.statements.append(sql)
         failure, FailingConnection.fail = FailingConnection.fail, None
         if failure:
@@ -449,28 +521,36 @@ def test_a_fresh_connection_lost_mid_statement_is_503_and_the_statement_is_not_s
     database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing, max_open=1, timeout=0.05)
     failing.fail = InterfaceError("network error")
 
-    with pytest.raises(DatabaseUnavailable):
+    with pytest.raises(DatabaseOutcomeUnknown):
         database.run("INSERT 1")
 
     (conn,) = RecordingConnection.opened
-    assert conn.statements == ["INSERT 1"] and conn.closed
+    assert conn.statements == [sent("INSERT 1", 0.05)] and conn.closed
     assert database.run("SELECT 1") == [[1]]  # its slot was given back
 
 
-@pytest.mark.parametrize("code", ["08000", "08003", "08006", "57P01", "57P02", "57P03"])
-def test_server_errors_that_mean_the_connection_is_gone_replace_a_pooled_connection(failing, code):
+@pytest.mark.parametrize("error", [{"C": "08000"}, {"C": "08003"}, {"C": "08006"}, {"C": "57P01"}, {"C": "57P02"},
+                                   {"C": "57P03"}, {"V": "FATAL", "C": "XX000"}, {"S": "PANIC", "C": "XX000"},
+                                   {"S": "FATAL"}])
+def test_server_errors_that_mean_the_connection_is_gone_are_503_drop_it_and_are_not_sent_again(failing, error):
     from pg8000.exceptions import DatabaseError
 
     database = Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=failing)
     database.run("SELECT 1")
-    failing.fail = DatabaseError({"C": code, "M": "gone"})
+    failing.fail = DatabaseError({**error, "M": "gone"})
 
-    assert database.run("SELECT 2") == [[1]]
+    with pytest.raises(DatabaseUnavailable) as raised:
+        database.run("SELECT 2")
+
+    assert type(raised.value) is DatabaseUnavailable  # an answer came: the outcome is known
+    assert database.run("SELECT 3") == [[1]]
     first, second = RecordingConnection.opened
-    assert (first.closed, first.statements, second.statements) == (True, ["SELECT 1", "SELECT 2"], ["SELECT 2"])
+    assert (first.closed, first.statements, second.statements) == (
+        True, [sent("SELECT 1"), sent("SELECT 2")], [sent("SELECT 3")])
 
 
-@pytest.mark.parametrize("error", [{"C": "23505", "M": "duplicate key"}, {"M": "no code"}, "plain text", None])
+@pytest.mark.parametrize("error", [{"C": "23505", "M": "duplicate key"}, {"V": "ERROR", "S": "FATAL", "C": "23505"},
+                                   {"M": "no code"}, "plain text", None])
 def test_other_database_errors_reach_the_caller_and_keep_the_connection(failing, error):
     from pg8000.exceptions import DatabaseError
 

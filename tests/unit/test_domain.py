@@ -125,3 +125,17 @@ def test_the_per_email_limit_counts_an_address_in_any_letter_case_as_one_and_kee
     assert len(keys) == 1
     assert re.fullmatch(r"[0-9a-f]{64}", keys.pop())
     assert domain.rate_limit_key("ip", "203.0.113.7") != domain.rate_limit_key("email", "203.0.113.7")
+
+
+@pytest.mark.parametrize("scope, value, counted", [
+    ("email", " Maya.Lee@Example.com ", "email:maya.lee@example.com"),
+    ("ip", " 2001:DB8::1 ", "ip:2001:DB8::1"),  # only emails are lower-cased
+    ("ip", "203.0.113.7", "ip:203.0.113.7"),
+])
+def test_a_rate_limit_key_is_the_sha256_of_the_scope_and_the_trimmed_value(scope, value, counted):
+    assert domain.rate_limit_key(scope, value) == hashlib.sha256(counted.encode()).hexdigest()
+
+
+def test_a_rate_limit_key_of_text_with_a_lone_surrogate_is_still_a_digest():
+    assert domain.rate_limit_key("email", "a\udc80@x") == hashlib.sha256(
+        "email:a\udc80@x".encode("utf-8", "surrogatepass")).hexdigest()

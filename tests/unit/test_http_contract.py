@@ -27,7 +27,7 @@ UPLOAD_ID = "ckabcdefghijklmnopqrstuv"
 
 def access_log(caplog):
     (record,) = records(caplog, "chalicelib.http")
-    fields = ("requestId", "method", "route", "status", "latencyMs", "uploadId")
+    fields = ("requestId", "method", "route", "status", "code", "latencyMs", "uploadId")
     return record.getMessage(), record.levelno, {name: getattr(record, name, "<absent>") for name in fields}
 
 
@@ -39,7 +39,7 @@ def test_the_access_log_names_request_route_status_latency_and_the_upload_from_t
     log_request(request, response, 0.012345, SimpleNamespace(aws_request_id="lambda-1"))
 
     assert access_log(service_logs) == ("request", logging.INFO, {
-        "requestId": "req-1", "method": "GET", "route": "/api/upload/{upload_id}", "status": 200,
+        "requestId": "req-1", "method": "GET", "route": "/api/upload/{upload_id}", "status": 200, "code": None,
         "latencyMs": 12.3, "uploadId": UPLOAD_ID})
 
 
@@ -50,14 +50,14 @@ def test_the_access_log_takes_the_upload_id_from_the_body_and_the_request_id_fro
     log_request(request, response, 1.23456, SimpleNamespace(aws_request_id="lambda-1"))
 
     assert access_log(service_logs)[2] == {"requestId": "lambda-1", "method": "POST", "route": "/api/upload",
-                                           "status": 201, "latencyMs": 1234.6, "uploadId": UPLOAD_ID}
+                                           "status": 201, "code": None, "latencyMs": 1234.6, "uploadId": UPLOAD_ID}
 
 
 def test_the_access_log_copes_with_a_bare_request_and_a_text_body(service_logs):
     log_request(object(), Response(body="Not found", status_code=404), 0.0004)
 
     assert access_log(service_logs)[2] == {"requestId": None, "method": None, "route": None, "status": 404,
-                                           "latencyMs": 0.4, "uploadId": None}
+                                           "code": None, "latencyMs": 0.4, "uploadId": None}
 
 
 def test_the_access_log_prefers_the_path_upload_id_when_the_body_has_none(service_logs):
@@ -67,6 +67,19 @@ def test_the_access_log_prefers_the_path_upload_id_when_the_body_has_none(servic
 
     assert access_log(service_logs)[2]["uploadId"] == UPLOAD_ID
     assert access_log(service_logs)[2]["requestId"] is None
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"error": {"code": "RATE_LIMITED", "message": "Too many uploads right now."}}, "RATE_LIMITED"),
+    ({"error": "not our shape"}, None),
+    ({"error": None}, None),
+])
+def test_the_access_log_names_the_error_code_of_an_error_answer(service_logs, body, code):
+    request = SimpleNamespace(context={"requestId": "req-1", "resourcePath": "/api/upload"}, method="POST")
+
+    log_request(request, Response(body=body, status_code=429), 0.002)
+
+    assert access_log(service_logs)[2]["code"] == code
 
 
 @pytest.mark.parametrize("status, chalice_body, expected", [

@@ -12,7 +12,7 @@ import app as app_module
 from chalicelib import domain, services
 from chalicelib.errors import AlreadyConfirmed, IdempotencyKeyReused, UploadError, UploadExpired
 from chalicelib.repository import CreateOutcome, ReplayConflict
-from tests.unit.fakes import FakeDeps
+from tests.unit.fakes import SIGNATURES, FakeDeps
 
 BODY = {"email": "Maya@Example.com", "fileType": "image/png", "fileSize": 68}
 JSON = {"content-type": "application/json"}
@@ -214,7 +214,7 @@ def test_confirm_of_a_missing_or_different_object_is_422_and_leaves_the_job_pend
                                           "image/png;a=1;b=2"])
 def test_confirm_accepts_the_declared_type_with_any_case_or_parameters(client, deps, content_type):
     _, created, _ = create(client)
-    deps.storage.put(created["key"], 68, content_type)
+    deps.storage.put(created["key"], 68, content_type, first_bytes=SIGNATURES["image/png"])
 
     assert confirm(client, created) == (200, {"success": True, "jobId": created["uploadId"], "status": "pending"})
 
@@ -261,8 +261,9 @@ def test_a_confirm_that_loses_a_race_says_what_happened_instead(client, deps, mo
     deps.storage.put(created["key"], 68, "image/png")
     upload_id = created["uploadId"]
 
-    def changed_meanwhile(upload_id_, token_hash):
-        assert (upload_id_, token_hash) == (upload_id, domain.hash_token(created["sessionToken"]))
+    def changed_meanwhile(upload_id_, token_hash, etag):
+        assert (upload_id_, token_hash, etag) == (upload_id, domain.hash_token(created["sessionToken"]),
+                                                  f'"etag-of-{created["key"]}"')
         if change == "deleted":
             del deps.uploads.rows[upload_id]
         elif change == "confirmed":
@@ -286,7 +287,7 @@ def test_confirm_sends_both_events_with_their_properties_and_the_duration_in_mil
     deps.storage.put(created["key"], 4096, "image/webp")
     upload_id = created["uploadId"]
     record = record_of(deps, upload_id)
-    monkeypatch.setattr(deps.uploads, "mark_confirmed", lambda upload_id_, token_hash: replace(
+    monkeypatch.setattr(deps.uploads, "mark_confirmed", lambda upload_id_, token_hash, etag: replace(
         record, confirmed_at=record.created_at + timedelta(seconds=2, microseconds=345_900)))
     deps.analytics.events.clear()
 

@@ -1,10 +1,10 @@
 """Every setting read from the environment, by its real name, and the database URL's libpq meanings."""
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import pytest
 
-from chalicelib.config import ConfigError, DatabaseSettings, Settings, fetch_ssm_parameters, r2_endpoint
+from chalicelib.config import ConfigError, DatabaseSettings, RateLimit, Settings, fetch_ssm_parameters, r2_endpoint
 
 REQUIRED = {
     "DATABASE_URL": "postgresql://app@db.example/app",
@@ -28,16 +28,23 @@ DEFAULTS = {
     "db_timeout_seconds": 5.0,
     "storage_timeout_seconds": 3.0,
     "abandoned_after_seconds": 86400,
+    "allowed_origins": ("https://app.example.com",),
+    "rate_limit_per_ip": None,
+    "rate_limit_per_email": None,
+    "email_retention_days": 30,
+    "version": "dev",
+    "stage": "dev",
+    "secrets_max_age_seconds": 300.0,
     "ssm_parameters": (),
 }
 
 
 def named_fields(settings):
-    return {name: value for name, value in asdict(settings).items() if name in DEFAULTS}
+    return {field.name: getattr(settings, field.name) for field in fields(settings)}
 
 
 def test_only_the_required_settings_give_the_documented_defaults():
-    assert named_fields(Settings.from_env(REQUIRED)) == DEFAULTS
+    assert named_fields(Settings.from_env(REQUIRED)) == DEFAULTS  # every field, so a new one joins this table
 
 
 @pytest.mark.parametrize("variable, raw, field, value", [
@@ -54,6 +61,13 @@ def test_only_the_required_settings_give_the_documented_defaults():
     ("DB_TIMEOUT_SECONDS", "2.5", "db_timeout_seconds", 2.5),
     ("STORAGE_TIMEOUT_SECONDS", "1.5", "storage_timeout_seconds", 1.5),
     ("ABANDONED_AFTER_SECONDS", "3600", "abandoned_after_seconds", 3600),
+    ("ALLOWED_ORIGIN", "https://other.example", "allowed_origins", ("https://other.example",)),
+    ("ALLOWED_ORIGINS", "https://app.example.com,http://127.0.0.1:8000", "allowed_origins",
+     ("https://app.example.com", "http://127.0.0.1:8000")),
+    ("EMAIL_RETENTION_DAYS", "7", "email_retention_days", 7),
+    ("SECRETS_MAX_AGE_SECONDS", "60.5", "secrets_max_age_seconds", 60.5),
+    ("VERSION", "v1.2.3-4-gabcdef0", "version", "v1.2.3-4-gabcdef0"),
+    ("STAGE", "prod", "stage", "prod"),
 ])
 def test_each_setting_is_read_from_its_own_variable(variable, raw, field, value):
     settings = Settings.from_env({**REQUIRED, variable: raw})
@@ -64,17 +78,21 @@ def test_each_setting_is_read_from_its_own_variable(variable, raw, field, value)
 
 @pytest.mark.parametrize("variable", ["POSTHOG_API_KEY", "POSTHOG_HOST", "ANALYTICS_BUDGET_SECONDS",
                                       "MAX_UPLOAD_BYTES", "UPLOAD_URL_TTL_SECONDS", "DB_TIMEOUT_SECONDS",
-                                      "STORAGE_TIMEOUT_SECONDS", "ABANDONED_AFTER_SECONDS"])
+                                      "STORAGE_TIMEOUT_SECONDS", "ABANDONED_AFTER_SECONDS", "EMAIL_RETENTION_DAYS",
+                                      "SECRETS_MAX_AGE_SECONDS", "VERSION", "STAGE", "RATE_LIMIT_PER_IP",
+                                      "RATE_LIMIT_PER_EMAIL"])
 def test_an_empty_optional_setting_means_its_default(variable):
     assert named_fields(Settings.from_env({**REQUIRED, variable: ""})) == DEFAULTS
 
 
-@pytest.mark.parametrize("variable, raw", [
-    ("MAX_UPLOAD_BYTES", "1"), ("UPLOAD_URL_TTL_SECONDS", "1"), ("ABANDONED_AFTER_SECONDS", "1"),
-    ("DB_TIMEOUT_SECONDS", "0.5"), ("STORAGE_TIMEOUT_SECONDS", "0.5"), ("ANALYTICS_BUDGET_SECONDS", "0.5"),
+@pytest.mark.parametrize("variable, raw, other", [
+    ("MAX_UPLOAD_BYTES", "1", {}), ("UPLOAD_URL_TTL_SECONDS", "1", {}),
+    # The abandoned-job age must exceed the URL lifetime, whose own smallest value is 1.
+    ("ABANDONED_AFTER_SECONDS", "2", {"UPLOAD_URL_TTL_SECONDS": "1"}),
+    ("DB_TIMEOUT_SECONDS", "0.5", {}), ("STORAGE_TIMEOUT_SECONDS", "0.5", {}), ("ANALYTICS_BUDGET_SECONDS", "0.5", {}),
 ])
-def test_the_smallest_positive_values_are_accepted(variable, raw):
-    settings = Settings.from_env({**REQUIRED, variable: raw})
+def test_the_smallest_positive_values_are_accepted(variable, raw, other):
+    settings = Settings.from_env({**REQUIRED, **other, variable: raw})
 
     assert getattr(settings, variable.lower()) == float(raw)
 
@@ -88,6 +106,40 @@ def test_an_unusable_number_is_refused_by_its_name(variable, raw):
         Settings.from_env({**REQUIRED, variable: raw})
 
     assert str(caught.value) == f"{variable} must be a positive number, got {raw!r}"
+
+
+@pytest.mark.parametrize("variable, field", [("RATE_LIMIT_PER_IP", "rate_limit_per_ip"),
+                                             ("RATE_LIMIT_PER_EMAIL", "rate_limit_per_email")])
+@pytest.mark.parametrize("raw, limit", [("1/1", RateLimit(1, 1)), ("10/60", RateLimit(10, 60)),
+                                        (" 10 / 60 ", RateLimit(10, 60)), ("   ", None), ("", None)])
+def test_each_rate_limit_is_read_from_its_own_variable_down_to_one_per_second(variable, field, raw, limit):
+    settings = Settings.from_env({**REQUIRED, variable: raw})
+
+    assert named_fields(settings) == {**DEFAULTS, field: limit}
+
+
+@pytest.mark.parametrize("raw", ["0/60", "10/0", "10/", "x/60", "1/0", "0/1"])
+def test_a_rate_limit_below_one_per_second_or_malformed_is_refused_by_its_name(raw):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, "RATE_LIMIT_PER_EMAIL": raw})
+
+    assert str(caught.value) == ("RATE_LIMIT_PER_EMAIL must be N/SECONDS with both positive whole numbers "
+                                 f"(e.g. 20/600), got {raw!r}")
+
+
+@pytest.mark.parametrize("ttl, abandoned, accepted", [("3599", "3600", True), ("3600", "3600", False),
+                                                      ("1", "2", True), ("2", "2", False)])
+def test_the_url_lifetime_must_be_shorter_than_the_abandoned_age_by_at_least_a_second(ttl, abandoned, accepted):
+    env = {**REQUIRED, "UPLOAD_URL_TTL_SECONDS": ttl, "ABANDONED_AFTER_SECONDS": abandoned}
+
+    if accepted:
+        settings = Settings.from_env(env)
+        assert (settings.upload_url_ttl_seconds, settings.abandoned_after_seconds) == (int(ttl), int(abandoned))
+    else:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env(env)
+        assert str(caught.value) == (f"UPLOAD_URL_TTL_SECONDS ({ttl}) must be less than ABANDONED_AFTER_SECONDS "
+                                     f"({abandoned})")
 
 
 def test_an_account_id_gives_the_r2_endpoint_and_an_explicit_endpoint_wins():
@@ -174,14 +226,17 @@ def test_ten_names_take_one_call():
     assert ssm.calls == [(names, True)]
 
 
-def test_without_a_client_ssm_is_reached_through_boto3(monkeypatch):
+def test_without_a_client_ssm_is_reached_through_boto3_with_short_timeouts_and_one_retry(monkeypatch):
     import boto3
 
     made = []
-    monkeypatch.setattr(boto3, "client", lambda service: made.append(service) or RecordingSsm({"/p/a": "1"}))
+    monkeypatch.setattr(boto3, "client", lambda service, config: made.append((service, config))
+                        or RecordingSsm({"/p/a": "1"}))
 
     assert fetch_ssm_parameters(["/p/a"]) == {"/p/a": "1"}
-    assert made == ["ssm"]
+    ((service, config),) = made
+    assert (service, config.connect_timeout, config.read_timeout, config.retries) == (
+        "ssm", 2, 5, {"max_attempts": 2, "mode": "standard"})
 
 
 def test_the_postgres_scheme_is_an_alias_and_the_defaults_are_libpqs():

@@ -58,3 +58,10 @@ def test_a_riff_file_that_is_not_webp_is_refused():
 
 def test_an_undeclarable_type_never_matches():
     assert not matches_declared_type(PNG, "image/gif")
+
+
+@pytest.mark.parametrize("box_size, accepted", [(15, False), (16, True), (17, True), (0x01000010, True)])
+def test_a_heic_ftyp_box_must_declare_at_least_16_bytes_read_big_endian(box_size, accepted):
+    header = box_size.to_bytes(4, "big") + b"ftypheic\x00\x00\x00\x00"
+
+    assert matches_declared_type(header, "image/heic") is accepted

@@ -1,0 +1,230 @@
+"""The use cases' exact effects: which limits a create asks the database to check, the URL lifetime of a replay
+at its last second, why a confirm refused, and what a sweep does, reports and logs."""
+
+import hashlib
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from chalicelib import services
+from chalicelib.config import RateLimit
+from chalicelib.errors import RateLimited, UploadExpired, UploadNotVerified
+from chalicelib.repository import CreateOutcome, LimitCheck, UploadRecord
+from chalicelib.storage import ObjectInfo
+from tests.unit.fakes import SIGNATURES, FakeDeps
+from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+
+BODY = {"email": "Maya.Lee@Example.com", "fileType": "image/png", "fileSize": 68}
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class FixedNow(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return NOW
+
+
+@pytest.fixture
+def deps(monkeypatch):
+    monkeypatch.setattr(services, "datetime", FixedNow)
+    return FakeDeps(None)
+
+
+def create(deps, key=None, **kwargs):
+    return services.create_upload(BODY, key, uploads=deps.uploads, storage=deps.storage, analytics=deps.analytics,
+                                  max_upload_bytes=100, **{"url_ttl_seconds": 900, **kwargs})
+
+
+# Create: limits
+
+def recording_create(deps, outcome=None):
+    asked = []
+
+    def create_(**kwargs):
+        asked.append(kwargs["limits"])
+        return outcome or CreateOutcome(UploadRecord("ck1", "h", "uploads/ck1/original.png", "image/png", 68,
+                                                     "pending", NOW, None), True)
+
+    deps.uploads.create = create_
+    return asked
+
+
+def test_a_create_asks_for_the_ip_and_email_limits_keyed_by_digests_of_the_address_and_lower_cased_email(deps):
+    asked = recording_create(deps)
+
+    create(deps, source_ip="203.0.113.7", rate_limit_per_ip=RateLimit(10, 60),
+           rate_limit_per_email=RateLimit(3, 3600))
+
+    assert asked == [[LimitCheck("ip", sha256("ip:203.0.113.7"), 10, 60),
+                      LimitCheck("email", sha256("email:maya.lee@example.com"), 3, 3600)]]
+
+
+@pytest.mark.parametrize("source_ip, per_ip, per_email, scopes", [
+    (None, RateLimit(10, 60), RateLimit(3, 3600), ["email"]),  # no address seen: only the email limit applies
+    ("", RateLimit(10, 60), None, []),
+    ("203.0.113.7", None, None, []),
+    ("203.0.113.7", RateLimit(10, 60), None, ["ip"]),
+])
+def test_only_configured_limits_with_something_to_count_by_are_asked_for(deps, source_ip, per_ip, per_email, scopes):
+    asked = recording_create(deps)
+
+    create(deps, source_ip=source_ip, rate_limit_per_ip=per_ip, rate_limit_per_email=per_email)
+
+    assert [check.scope for check in asked[0]] == scopes
+
+
+def test_a_create_over_a_limit_raises_rate_limited_with_the_databases_wait(deps):
+    recording_create(deps, CreateOutcome(None, False, retry_after_seconds=125))
+
+    with pytest.raises(RateLimited) as caught:
+        create(deps, source_ip="203.0.113.7", rate_limit_per_ip=RateLimit(1, 600))
+
+    assert (caught.value.retry_after_seconds, caught.value.message) == (
+        125, "Too many uploads right now. Please try again in 3 minutes.")
+    assert deps.analytics.events == []
+
+
+# Create: a replay's URL lifetime
+
+@pytest.mark.parametrize("age, expected_ttl", [
+    (3600 - 901, 900),  # more than the TTL left: the TTL
+    (3600 - 900, 900),
+    (3600 - 899, 899),
+    (3600 - 1, 1),      # one second left: a one-second URL
+])
+def test_a_replay_gets_the_smaller_of_the_ttl_and_what_is_left_of_its_job(deps, age, expected_ttl):
+    first = create(deps, key="k1", abandoned_after_seconds=3600)
+    row = deps.uploads.rows[first.upload_id]
+    row["record"] = replace(row["record"], created_at=NOW - timedelta(seconds=age))
+
+    again = create(deps, key="k1", abandoned_after_seconds=3600)
+
+    assert again.upload_url.endswith(f"&ttl={expected_ttl}")
+    assert again.expires_at == NOW + timedelta(seconds=expected_ttl) and again.replayed is True
+
+
+@pytest.mark.parametrize("age", [3600, 3599.5, 3601])
+def test_a_replay_with_less_than_a_second_left_is_expired(deps, age):
+    first = create(deps, key="k1", abandoned_after_seconds=3600)
+    row = deps.uploads.rows[first.upload_id]
+    row["record"] = replace(row["record"], created_at=NOW - timedelta(seconds=age))
+
+    with pytest.raises(UploadExpired):
+        create(deps, key="k1", abandoned_after_seconds=3600)
+
+
+# Confirm: what it reads and why it refuses
+
+class PeekingStorage:
+    def __init__(self, stored):
+        self.stored, self.peeks = stored, []
+
+    def peek(self, key, length):
+        self.peeks.append((key, length))
+        return self.stored
+
+
+@pytest.mark.parametrize("stored, reason", [
+    (None, "missing"),
+    (ObjectInfo(67, "image/png", '"e"', SIGNATURES["image/png"]), "size"),
+    (ObjectInfo(68, "image/jpeg", '"e"', SIGNATURES["image/png"]), "type"),
+    (ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/jpeg"]), "bytes"),
+])
+def test_a_refused_confirm_names_the_check_that_failed_after_reading_the_first_64_bytes(deps, stored, reason):
+    created = create(deps)
+    storage = PeekingStorage(stored)
+
+    with pytest.raises(UploadNotVerified) as caught:
+        services.confirm_upload(created.upload_id, created.session_token, uploads=deps.uploads, storage=storage,
+                                analytics=deps.analytics)
+
+    assert caught.value.reason == reason
+    assert storage.peeks == [(created.key, 64)]
+    assert deps.uploads.get(created.upload_id).confirmed_at is None
+
+
+# The sweep
+
+class Sweepable:
+    def __init__(self, keys=(), emails_cleared=3):
+        self.keys, self.emails_cleared, self.calls = list(keys), emails_cleared, []
+
+    def forget_rate_limits(self, older_than_seconds):
+        self.calls.append(("forget", older_than_seconds))
+
+    def expire_abandoned(self, older_than_seconds):
+        self.calls.append(("expire", older_than_seconds))
+        return 7
+
+    def objects_to_delete(self, limit):
+        self.calls.append(("list", limit))
+        return [(f"id{i}", key) for i, key in enumerate(self.keys[:limit])]
+
+    def mark_objects_deleted(self, upload_ids):
+        self.calls.append(("deleted", upload_ids))
+        self.keys = self.keys[len(upload_ids):]
+
+    def clear_old_emails(self, days):
+        self.calls.append(("clear emails", days))
+        return self.emails_cleared
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    ticks = iter([100.0, 102.34567])
+    monkeypatch.setattr(services, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+
+
+def sweep_line(caplog):
+    (record,) = records(caplog, "chalicelib.services")
+    return record
+
+
+def test_a_sweep_forgets_rate_limits_past_the_longest_window_and_clears_old_emails(clock, service_logs):
+    uploads = Sweepable(["k0", "k1"])
+    deleted = []
+
+    summary = services.expire_abandoned_uploads(
+        uploads=uploads, storage=SimpleNamespace(delete=deleted.append), older_than_seconds=86400,
+        email_retention_days=30, rate_limit_windows=(600, 3600, 60))
+
+    assert summary == {"expired": 7, "objectsDeleted": 2, "emailsCleared": 3}
+    assert uploads.calls == [("forget", 3600), ("expire", 86400), ("list", 200), ("deleted", ["id0", "id1"]),
+                             ("list", 200), ("clear emails", 30)]
+    assert deleted == ["k0", "k1"]
+
+
+def test_a_sweep_without_limits_or_retention_neither_forgets_nor_clears(clock, service_logs):
+    uploads = Sweepable()
+
+    summary = services.expire_abandoned_uploads(uploads=uploads, storage=None, older_than_seconds=60)
+
+    assert summary == {"expired": 7, "objectsDeleted": 0}
+    assert uploads.calls == [("expire", 60), ("list", 200)]
+    record = sweep_line(service_logs)
+    assert (record.EmailsCleared, "emailsCleared" in vars(record)) == (0, False)
+
+
+def test_a_sweep_ends_with_one_summary_line_that_is_also_its_heartbeat_metric(clock, service_logs, monkeypatch):
+    monkeypatch.setattr(services.metrics, "_stage", "prod")
+    uploads = Sweepable(["k0"], emails_cleared=4)
+
+    services.expire_abandoned_uploads(uploads=uploads, storage=SimpleNamespace(delete=lambda key: None),
+                                      older_than_seconds=60, email_retention_days=30)
+
+    record = sweep_line(service_logs)
+    assert (record.levelname, record.getMessage()) == ("INFO", "sweep finished")
+    assert {name: getattr(record, name) for name in ("expired", "objectsDeleted", "emailsCleared", "seconds",
+                                                     "SweepHeartbeat", "UploadsExpired", "ObjectsDeleted",
+                                                     "EmailsCleared", "Stage")} == {
+        "expired": 7, "objectsDeleted": 1, "emailsCleared": 4, "seconds": 2.346, "SweepHeartbeat": 1,
+        "UploadsExpired": 7, "ObjectsDeleted": 1, "EmailsCleared": 4, "Stage": "prod"}
+    (directive,) = record._aws["CloudWatchMetrics"]
+    assert directive["Metrics"] == [{"Name": name, "Unit": "Count"} for name in
+                                    ("SweepHeartbeat", "UploadsExpired", "ObjectsDeleted", "EmailsCleared")]
