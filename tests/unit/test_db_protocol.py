@@ -218,26 +218,31 @@ def auth_request(code, rest=b""):
     return struct.pack("!i", code) + rest
 
 
-def bare(channel_binding, bound=False):
+def bare(channel_binding, bound=False, proved=False):
     conn = Connection.__new__(Connection)
-    conn._channel_binding, conn._bound = channel_binding, bound
+    conn._channel_binding, conn._bound, conn._server_proved = channel_binding, bound, proved
     return conn
 
 
-@pytest.mark.parametrize("mode, code, bound, refusal", [
-    ("require", 3, False, "channel_binding=require, but the server asked for authentication 3 instead of "
-                          "SCRAM-SHA-256-PLUS"),
-    ("require", 5, False, "channel_binding=require, but the server asked for authentication 5 instead of "
-                          "SCRAM-SHA-256-PLUS"),
-    ("require", 0, False, "channel_binding=require, but the server asked for authentication 0 instead of "
-                          "SCRAM-SHA-256-PLUS"),
-    ("require", 7, False, "channel_binding=require refuses authentication 7"),
-    ("require", 2, True, "channel_binding=require refuses authentication 2"),
-    ("require", 0, True, None), ("require", 11, False, None), ("require", 12, False, None),
-    ("prefer", 3, False, None), ("prefer", 0, False, None), ("disable", 5, False, None),
+WEAKER = "channel_binding=require, but the server answered with authentication {} instead of completing " \
+         "SCRAM-SHA-256-PLUS"
+
+
+@pytest.mark.parametrize("mode, code, bound, proved, refusal", [
+    ("require", 3, False, False, WEAKER.format(3)),
+    ("require", 5, False, False, WEAKER.format(5)),
+    ("require", 0, False, False, WEAKER.format(0)),
+    # PLUS started but the server never sent its signed final message: an impostor's "OK".
+    ("require", 0, True, False, WEAKER.format(0)),
+    ("require", 7, False, False, "channel_binding=require refuses authentication 7"),
+    ("require", 2, True, False, "channel_binding=require refuses authentication 2"),
+    ("require", 11, False, False, "channel_binding=require, but SCRAM step 11 came unasked"),
+    ("require", 12, False, False, "channel_binding=require, but SCRAM step 12 came unasked"),
+    ("require", 0, True, True, None), ("require", 11, True, False, None), ("require", 12, True, False, None),
+    ("prefer", 3, False, False, None), ("prefer", 0, False, False, None), ("disable", 5, False, False, None),
 ])
-def test_which_authentication_requests_channel_binding_lets_through(core, mode, code, bound, refusal):
-    conn = bare(mode, bound)
+def test_which_authentication_requests_channel_binding_lets_through(core, mode, code, bound, proved, refusal):
+    conn = bare(mode, bound, proved)
     data = auth_request(code, b"salt")
 
     if refusal:
@@ -247,6 +252,22 @@ def test_which_authentication_requests_channel_binding_lets_through(core, mode, 
     else:
         conn.handle_AUTHENTICATION_REQUEST(data, "ctx")
         assert core == [("auth", data, "ctx")]
+        assert conn._server_proved == (proved or code == 12)  # only the final message proves the server
+
+
+def test_a_scram_proof_that_does_not_check_out_is_a_connection_failure_not_a_crash(core, monkeypatch):
+    import scramp
+    from pg8000.exceptions import InterfaceError
+
+    def forged(self, data, context):
+        raise scramp.ScramException("Invalid server signature")
+
+    monkeypatch.setattr("pg8000.native.Connection.handle_AUTHENTICATION_REQUEST", forged)
+    conn = bare("require", bound=True)
+
+    with pytest.raises(InterfaceError, match="^the server's SCRAM proof failed: Invalid server signature$"):
+        conn.handle_AUTHENTICATION_REQUEST(auth_request(12, b"v=forged"), "ctx")
+    assert conn._server_proved is False
 
 
 @pytest.mark.parametrize("mode", ["require", "prefer", "disable"])
