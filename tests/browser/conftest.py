@@ -1,6 +1,7 @@
 """Real Chromium (Debian's package) driven by Playwright, against `chalice local` on the real local stack."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -92,3 +93,25 @@ def set_timing(page, **timing):
     import json
 
     page.add_init_script(f"globalThis.threeDUltraTiming = {json.dumps(timing)};")
+
+
+# Where a finished upload lands; the group is the job id.
+PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory):
+    """A small real PNG: the client and the server both check its first bytes."""
+    from tests.images import png_bytes
+
+    path = tmp_path_factory.mktemp("photos") / "portrait.png"
+    path.write_bytes(png_bytes(64, 64))
+    return path
+
+
+def submit_upload(page, photo, email="maya@example.com"):
+    """Open the upload page, fill it in and press Upload."""
+    page.goto("/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Upload").click()

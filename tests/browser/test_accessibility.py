@@ -9,7 +9,6 @@ from tests.browser.conftest import set_timing
 from tests.helpers import http, upload_body
 from tests.images import png_bytes
 
-PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
 STORAGE_PUT = re.compile(r".*/uploads/uploads/.*")
 CREATE = re.compile(r".*/api/upload$")
 

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
+from tests.browser.conftest import PROCESSING_URL
 from tests.images import png_bytes
 
-PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
 STORAGE_PUT = re.compile(r".*/uploads/uploads/.*")
 
 

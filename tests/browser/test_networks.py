@@ -5,28 +5,13 @@ import json
 import re
 import time
 
-import pytest
+from tests.browser.conftest import PROCESSING_URL, set_timing, submit_upload
 
-from tests.browser.conftest import set_timing
-from tests.images import png_bytes
-
-PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
 STORAGE_PUT = re.compile(r".*/uploads/uploads/.*")
 CREATE = re.compile(r".*/api/upload$")
 
 
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photos") / "portrait.png"
-    path.write_bytes(png_bytes(64, 64))
-    return path
-
-
-def start_upload(page, photo, email="maya@example.com"):
-    page.goto("/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Photo").set_input_files(str(photo))
-    page.get_by_role("button", name="Upload").click()
+start_upload = submit_upload
 
 
 def job_row(db, job_id):

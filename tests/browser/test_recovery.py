@@ -4,28 +4,14 @@ upload can be reopened, and the processing page polls with backoff, pauses while
 import json
 import re
 
-import pytest
-
-from tests.browser.conftest import set_timing
+from tests.browser.conftest import PROCESSING_URL, set_timing, submit_upload
 from tests.helpers import http, upload_body
-from tests.images import png_bytes
 
-PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
 STATUS_REQUEST = re.compile(r".*/api/upload/[a-z0-9]{24}$")
 
 
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photos") / "portrait.png"
-    path.write_bytes(png_bytes(64, 64))
-    return path
-
-
 def upload(page, photo, email="maya@example.com"):
-    page.goto("/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Photo").set_input_files(str(photo))
-    page.get_by_role("button", name="Upload").click()
+    submit_upload(page, photo, email)
     page.wait_for_url(PROCESSING_URL)
     return PROCESSING_URL.match(page.url).group(1)
 

@@ -1,13 +1,12 @@
 """The upload page and the processing page, end to end in real Chromium against the real local stack."""
 
 import json
-import re
 
 import pytest
 
+from tests.browser.conftest import PROCESSING_URL, submit_upload
 from tests.images import png_bytes
 
-PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
 # Records every value the progress bar takes, in sessionStorage, which survives the navigation that follows.
 RECORD_PROGRESS = """
 new MutationObserver(() => {
@@ -30,13 +29,6 @@ new MutationObserver(() => {
 
 
 @pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photos") / "portrait.png"
-    path.write_bytes(png_bytes(64, 64))
-    return path
-
-
-@pytest.fixture(scope="module")
 def big_photo(tmp_path_factory):
     # Random pixels do not compress: about 1.5 MB, enough for upload progress to be seen.
     path = tmp_path_factory.mktemp("photos") / "noisy.png"
@@ -44,11 +36,7 @@ def big_photo(tmp_path_factory):
     return path
 
 
-def upload(page, photo, email="maya@example.com"):
-    page.goto("/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Photo").set_input_files(str(photo))
-    page.get_by_role("button", name="Upload").click()
+upload = submit_upload
 
 
 def local_storage(page):
