@@ -170,7 +170,7 @@ def sql_literal(value) -> str:
         value.encode("utf-8")  # a lone surrogate fails here, before anything is sent
         return "('" + value.replace("'", "''") + "')"
     if isinstance(value, datetime):
-        kind = "timestamp" if value.tzinfo is None else "timestamptz"
+        kind = "timestamp" if value.utcoffset() is None else "timestamptz"  # a tzinfo may give no offset
         return f"({pg8000.native.literal(value)}::{kind})"
     if isinstance(value, date):
         return f"({pg8000.native.literal(value)}::date)"

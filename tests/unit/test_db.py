@@ -269,3 +269,13 @@ def test_a_burst_beyond_the_open_limit_waits_then_gives_503_not_a_new_connection
     database._release(held[0])
     assert database.run("SELECT 1") == [["SELECT 1"]]
     assert len(FakeConnection.opened) == 2
+
+
+def test_a_datetime_whose_zone_gives_no_offset_is_sent_as_a_plain_timestamp():
+    from datetime import datetime, tzinfo
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, moment):
+            return None
+
+    assert render("SELECT :v", {"v": datetime(2026, 1, 2, 3, 4, 5, tzinfo=NoOffset())}).endswith("::timestamp)")
