@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import logging
 import signal
 import sys
@@ -23,7 +22,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
-MISSING_TOKEN = {"message": "Missing Authentication Token"}
 
 
 def route_for(app, path: str, method: str):
@@ -99,6 +97,19 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def missing_route(origin: str | None):
+    """What API Gateway REST answers for a path or method it has no resource for: 403, with the gateway response
+    the packaged template configures (ops/package.py), whose CORS headers reflect the caller's Origin."""
+    from ops.package import gateway_responses
+
+    answer = gateway_responses()["MISSING_AUTHENTICATION_TOKEN"]
+    headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "MissingAuthenticationTokenException"),
+               ("Vary", "Origin"), ("Access-Control-Expose-Headers", "Retry-After")]
+    if origin:
+        headers.append(("Access-Control-Allow-Origin", origin))
+    return 403, headers, answer["responseTemplates"]["application/json"].encode()
+
+
 class ApiGateway:
     """Routes a request under `/{stage}` to the app as a proxy event; one invocation at a time."""
 
@@ -116,9 +127,7 @@ class ApiGateway:
         if path == prefix or path.startswith(prefix + "/"):
             route = route_for(self.app, path[len(prefix):] or "/", method)
         if route is None:
-            # What API Gateway REST answers for a path or method it has no resource for.
-            return 403, [("Content-Type", "application/json"),
-                         ("x-amzn-ErrorType", "MissingAuthenticationTokenException")], json.dumps(MISSING_TOKEN).encode()
+            return missing_route(next((value for name, value in headers if name.lower() == "origin"), None))
         event = proxy_event(method=method, raw_path=raw_path, headers=headers, body=body, source_ip=source_ip,
                             stage=self.stage, resource=route[0], path_parameters=route[1],
                             binary_types=self.app.api.binary_types)
