@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"version {args.rollback or version}; the plan:")
             for step in steps:
                 print(f"# {step.name}\n+ {step.shown()}")
-            print(f"# check the health route names the version\n+ curl -fsS <ApiUrl>api/health")
+            print("# check the health route names the version\n+ curl -fsS <ApiUrl>api/health")
             return 0
         outputs = execute(steps, build=build)
         body = check_health(outputs["ApiUrl"], version)
