@@ -9,6 +9,29 @@ import subprocess
 import time
 
 
+class StopSignals:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread while this is in effect, and `requested`
+    says whether one came; inside `with` the stack serves, and on leaving both are ignored so the clean-up that
+    follows cannot itself be interrupted."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _stop(self, signum, frame):
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "StopSignals":
+        # Set both explicitly: a shell starts background jobs with SIGINT ignored, and Python would keep that.
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -18,7 +18,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 from .frontend import FrontendServer
 from .pgbouncer import PgBouncer
 from .postgres import PostgresCluster
-from .processes import free_port, stop_process, wait_for_port
+from .processes import StopSignals, free_port, stop_process, wait_for_port
 from .seaweed import SeaweedS3
 from .ssm import MotoSsm
 from .stack import BUCKET, DATABASE, _warm_up
@@ -191,32 +190,19 @@ class ProdLocal:
 def main() -> int:
     """Serve until told to stop; stop everything that was started, whatever happens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from chalicelib.config import allowed_origins_from_env
+    from .serve import added_origins
 
-    extra = allowed_origins_from_env(os.environ) if (os.environ.get("ALLOWED_ORIGINS")
-                                                    or os.environ.get("ALLOWED_ORIGIN")) else ()
-    stop_requested = False
-
-    def request_stop(signum, frame):
-        nonlocal stop_requested
-        stop_requested = True
-        raise KeyboardInterrupt
-
-    # Set both explicitly: a shell starts background jobs with SIGINT ignored, and Python would keep that.
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     stack = ProdLocal(frontend_port=int(os.environ.get("FRONTEND_PORT") or 0) or None,
-                      api_port=int(os.environ.get("API_PORT") or 0) or None, extra_origins=extra)
+                      api_port=int(os.environ.get("API_PORT") or 0) or None, extra_origins=added_origins(os.environ))
     try:
-        stack.start()
-        print(stack.ready_line, flush=True)
-        stack.api.wait()
-        return 0 if stop_requested else 1
+        with StopSignals() as stop:
+            stack.start()
+            print(stack.ready_line, flush=True)
+            stack.api.wait()
+        return 0 if stop.requested else 1
     except KeyboardInterrupt:
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         print("prod-local stopped", file=sys.stderr, flush=True)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from chalicelib.config import allowed_origins_from_env
 
-from .processes import stop_process, wait_for_port
+from .processes import StopSignals, stop_process, wait_for_port
 from .stack import LocalStack
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -40,38 +39,30 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
 def dev_origins(port: int, env) -> tuple[str, ...]:
     """`make dev`'s own origin, plus whatever ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds: a front end under
     development on another port, say."""
-    added = allowed_origins_from_env(env) if (env.get("ALLOWED_ORIGINS") or env.get("ALLOWED_ORIGIN")) else ()
-    return tuple(dict.fromkeys((f"http://127.0.0.1:{port}", *added)))
+    return tuple(dict.fromkeys((f"http://127.0.0.1:{port}", *added_origins(env))))
+
+
+def added_origins(env) -> tuple[str, ...]:
+    """The origins ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds to a local stack's own, if any."""
+    return allowed_origins_from_env(env) if (env.get("ALLOWED_ORIGINS") or env.get("ALLOWED_ORIGIN")) else ()
 
 
 def main() -> int:
     """Serve until told to stop; stop everything that was started, whatever happens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     port = int(os.environ.get("PORT", "8000"))
-    origins = dev_origins(port, os.environ)
-    stop_requested = False
-
-    def request_stop(signum, frame):
-        nonlocal stop_requested
-        stop_requested = True
-        raise KeyboardInterrupt
-
-    # Set both explicitly: a shell starts background jobs with SIGINT ignored, and Python would keep that.
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    stack = LocalStack(allowed_origins=origins)
+    stack = LocalStack(allowed_origins=dev_origins(port, os.environ))
     api = None
     try:
-        env = stack.start()
-        api = start_api(env, port)
-        print(f"3D Ultra upload API ready at http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
-        api.wait()
-        return 0 if stop_requested else api.returncode
+        with StopSignals() as stop:
+            env = stack.start()
+            api = start_api(env, port)
+            print(f"3D Ultra upload API ready at http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
+            api.wait()
+        return 0 if stop.requested else api.returncode
     except KeyboardInterrupt:
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if api is not None:
             stop_process(api)
         stack.stop()
