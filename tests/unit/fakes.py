@@ -153,3 +153,29 @@ class FakeDeps:
 
     def built(self, name):
         return getattr(self, name)
+
+
+class SweepUploads:
+    """What the abandoned-upload sweep asks of the uploads table, recorded; objects handed out in batches."""
+
+    def __init__(self, keys=(), emails_cleared=3):
+        self.keys, self.emails_cleared, self.calls = list(keys), emails_cleared, []
+
+    def forget_rate_limits(self, older_than_seconds):
+        self.calls.append(("forget", older_than_seconds))
+
+    def expire_abandoned(self, older_than_seconds):
+        self.calls.append(("expire", older_than_seconds))
+        return 7
+
+    def objects_to_delete(self, limit):
+        self.calls.append(("list", limit))
+        return [(f"id{i}", key) for i, key in enumerate(self.keys[:limit])]
+
+    def mark_objects_deleted(self, upload_ids):
+        self.calls.append(("deleted", upload_ids))
+        self.keys = self.keys[len(upload_ids):]
+
+    def clear_old_emails(self, days):
+        self.calls.append(("clear emails", days))
+        return self.emails_cleared

@@ -14,9 +14,9 @@ from chalicelib.analytics import Analytics, build_analytics
 from chalicelib.config import DatabaseSettings, Settings
 from chalicelib.db import Database, ssl_context_for
 from chalicelib.deps import Dependencies, RotatingS3Client
-from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable, StorageUnavailable
+from chalicelib.errors import DatabaseOutcomeUnknown, StorageUnavailable
 from chalicelib.storage import ObjectInfo, Storage, s3_client
-from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+from tests.unit.logcapture import records
 
 ENV = {
     "DATABASE_URL": "postgresql://app@127.0.0.1:9/app?sslmode=disable",

@@ -19,7 +19,7 @@ import chalicelib.db as db
 from chalicelib.config import DatabaseSettings
 from chalicelib.db import ChannelBindingRefused, Connection, Database, NotSent, sql_literal
 from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable
-from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+from tests.unit.logcapture import records
 
 SETTINGS = DatabaseSettings.from_url("postgresql://u@127.0.0.1/db?sslmode=disable")
 PLUS, PLAIN = "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"

@@ -20,7 +20,7 @@ from chalicelib.http import (
     normalise_chalice_error,
     refuse_oversized,
 )
-from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+from tests.unit.logcapture import records
 
 UPLOAD_ID = "ckabcdefghijklmnopqrstuv"
 

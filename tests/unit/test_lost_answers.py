@@ -4,7 +4,7 @@ and each event reported exactly once (in-memory dependencies; the real thing is 
 import pytest
 
 from chalicelib.errors import DatabaseUnavailable
-from tests.unit.test_routes import BODY, call, client, deps  # noqa: F401  (fixtures)
+from tests.unit.test_routes import BODY, call
 
 UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
                          "message": "The service is temporarily unavailable. Please try again in a moment."}}

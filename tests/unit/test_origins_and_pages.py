@@ -8,7 +8,7 @@ from chalice import Response
 from chalicelib import pages
 from chalicelib.config import ConfigError, Settings, parse_origins
 from chalicelib.http import preflight_response, settings_unavailable, with_cors
-from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+from tests.unit.logcapture import records
 
 REQUIRED = {"DATABASE_URL": "postgresql://app@db.example/app", "R2_ENDPOINT_URL": "https://acc.r2.example",
             "R2_ACCESS_KEY_ID": "key-id", "R2_SECRET_ACCESS_KEY": "secret-key", "R2_BUCKET": "photos"}

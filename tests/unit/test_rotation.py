@@ -12,7 +12,7 @@ import chalicelib.storage
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies, RotatingS3Client
 from chalicelib.errors import DatabaseUnavailable
-from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+from tests.unit.logcapture import records
 
 DIRECT = {"DATABASE_URL": "postgresql://app:one@127.0.0.1/db?sslmode=disable", "R2_ENDPOINT_URL": "http://r2.test",
           "R2_ACCESS_KEY_ID": "AK1", "R2_SECRET_ACCESS_KEY": "SK1", "R2_BUCKET": "uploads",

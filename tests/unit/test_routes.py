@@ -5,28 +5,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from chalice.test import Client
 
-import app as app_module
 from chalicelib.config import RateLimit
 from chalicelib.errors import StorageUnavailable
 from tests.conftest import ORIGIN
-from tests.unit.fakes import FakeDeps
 
 BODY = {"email": "maya@example.com", "fileType": "image/png", "fileSize": 68}
-
-
-@pytest.fixture
-def deps(monkeypatch):
-    fake = FakeDeps(app_module.deps.settings)
-    monkeypatch.setattr(app_module, "deps", fake)
-    return fake
-
-
-@pytest.fixture
-def client(deps):
-    with Client(app_module.app) as client:
-        yield client
 
 
 def call(client, method, path, body=None, raw=None, headers=None):

@@ -6,29 +6,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from chalice.test import Client
 
-import app as app_module
 from chalicelib import domain, services
 from chalicelib.errors import AlreadyConfirmed, IdempotencyKeyReused, UploadError, UploadExpired
 from chalicelib.repository import CreateOutcome, ReplayConflict
-from tests.unit.fakes import SIGNATURES, FakeDeps
+from tests.unit.fakes import SIGNATURES, FakeDeps, SweepUploads
 
 BODY = {"email": "Maya@Example.com", "fileType": "image/png", "fileSize": 68}
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def deps(monkeypatch):
-    fake = FakeDeps(app_module.deps.settings)
-    monkeypatch.setattr(app_module, "deps", fake)
-    return fake
-
-
-@pytest.fixture
-def client(deps):
-    with Client(app_module.app) as client:
-        yield client
 
 
 def post(client, path, body=None, headers=None):
@@ -299,26 +284,6 @@ def test_confirm_sends_both_events_with_their_properties_and_the_duration_in_mil
     ]
 
 
-class Expiring:
-    """Uploads with abandoned rows whose objects are handed out in batches."""
-
-    def __init__(self, keys):
-        self.keys = list(keys)
-        self.calls = []
-
-    def expire_abandoned(self, older_than_seconds):
-        self.calls.append(("expire", older_than_seconds))
-        return 7
-
-    def objects_to_delete(self, limit):
-        self.calls.append(("list", limit))
-        return [(f"id{i}", key) for i, key in enumerate(self.keys[:limit])]
-
-    def mark_objects_deleted(self, upload_ids):
-        self.calls.append(("deleted", upload_ids))
-        self.keys = self.keys[len(upload_ids):]
-
-
 class DeletingStorage:
     def __init__(self):
         self.deleted = []
@@ -328,7 +293,7 @@ class DeletingStorage:
 
 
 def test_expiring_abandoned_uploads_deletes_every_object_batch_by_batch():
-    uploads, storage = Expiring(["k0", "k1", "k2", "k3", "k4"]), DeletingStorage()
+    uploads, storage = SweepUploads(["k0", "k1", "k2", "k3", "k4"]), DeletingStorage()
 
     result = services.expire_abandoned_uploads(uploads=uploads, storage=storage, older_than_seconds=3600,
                                                batch_size=2)
@@ -340,7 +305,7 @@ def test_expiring_abandoned_uploads_deletes_every_object_batch_by_batch():
 
 
 def test_expiring_with_nothing_to_delete_asks_once_in_batches_of_200():
-    uploads = Expiring([])
+    uploads = SweepUploads([])
 
     assert services.expire_abandoned_uploads(uploads=uploads, storage=DeletingStorage(), older_than_seconds=60) == {
         "expired": 7, "objectsDeleted": 0}

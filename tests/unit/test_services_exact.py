@@ -13,8 +13,8 @@ from chalicelib.config import RateLimit
 from chalicelib.errors import RateLimited, UploadExpired, UploadNotVerified
 from chalicelib.repository import CreateOutcome, LimitCheck, UploadRecord
 from chalicelib.storage import ObjectInfo
-from tests.unit.fakes import SIGNATURES, FakeDeps
-from tests.unit.logcapture import records, service_logs  # noqa: F401 (fixture)
+from tests.unit.fakes import SIGNATURES, FakeDeps, SweepUploads
+from tests.unit.logcapture import records
 
 BODY = {"email": "Maya.Lee@Example.com", "fileType": "image/png", "fileSize": 68}
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -151,30 +151,6 @@ def test_a_refused_confirm_names_the_check_that_failed_after_reading_the_first_6
 
 # The sweep
 
-class Sweepable:
-    def __init__(self, keys=(), emails_cleared=3):
-        self.keys, self.emails_cleared, self.calls = list(keys), emails_cleared, []
-
-    def forget_rate_limits(self, older_than_seconds):
-        self.calls.append(("forget", older_than_seconds))
-
-    def expire_abandoned(self, older_than_seconds):
-        self.calls.append(("expire", older_than_seconds))
-        return 7
-
-    def objects_to_delete(self, limit):
-        self.calls.append(("list", limit))
-        return [(f"id{i}", key) for i, key in enumerate(self.keys[:limit])]
-
-    def mark_objects_deleted(self, upload_ids):
-        self.calls.append(("deleted", upload_ids))
-        self.keys = self.keys[len(upload_ids):]
-
-    def clear_old_emails(self, days):
-        self.calls.append(("clear emails", days))
-        return self.emails_cleared
-
-
 @pytest.fixture
 def clock(monkeypatch):
     ticks = iter([100.0, 102.34567])
@@ -187,7 +163,7 @@ def sweep_line(caplog):
 
 
 def test_a_sweep_forgets_rate_limits_past_the_longest_window_and_clears_old_emails(clock, service_logs):
-    uploads = Sweepable(["k0", "k1"])
+    uploads = SweepUploads(["k0", "k1"])
     deleted = []
 
     summary = services.expire_abandoned_uploads(
@@ -201,7 +177,7 @@ def test_a_sweep_forgets_rate_limits_past_the_longest_window_and_clears_old_emai
 
 
 def test_a_sweep_without_limits_or_retention_neither_forgets_nor_clears(clock, service_logs):
-    uploads = Sweepable()
+    uploads = SweepUploads()
 
     summary = services.expire_abandoned_uploads(uploads=uploads, storage=None, older_than_seconds=60)
 
@@ -213,7 +189,7 @@ def test_a_sweep_without_limits_or_retention_neither_forgets_nor_clears(clock, s
 
 def test_a_sweep_ends_with_one_summary_line_that_is_also_its_heartbeat_metric(clock, service_logs, monkeypatch):
     monkeypatch.setattr(services.metrics, "_stage", "prod")
-    uploads = Sweepable(["k0"], emails_cleared=4)
+    uploads = SweepUploads(["k0"], emails_cleared=4)
 
     services.expire_abandoned_uploads(uploads=uploads, storage=SimpleNamespace(delete=lambda key: None),
                                       older_than_seconds=60, email_retention_days=30)
