@@ -1,6 +1,9 @@
 """Fixtures around the real local stack (PostgreSQL + SeaweedFS), started once per test session."""
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import app as app_module
 from chalicelib.config import DatabaseSettings, Settings
 from chalicelib.db import Database
 from chalicelib.deps import Dependencies
+from devstack.pgbouncer import PgBouncer
 from devstack.processes import free_port, stop_process
 from devstack.serve import start_api
 from devstack.stack import LocalStack
@@ -114,3 +118,18 @@ def prod_local(output_dir):
     yield urls
     stop_process(process, grace=30)
     log.close()
+
+
+@contextmanager
+def pooler_for(local_stack, *, pool_size: int):
+    """PgBouncer in transaction mode (as Neon's -pooler endpoints) in front of the test cluster, stopped and its
+    files removed whatever happens."""
+    base = Path(tempfile.mkdtemp(prefix="3d-ultra-test-"))  # reachable by the unprivileged pgbouncer user
+    bouncer = PgBouncer(base / "pgbouncer", server_port=local_stack.postgres.port, database="uploads",
+                        pool_size=pool_size)
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.stop()
+        shutil.rmtree(base, ignore_errors=True)

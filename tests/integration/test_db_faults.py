@@ -4,12 +4,9 @@ a lost answer is a 503 and the client's retry gets the right answer, events are 
 Executions are counted on the server by a trigger; messages sent, by the proxy.
 """
 
-import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from chalice.test import Client
@@ -20,10 +17,10 @@ from chalicelib.db import Connection, Database
 from chalicelib.deps import Dependencies
 from chalicelib.errors import DatabaseUnavailable
 from devstack.capture import CaptureServer
-from devstack.pgbouncer import PgBouncer
 from tests.fault_proxy import FaultProxy
 from tests.helpers import ApiClient, put_object, upload_body
 from tests.images import SMALL_PNG
+from tests.stack_fixtures import pooler_for
 
 TIMEOUT = 1.0
 UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
@@ -56,12 +53,8 @@ def executions(db):
 
 @pytest.fixture(scope="module")
 def pooler(local_stack):
-    base = Path(tempfile.mkdtemp(prefix="3d-ultra-test-"))  # reachable by the unprivileged pgbouncer user
-    bouncer = PgBouncer(base / "pgbouncer", server_port=local_stack.postgres.port, database="uploads", pool_size=1)
-    bouncer.start()
-    yield bouncer
-    bouncer.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with pooler_for(local_stack, pool_size=1) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@ creates, directly and through a transaction-mode pooler, each request a Lambda p
 `requestContext.identity.sourceIp` (as API Gateway sends it) handled by the app in its own thread."""
 
 import json
-import shutil
-import tempfile
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from chalice.local import LocalChalice
@@ -19,7 +16,7 @@ from chalicelib import domain, services
 from chalicelib.config import RateLimit
 from chalicelib.db import Database
 from chalicelib.deps import Dependencies
-from devstack.pgbouncer import PgBouncer
+from tests.stack_fixtures import pooler_for
 
 
 def create_event(source_ip, email, idempotency_key=None, forwarded_for=None):
@@ -130,12 +127,8 @@ def test_fifty_concurrent_creates_for_one_email_give_exactly_ten_201_and_forty_4
 
 @pytest.fixture(scope="module")
 def pooler(local_stack):
-    base = Path(tempfile.mkdtemp(prefix="3d-ultra-test-"))
-    bouncer = PgBouncer(base / "pgbouncer", server_port=local_stack.postgres.port, database="uploads", pool_size=3)
-    bouncer.start()
-    yield bouncer
-    bouncer.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with pooler_for(local_stack, pool_size=3) as bouncer:
+        yield bouncer
 
 
 def test_the_limits_are_just_as_exact_through_a_transaction_mode_pooler(limited, pooler, db):

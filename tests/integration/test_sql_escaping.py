@@ -1,7 +1,6 @@
 """render()'s escaping, proved against the real server: every value drawn by hypothesis comes back exactly, from
 `SELECT` and from `INSERT ... RETURNING`, directly and through a transaction-mode pooler."""
 
-import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,7 +12,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from chalicelib.config import DatabaseSettings
 from chalicelib.db import Database
-from devstack.pgbouncer import PgBouncer
+from tests.stack_fixtures import pooler_for
 
 # Hypothesis keeps caches in .hypothesis/ under the working directory; runtime data stays outside the project
 # (chalice local's reloader restarts on any file written there).
@@ -33,12 +32,8 @@ rows = st.tuples(texts, integers, st.booleans(), st.none(), moments)
 
 @pytest.fixture(scope="module")
 def pooler(local_stack):
-    base = Path(tempfile.mkdtemp(prefix="3d-ultra-test-"))  # reachable by the unprivileged pgbouncer user
-    bouncer = PgBouncer(base / "pgbouncer", server_port=local_stack.postgres.port, database="uploads", pool_size=2)
-    bouncer.start()
-    yield bouncer
-    bouncer.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with pooler_for(local_stack, pool_size=2) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture(scope="module")
