@@ -299,7 +299,7 @@ class Connection(pg8000.native.Connection):
         # The client asked for 3.0 without options, which every server since 7.4 speaks: a server answering this
         # cannot serve it (libpq ends the connection too).
         newest, unknown = i_unpack(data)[0], data[8:].split(NULL_BYTE)[:-1]
-        raise InterfaceError(f"the server does not speak protocol 3.0 as asked: it offers 3.{newest & 0xFFFF}"
+        raise InterfaceError(f"the server does not speak protocol 3.0 as asked: it offers 3.{newest}"
                              + (f" and does not know {b', '.join(unknown).decode('latin-1')}" if unknown else ""))
 
     def handle_AUTHENTICATION_REQUEST(self, data, context):
