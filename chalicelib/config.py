@@ -22,7 +22,7 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # timeout made every request fail later, a nan or infinite re-read age silently stopped re-reading secrets.
 LAMBDA_MAX_SECONDS = 900  # no invocation lives longer, so no wait inside one needs to
 TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600
-RATE_LIMIT_COUNT_MAX = 10_000  # a limited key keeps its last N creation times in one row
+RATE_LIMIT_COUNT_MAX = 1_000_000  # a limited key keeps up to N creation times (8 bytes each) in one row
 NUMERIC_SETTINGS = {  # name: (type, largest value)
     "ANALYTICS_BUDGET_SECONDS": (float, LAMBDA_MAX_SECONDS),
     "DB_TIMEOUT_SECONDS": (float, LAMBDA_MAX_SECONDS),
