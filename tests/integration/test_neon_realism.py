@@ -78,14 +78,23 @@ def database(url):
     return Database(DatabaseSettings.from_url(url), timeout=5)
 
 
-def test_a_neon_style_url_with_sslmode_require_connects_encrypted_with_scram(tls_cluster):
-    db = database(tls_cluster.url(query="sslmode=require&channel_binding=require"))
+@pytest.mark.parametrize("host, query", [
+    ("127.0.0.1", "sslmode=require&channel_binding=require"),
+    ("localhost", "sslmode=verify-full&sslrootcert={root}&channel_binding=require"),
+])
+def test_channel_binding_require_completes_scram_plus_with_the_real_server_and_connects_encrypted(
+        tls_cluster, host, query):
+    db = database(tls_cluster.url(host=host, query=query.format(root=tls_cluster.root_cert)))
 
     encrypted = db.run("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
     scram = db.run("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'postgres'")
+    (conn,) = db._idle
+    # The exchange was SCRAM-SHA-256-PLUS, bound to this TLS channel, and the server's final signature checked out.
+    proof = (conn.auth.mechanism_name, conn._bound, conn._server_proved)
     db.close()
 
     print(f"\nserver side: pg_stat_ssl = {encrypted}")
+    assert proof == ("SCRAM-SHA-256-PLUS", True, True)
     assert encrypted[0][0] is True and encrypted[0][1].startswith("TLS")
     assert scram == [[True]]
 
