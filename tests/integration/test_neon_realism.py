@@ -182,7 +182,7 @@ def test_fifty_concurrent_confirms_through_the_pooler_give_exactly_one_winner(po
 
 def test_concurrent_idempotent_creates_through_the_pooler_make_one_job(pooled_uploads, live_deps, db):
     def create(_):
-        return services.create_upload(upload_body(), "pooled-concurrent", uploads=pooled_uploads,
+        return services.create_upload(upload_body(), "pooled-concurrent-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", uploads=pooled_uploads,
                                       storage=live_deps.storage, analytics=live_deps.analytics,
                                       max_upload_bytes=100_000, url_ttl_seconds=60).upload_id
 
@@ -190,4 +190,4 @@ def test_concurrent_idempotent_creates_through_the_pooler_make_one_job(pooled_up
         ids = set(pool.map(create, range(40)))
 
     assert len(ids) == 1
-    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = 'pooled-concurrent'") == [[1]]
+    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = 'pooled-concurrent-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d'") == [[1]]

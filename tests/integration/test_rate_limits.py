@@ -158,8 +158,8 @@ def test_a_replayed_create_does_not_count_against_limits(limited):
     call = limited(rate_limit_per_ip=RateLimit(2, 60), rate_limit_per_email=RateLimit(2, 60))
     ip, email = unique_ip(), unique_email()
 
-    first = call(create_event(ip, email, idempotency_key=f"attempt-{ip}"))
-    replays = [call(create_event(ip, email, idempotency_key=f"attempt-{ip}"))[0] for _ in range(5)]
+    first = call(create_event(ip, email, idempotency_key=f"attempt-{ip}-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"))
+    replays = [call(create_event(ip, email, idempotency_key=f"attempt-{ip}-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"))[0] for _ in range(5)]
     second = call(create_event(ip, email))
     third = call(create_event(ip, email))
 

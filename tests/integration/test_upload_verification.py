@@ -107,7 +107,7 @@ def url_lifetime(upload_url):
 
 def test_a_replayed_create_never_hands_out_a_url_that_outlives_the_job(api, db, live_deps):
     abandoned_after = live_deps.settings.abandoned_after_seconds
-    headers = {"idempotency-key": "late-replay"}
+    headers = {"idempotency-key": "late-replay-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"}
     first = api.create(upload_body(), headers=headers).body
     db.run("UPDATE uploads SET created_at = now() - make_interval(secs => :age) WHERE id = :id",
            age=abandoned_after - 120, id=first["uploadId"])
