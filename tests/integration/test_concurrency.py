@@ -3,7 +3,7 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.helpers import http, put_object, upload_body
+from tests.helpers import http, put_object, stored_key, upload_body
 from tests.images import SMALL_PNG
 
 
@@ -61,4 +61,5 @@ def test_concurrent_creates_with_one_idempotency_key_make_exactly_one_job(live_s
 
     assert sorted(status for status, _ in replies) == [200] * 9 + [201]
     assert len({reply["uploadId"] for _, reply in replies}) == 1
-    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = 'concurrent-attempt-1'") == [[1]]
+    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = :k",
+                  k=stored_key(headers["Idempotency-Key"])) == [[1]]
