@@ -133,7 +133,8 @@ def pooled_uploads(pooler):
 
 def test_the_whole_job_lifecycle_works_through_a_transaction_mode_pooler(pooled_uploads, live_deps):
     deps = dict(uploads=pooled_uploads, storage=live_deps.storage, analytics=live_deps.analytics)
-    key, secret = "pooled-key-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", live_deps.settings.digest_secret
+    key = "pooled-key-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"
+    secret = live_deps.settings.digest_secret
     created = services.create_upload(upload_body(file_size=len(SMALL_PNG)), key, max_upload_bytes=100,
                                      url_ttl_seconds=60, digest_secret=secret, **deps)
     replayed = services.create_upload(upload_body(file_size=len(SMALL_PNG)), key, max_upload_bytes=100,

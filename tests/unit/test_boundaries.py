@@ -86,7 +86,7 @@ def test_a_token_of_129_characters_is_refused_without_a_lookup():
 def test_the_fingerprint_is_the_hmac_of_the_compact_json_of_the_request_and_the_legacy_one_its_sha256():
     # Stored with each job: changing its form would turn every pending replay into IDEMPOTENCY_KEY_REUSED.
     request = domain.UploadRequest(email="maya@example.com", file_type="image/png", file_size=68)
-    secret = "digest-secret-for-tests-0123456789"
+    secret = "test digest secret, at least 32 characters"
 
     assert request.fingerprint(secret) == hmac.new(
         secret.encode(), b'fingerprint\0["maya@example.com","image/png",68]', hashlib.sha256).hexdigest()

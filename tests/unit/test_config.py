@@ -12,7 +12,7 @@ FULL = {
     "R2_ACCOUNT_ID": "abc123",
     "R2_ACCESS_KEY_ID": "key",
     "R2_SECRET_ACCESS_KEY": "secret",
-    "DIGEST_SECRET": "digest-secret-for-tests-0123456789",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "R2_BUCKET": "uploads",
     "ALLOWED_ORIGIN": "https://app.example.com",
 }
@@ -181,7 +181,7 @@ def test_the_prod_stage_sets_limits_that_parse_and_an_upload_url_shorter_than_a_
 
     env = {**stage_environment("prod"), "DATABASE_URL": FULL["DATABASE_URL"], "R2_ACCOUNT_ID": "abc123",
            "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret",
-           "DIGEST_SECRET": "digest-secret-for-tests-0123456789"}
+           "DIGEST_SECRET": "test digest secret, at least 32 characters"}
     settings = Settings.from_env(env)
 
     assert settings.rate_limit_per_ip == RateLimit(count=30, seconds=600)

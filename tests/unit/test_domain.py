@@ -9,7 +9,7 @@ import pytest
 from chalicelib import domain
 from chalicelib.errors import ValidationFailed
 
-SECRET = "digest-secret-for-tests-0123456789"
+SECRET = "test digest secret, at least 32 characters"
 
 MAX = 20 * 1024 * 1024
 

@@ -12,7 +12,7 @@ from tests.unit.logcapture import records
 
 REQUIRED = {"DATABASE_URL": "postgresql://app@db.example/app", "R2_ENDPOINT_URL": "https://acc.r2.example",
             "R2_ACCESS_KEY_ID": "key-id", "R2_SECRET_ACCESS_KEY": "secret-key", "R2_BUCKET": "photos",
-            "DIGEST_SECRET": "digest-secret-for-tests-0123456789"}
+            "DIGEST_SECRET": "test digest secret, at least 32 characters"}
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -21,7 +21,7 @@ BODY = {"email": "Maya.Lee@Example.com", "fileType": "image/png", "fileSize": 68
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
-SECRET = "digest-secret-for-tests-0123456789"
+SECRET = "test digest secret, at least 32 characters"
 
 
 def keyed(purpose, text):

@@ -12,7 +12,7 @@ REQUIRED = {
     "R2_ACCESS_KEY_ID": "key-id",
     "R2_SECRET_ACCESS_KEY": "secret-key",
     "R2_BUCKET": "photos",
-    "DIGEST_SECRET": "digest-secret-for-tests-0123456789",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "ALLOWED_ORIGIN": "https://app.example.com",
 }
 DEFAULTS = {
@@ -21,7 +21,7 @@ DEFAULTS = {
     "r2_access_key_id": "key-id",
     "r2_secret_access_key": "secret-key",
     "r2_bucket": "photos",
-    "digest_secret": "digest-secret-for-tests-0123456789",
+    "digest_secret": "test digest secret, at least 32 characters",
     "posthog_api_key": None,
     "posthog_host": "https://us.i.posthog.com",
     "analytics_budget_seconds": 1.0,
