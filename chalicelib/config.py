@@ -11,7 +11,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 MIB = 1024 * 1024
 # Secrets may be given directly (local runs) or as the name of an SSM parameter, `<NAME>_SSM_PARAMETER` (production).
-SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
+SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY",
+                "DIGEST_SECRET")
+# The key of the HMACs kept instead of Idempotency-Keys, request fingerprints and rate-limit keys: a random string
+# of at least this many characters (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
+MIN_DIGEST_SECRET_LENGTH = 32
 SSM_SUFFIX = "_SSM_PARAMETER"
 # libpq's meanings: `require` accepts only SCRAM-SHA-256-PLUS (the password proof bound to this TLS channel),
 # `disable` never binds, `prefer` binds when the server offers it.
@@ -123,6 +127,8 @@ class Settings:
     # Exact origins (scheme://host[:port]) whose pages may call the API and PUT to the bucket.
     allowed_origins: Tuple[str, ...]
     posthog_api_key: Optional[str] = None
+    # Without it, whoever reads the table could test a guessed email or key against the digests: see domain.digest.
+    digest_secret: str = ""
     posthog_host: str = "https://us.i.posthog.com"
     analytics_budget_seconds: float = 1.0
     max_upload_bytes: int = 20 * MIB
@@ -154,7 +160,7 @@ class Settings:
         given = {name for name, _ in refs}
         missing = [
             name
-            for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET")
+            for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET", "DIGEST_SECRET")
             if not env.get(name) and name not in given
         ]
         if not env.get("ALLOWED_ORIGINS") and not env.get("ALLOWED_ORIGIN"):
@@ -166,6 +172,8 @@ class Settings:
             raise ConfigError("Missing required setting(s): " + ", ".join(missing))
         if env.get("DATABASE_URL"):
             DatabaseSettings.from_url(env["DATABASE_URL"])  # fail now, not at the first request
+        if env.get("DIGEST_SECRET"):
+            check_digest_secret(env["DIGEST_SECRET"])
         url_ttl = _number(env, "UPLOAD_URL_TTL_SECONDS", cls.upload_url_ttl_seconds)
         abandoned_after = _number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds)
         if url_ttl >= abandoned_after:
@@ -181,6 +189,7 @@ class Settings:
             r2_bucket=env["R2_BUCKET"],
             allowed_origins=origins,
             posthog_api_key=env.get("POSTHOG_API_KEY") or None,
+            digest_secret=env.get("DIGEST_SECRET", ""),
             posthog_host=env.get("POSTHOG_HOST") or cls.posthog_host,
             analytics_budget_seconds=_number(env, "ANALYTICS_BUDGET_SECONDS", cls.analytics_budget_seconds),
             max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
@@ -208,7 +217,14 @@ class Settings:
         resolved = {name.lower(): values[parameter] for name, parameter in self.ssm_parameters}
         settings = replace(self, **resolved, ssm_parameters=())
         settings.database  # a bad URL from SSM fails here, with its reason
+        check_digest_secret(settings.digest_secret)
         return settings
+
+
+def check_digest_secret(value: str) -> None:
+    """Refuse a digest secret short enough to guess (the value itself is never put in the message)."""
+    if len(value) < MIN_DIGEST_SECRET_LENGTH:
+        raise ConfigError(f"DIGEST_SECRET must be at least {MIN_DIGEST_SECRET_LENGTH} characters, got {len(value)}")
 
 
 def parse_origins(raw: str, *, name: str = "ALLOWED_ORIGINS") -> Tuple[str, ...]:

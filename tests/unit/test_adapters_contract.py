@@ -23,6 +23,7 @@ ENV = {
     "R2_ENDPOINT_URL": "http://127.0.0.1:9",
     "R2_ACCESS_KEY_ID": "key-id",
     "R2_SECRET_ACCESS_KEY": "secret-key",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "R2_BUCKET": "photos",
     "ALLOWED_ORIGIN": "http://127.0.0.1:8000",
 }

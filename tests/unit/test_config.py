@@ -12,6 +12,7 @@ FULL = {
     "R2_ACCOUNT_ID": "abc123",
     "R2_ACCESS_KEY_ID": "key",
     "R2_SECRET_ACCESS_KEY": "secret",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "R2_BUCKET": "uploads",
     "ALLOWED_ORIGIN": "https://app.example.com",
 }
@@ -32,9 +33,29 @@ def test_every_missing_setting_is_named_at_once():
         Settings.from_env({"R2_BUCKET": "uploads"})
 
     assert str(caught.value) == (
-        "Missing required setting(s): DATABASE_URL, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, ALLOWED_ORIGINS, "
-        "R2_ENDPOINT_URL (or R2_ACCOUNT_ID)"
+        "Missing required setting(s): DATABASE_URL, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, DIGEST_SECRET, "
+        "ALLOWED_ORIGINS, R2_ENDPOINT_URL (or R2_ACCOUNT_ID)"
     )
+
+
+@pytest.mark.parametrize("length, accepted", [(31, False), (32, True)])
+def test_a_digest_secret_shorter_than_32_characters_stops_start_up_without_showing_it(length, accepted):
+    env = {**FULL, "DIGEST_SECRET": "s" * length}
+
+    if accepted:
+        assert Settings.from_env(env).digest_secret == "s" * 32
+    else:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env(env)
+        assert str(caught.value) == "DIGEST_SECRET must be at least 32 characters, got 31"
+
+
+def test_a_short_digest_secret_from_ssm_is_refused_when_it_arrives():
+    env = {k: v for k, v in FULL.items() if k != "DIGEST_SECRET"}
+    settings = Settings.from_env({**env, "DIGEST_SECRET_SSM_PARAMETER": "/p/digest"})
+
+    with pytest.raises(ConfigError, match="^DIGEST_SECRET must be at least 32 characters, got 5$"):
+        settings.with_secrets(lambda names: {"/p/digest": "short"})
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "lots"])
@@ -160,7 +181,8 @@ def test_the_prod_stage_sets_limits_that_parse_and_an_upload_url_shorter_than_a_
     from ops.package import stage_environment
 
     env = {**stage_environment("prod"), "DATABASE_URL": FULL["DATABASE_URL"], "R2_ACCOUNT_ID": "abc123",
-           "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret"}
+           "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret",
+           "DIGEST_SECRET": "test digest secret, at least 32 characters"}
     settings = Settings.from_env(env)
 
     assert settings.rate_limit_per_ip == RateLimit(count=30, seconds=600)

@@ -13,6 +13,7 @@ REQUIRED = {
     "R2_ACCESS_KEY_ID": "key-id",
     "R2_SECRET_ACCESS_KEY": "secret-key",
     "R2_BUCKET": "photos",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "ALLOWED_ORIGIN": "https://app.example.com",
 }
 DEFAULTS = {
@@ -21,6 +22,7 @@ DEFAULTS = {
     "r2_access_key_id": "key-id",
     "r2_secret_access_key": "secret-key",
     "r2_bucket": "photos",
+    "digest_secret": "test digest secret, at least 32 characters",
     "posthog_api_key": None,
     "posthog_host": "https://us.i.posthog.com",
     "analytics_budget_seconds": 1.0,
@@ -195,7 +197,8 @@ def test_a_bad_database_url_fails_at_start_up():
 
 
 def test_every_secret_may_be_named_by_an_ssm_parameter_instead():
-    names = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
+    names = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY",
+             "DIGEST_SECRET")
     env = {k: v for k, v in REQUIRED.items() if k not in names}
     env.update({name + "_SSM_PARAMETER": f"/p/{name.lower()}" for name in names})
 
@@ -203,13 +206,15 @@ def test_every_secret_may_be_named_by_an_ssm_parameter_instead():
 
     assert settings.ssm_parameters == tuple((name, f"/p/{name.lower()}") for name in names)
     assert (settings.database_url, settings.r2_endpoint_url, settings.r2_access_key_id,
-            settings.r2_secret_access_key, settings.posthog_api_key) == ("", "", "", "", None)
+            settings.r2_secret_access_key, settings.posthog_api_key, settings.digest_secret) == (
+        "", "", "", "", None, "")
     values = {"/p/database_url": "postgresql://u@h/d", "/p/r2_endpoint_url": "https://e.example",
-              "/p/r2_access_key_id": "AK", "/p/r2_secret_access_key": "SK", "/p/posthog_api_key": "phc"}
+              "/p/r2_access_key_id": "AK", "/p/r2_secret_access_key": "SK", "/p/posthog_api_key": "phc",
+              "/p/digest_secret": "d" * 32}
     resolved = settings.with_secrets(lambda wanted: {name: values[name] for name in wanted})
     assert (resolved.database_url, resolved.r2_endpoint_url, resolved.r2_access_key_id,
-            resolved.r2_secret_access_key, resolved.posthog_api_key, resolved.ssm_parameters) == (
-        "postgresql://u@h/d", "https://e.example", "AK", "SK", "phc", ())
+            resolved.r2_secret_access_key, resolved.posthog_api_key, resolved.digest_secret,
+            resolved.ssm_parameters) == ("postgresql://u@h/d", "https://e.example", "AK", "SK", "phc", "d" * 32, ())
 
 
 def test_a_value_given_directly_wins_over_its_ssm_parameter():
