@@ -25,7 +25,8 @@ AMAZON_LINUX_2_RUNTIMES = {"python3.8", "python3.9", "python3.10", "python3.11"}
 AL2_WARNING = (
     "{runtime} runs on Amazon Linux 2, whose end of life was 2026-06-30 (only critical patches since); Lambda "
     "deprecates {runtime} on 2027-06-30 (create blocked 2027-07-31, update 2027-08-31). Package with a 3.13 "
-    "interpreter for python3.13 on Amazon Linux 2023: PYTHON=python3.13 make package"
+    "interpreter for python3.13 on Amazon Linux 2023: install Python 3.13 (the Makefile finds it on PATH or "
+    "under pyenv), or name it: make clean && make package PYTHON=python3.13"
 )
 # Gateway responses are API Gateway's own errors (throttled, too large, unknown route, integration timeout).
 # They cannot match an origin list, so they reflect the caller's Origin: without credentials that exposes no
