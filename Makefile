@@ -46,9 +46,13 @@ unit: $(STAMP)
 package: $(STAMP)
 	$(BIN)/python -m ops.package --stage $(STAGE) $(PACKAGE_ARGS)
 
-## deploy: STAGE=prod REGION=eu-central-1 ARTIFACT_BUCKET=... [DEPLOY_ARGS="--dry-run" or "--rollback VERSION"]
+## deploy: STAGE=prod REGION=eu-central-1 ARTIFACT_BUCKET=... DEPLOY_ARGS="--alarm-email ADDRESS [--dry-run]" (or "--rollback VERSION")
 deploy: $(STAMP)
-	$(BIN)/python -m ops.deploy --stage $(STAGE) --region "$(REGION)" --artifact-bucket "$(ARTIFACT_BUCKET)" $(DEPLOY_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m ops.deploy --stage $(STAGE) --region "$(REGION)" --artifact-bucket "$(ARTIFACT_BUCKET)" $(DEPLOY_ARGS)
+
+## sweep: STAGE=prod REGION=eu-central-1: run the deployed abandoned-upload sweep now (fails if it failed)
+sweep: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m ops.sweep --stage $(STAGE) --region "$(REGION)"
 
 ## bench: round trips, cold start, warm overhead, size and memory against their floors (table + build/bench.json)
 bench: $(STAMP)

@@ -1,0 +1,99 @@
+"""The README runbook's CloudWatch Logs filters and the template's metric filters, applied to the lines the
+functions really write and to access-log lines rendered from the template's format as API Gateway fills it in."""
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import app as app_module
+from ops.package import ACCESS_LOG_FIELDS, ACCESS_LOG_FORMAT, ACCESS_LOG_METRICS
+from tests.logfilter import matches
+from tests.unit.fakes import SweepUploads
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+FILTERS = dict(((group, pattern), pattern) for group, pattern in re.findall(
+    r"aws logs tail (\S+) [^\n]*?--filter-pattern '([^']+)'", README))
+API_GROUP, ACCESS_GROUP = "/aws/lambda/three-d-ultra-upload-prod", "/aws/apigateway/three-d-ultra-upload-prod-access"
+SWEEP_GROUP = "/aws/lambda/three-d-ultra-upload-prod-expire-abandoned"
+BODY = {"email": "person@example.com", "fileType": "image/png", "fileSize": 68}
+
+
+def readme_filter(group, contains):
+    [pattern] = [p for (g, p) in FILTERS if g == group and contains in p]
+    return pattern
+
+
+def gateway_line(status, error="-", integration_status="200", log_format=ACCESS_LOG_FORMAT):
+    """An access-log line as API Gateway writes it: each $context variable replaced by its value, as is."""
+    values = {"$context.requestId": "c0ffee-1", "$context.apiId": "a1b2c3d4e5", "$context.identity.sourceIp":
+              "198.51.100.7", "$context.requestTime": "28/Nov/2026:18:40:00 +0000", "$context.httpMethod": "POST",
+              "$context.resourcePath": "/api/upload", "$context.status": str(status),
+              "$context.responseLength": "97", "$context.responseLatency": "41",
+              "$context.integrationStatus": integration_status, "$context.error.responseType": error}
+    assert set(values) == {variable for _, variable in ACCESS_LOG_FIELDS}
+    line = log_format
+    for variable in sorted(values, key=len, reverse=True):
+        line = line.replace(variable, values[variable])
+    return line
+
+
+def test_every_access_log_line_is_json_with_a_numeric_status():
+    line = json.loads(gateway_line(429, error="THROTTLED", integration_status="-"))
+
+    assert line["status"] == 429 and line["error"] == "THROTTLED" and line["integrationStatus"] == "-"
+
+
+def test_the_runbook_429_filter_and_the_metric_filters_select_exactly_their_access_lines():
+    created, throttled, limited, missing = (gateway_line(201), gateway_line(429, "THROTTLED", "-"),
+                                            gateway_line(429), gateway_line(404))
+    lines = [created, throttled, limited, missing]
+    by_status = readme_filter(ACCESS_GROUP, "status")
+
+    assert [matches(by_status, line) for line in lines] == [False, True, True, False]
+    assert [matches(ACCESS_LOG_METRICS["Responses429"], line) for line in lines] == [False, True, True, False]
+    assert [matches(ACCESS_LOG_METRICS["ThrottledRequests"], line) for line in lines] == [False, True, False, False]
+
+
+def test_a_quoted_status_would_have_matched_no_429_at_all():
+    quoted = ACCESS_LOG_FORMAT.replace('"status":$context.status', '"status":"$context.status"')
+
+    assert not matches(readme_filter(ACCESS_GROUP, "status"), gateway_line(429, log_format=quoted))
+
+
+def test_the_runbook_function_filters_select_the_failed_requests_and_one_uploads_lines(client, deps, json_lines):
+    created = client.http.post("/api/upload", body=json.dumps(BODY), headers={"content-type": "application/json"})
+    upload_id = json.loads(created.body)["uploadId"]
+    client.http.get("/api/upload/upl_unknown", headers={"x-session-token": "t"})
+    deps.uploads.down = True
+    client.http.post("/api/upload", body=json.dumps(BODY), headers={"content-type": "application/json"})
+    lines = [json.dumps(line) for line in json_lines()]
+
+    failed = [json.loads(line) for line in lines if matches(readme_filter(API_GROUP, "status"), line)]
+    assert [(line["message"], line["status"]) for line in failed] == [("request", 503)]
+    one_upload = readme_filter(API_GROUP, "uploadId").replace("<id>", upload_id)
+    selected = [json.loads(line) for line in lines if matches(one_upload, line)]
+    assert selected and {line["uploadId"] for line in selected} == {upload_id}
+    assert ("request", 201) in [(line["message"], line.get("status")) for line in selected]
+
+
+def test_the_runbook_sweep_filter_selects_the_sweep_summary(deps, json_lines):
+    deps.uploads = SweepUploads()
+    app_module.expire_abandoned({}, SimpleNamespace(aws_request_id="sweep-1"))
+    lines = [json.dumps(line) for line in json_lines()]
+
+    selected = [json.loads(line) for line in lines if matches(readme_filter(SWEEP_GROUP, "sweep"), line)]
+    assert [(line["message"], line["expired"]) for line in selected] == [("sweep finished", 7)]
+
+
+@pytest.mark.parametrize("pattern, line, selected", [
+    ('{ $.status = 429 }', '{"status": "429"}', False),
+    ('{ $.status >= 500 }', 'START RequestId: 1 Version: $LATEST', False),
+    ('{ $.route = "/api/upload*" }', '{"route": "/api/upload/{upload_id}"}', True),
+    ('{ $.status >= 500 && $.route = "/api/health" }', '{"status": 503, "route": "/api/upload"}', False),
+    ('"sweep finished"', '{"message": "sweep started"}', False),
+])
+def test_the_filter_matcher_follows_cloudwatch_rules(pattern, line, selected):
+    assert matches(pattern, line) is selected
