@@ -97,3 +97,18 @@ def test_the_runbook_sweep_filter_selects_the_sweep_summary(deps, json_lines):
 ])
 def test_the_filter_matcher_follows_cloudwatch_rules(pattern, line, selected):
     assert matches(pattern, line) is selected
+
+
+def test_the_runbook_error_filter_selects_the_line_of_a_sweep_that_failed(deps, json_lines):
+    class Down(SweepUploads):
+        def expire_abandoned(self, older_than_seconds):
+            raise TimeoutError("statement timeout")
+
+    deps.uploads = Down()
+    with pytest.raises(TimeoutError):
+        app_module.expire_abandoned({}, SimpleNamespace(aws_request_id="sweep-2"))
+    lines = [json.dumps(line) for line in json_lines()]
+
+    selected = [json.loads(line) for line in lines if matches(readme_filter(SWEEP_GROUP, "level"), line)]
+    assert [(line["message"], line["requestId"]) for line in selected] == [
+        ("expire-abandoned failed: TimeoutError", "sweep-2")]
