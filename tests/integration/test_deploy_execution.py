@@ -250,6 +250,24 @@ def test_a_rollback_fetches_the_kept_template_and_deploys_it_without_migrating(a
     assert outputs["ApiUrl"] == health_server
 
 
+@pytest.mark.parametrize("failing, code", [(None, 0), ("three-d-ultra-upload-prod-expire-abandoned", 1)])
+def test_make_sweep_invokes_the_sweep_with_an_empty_event_and_fails_when_it_failed(aws, monkeypatch, failing, code):
+    log_dir, _ = aws
+    if failing:
+        monkeypatch.setenv("STAND_IN_FAILING_FUNCTION", failing)
+
+    result = subprocess.run([sys.executable, "-m", "ops.sweep", "--stage", "prod", "--region", REGION],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
+
+    assert result.returncode == code, result.stderr
+    [invoke] = [json.loads(line) for line in (log_dir / "aws.log").read_text().splitlines()]
+    assert invoke[:8] == ["lambda", "invoke", "--region", REGION, "--function-name",
+                          "three-d-ultra-upload-prod-expire-abandoned", "--cli-binary-format", "raw-in-base64-out"]
+    assert invoke[8:10] == ["--payload", "{}"]
+    if failing:
+        assert "three-d-ultra-upload-prod-expire-abandoned failed (Unhandled)" in result.stderr
+
+
 def test_a_health_check_that_answers_another_version_fails(health_server):
     with pytest.raises(DeployError, match="answers version 'v9.9.9', expected 'v10.0.0'"):
         check_health(health_server, "v10.0.0")
