@@ -52,6 +52,17 @@ NUMERIC_ACCESS_LOG_FIELDS = {"status"}
 ACCESS_LOG_FORMAT = "{" + ",".join(
     f'"{name}":{value}' if name in NUMERIC_ACCESS_LOG_FIELDS else f'"{name}":"{value}"'
     for name, value in ACCESS_LOG_FIELDS) + "}"
+
+
+def render_access_log(values: dict[str, str]) -> str:
+    """An access-log line as API Gateway writes one: each `$context` variable of the format replaced by its value
+    as text, as is ("-" when it has none). The local stand-in (devstack/apigw.py) writes its lines with it."""
+    line = ACCESS_LOG_FORMAT
+    for _, variable in sorted(ACCESS_LOG_FIELDS, key=lambda field: len(field[1]), reverse=True):
+        line = line.replace(variable, str(values.get(variable) or "-"))
+    return line
+
+
 # Counted from the access log: what API Gateway itself refused (its stage throttle: error type THROTTLED) and
 # every 429, whoever answered it (the stage's throttle or our per-client limits).
 ACCESS_LOG_METRICS = {"ThrottledRequests": '{ $.error = "THROTTLED" }', "Responses429": "{ $.status = 429 }"}

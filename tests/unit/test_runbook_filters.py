@@ -1,5 +1,6 @@
 """The README runbook's CloudWatch Logs filters and the template's metric filters, applied to the lines the
-functions really write and to access-log lines rendered from the template's format as API Gateway fills it in."""
+functions really write and to access-log lines in the template's format (from the local API Gateway stand-in,
+or rendered as API Gateway fills it in for what the stand-in cannot do, such as throttling)."""
 
 import json
 import re
@@ -9,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 import app as app_module
-from ops.package import ACCESS_LOG_FIELDS, ACCESS_LOG_FORMAT, ACCESS_LOG_METRICS
+from devstack.apigw import ApiGateway
+from ops.package import ACCESS_LOG_FIELDS, ACCESS_LOG_METRICS, render_access_log
 from tests.logfilter import matches
 from tests.unit.fakes import SweepUploads
 
@@ -26,18 +28,28 @@ def readme_filter(group, contains):
     return pattern
 
 
-def gateway_line(status, error="-", integration_status="200", log_format=ACCESS_LOG_FORMAT):
-    """An access-log line as API Gateway writes it: each $context variable replaced by its value, as is."""
-    values = {"$context.requestId": "c0ffee-1", "$context.apiId": "a1b2c3d4e5", "$context.identity.sourceIp":
-              "198.51.100.7", "$context.requestTime": "28/Nov/2026:18:40:00 +0000", "$context.httpMethod": "POST",
-              "$context.resourcePath": "/api/upload", "$context.status": str(status),
-              "$context.responseLength": "97", "$context.responseLatency": "41",
-              "$context.integrationStatus": integration_status, "$context.error.responseType": error}
-    assert set(values) == {variable for _, variable in ACCESS_LOG_FIELDS}
-    line = log_format
-    for variable in sorted(values, key=len, reverse=True):
-        line = line.replace(variable, values[variable])
-    return line
+def gateway_line(status, error=None, integration_status="200"):
+    """An access-log line for what the local stand-in cannot produce (API Gateway's own throttling)."""
+    return render_access_log({"$context.requestId": "c0ffee-1", "$context.apiId": "a1b2c3d4e5",
+                              "$context.httpMethod": "POST", "$context.resourcePath": "/api/upload",
+                              "$context.status": status, "$context.integrationStatus": integration_status,
+                              "$context.error.responseType": error})
+
+
+def test_the_local_gateway_writes_the_deployed_access_log_format(deps):
+    lines = []
+    gateway = ApiGateway(app_module.app, stage="api", access_log=lines.append)
+    gateway.handle("POST", "/api/api/upload", [("Content-Type", "application/json")], json.dumps(BODY).encode(),
+                   "198.51.100.7")
+    gateway.handle("GET", "/api/no/such/route", [], b"", "198.51.100.7")
+
+    created, missing = (json.loads(line) for line in lines)
+    assert set(created) == {name for name, _ in ACCESS_LOG_FIELDS}
+    assert (created["status"], created["route"], created["integrationStatus"], created["error"], created["ip"]) == (
+        201, "/api/upload", "201", "-", "198.51.100.7")
+    assert (missing["status"], missing["route"], missing["integrationStatus"], missing["error"]) == (
+        403, "-", "-", "MISSING_AUTHENTICATION_TOKEN")
+    assert [matches(readme_filter(ACCESS_GROUP, "status"), line) for line in lines] == [False, False]
 
 
 def test_every_access_log_line_is_json_with_a_numeric_status():
@@ -58,9 +70,11 @@ def test_the_runbook_429_filter_and_the_metric_filters_select_exactly_their_acce
 
 
 def test_a_quoted_status_would_have_matched_no_429_at_all():
-    quoted = ACCESS_LOG_FORMAT.replace('"status":$context.status', '"status":"$context.status"')
+    line = gateway_line(429)
+    quoted = line.replace('"status":429,', '"status":"429",')
 
-    assert not matches(readme_filter(ACCESS_GROUP, "status"), gateway_line(429, log_format=quoted))
+    assert quoted != line
+    assert not matches(readme_filter(ACCESS_GROUP, "status"), quoted)
 
 
 def test_the_runbook_function_filters_select_the_failed_requests_and_one_uploads_lines(client, deps, json_lines):
