@@ -1,15 +1,21 @@
-PYTHON ?= python3
+# Lambda runs python3.13 and Chalice packages for the interpreter it runs under: use 3.13 when this machine has
+# it (on PATH, or under pyenv), else python3 (whose version then becomes the packaged runtime; see README).
+PYTHON ?= $(firstword $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null; \
+	ls -d "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 2>/dev/null | sort -V | tail -1) python3)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import platform; print(platform.python_version())')
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The stamp names the interpreter's version, so switching interpreters rebuilds the virtualenv from scratch.
+STAMP := $(VENV)/.installed-python$(PYTHON_VERSION)
 # axe-core for the browser tests' accessibility checks, pinned by tests/js/package-lock.json.
 NODE_STAMP := tests/js/node_modules/.installed
 
 STAGE ?= prod
 
-.PHONY: dev prod-local test unit package deploy bench mutation clean
+.PHONY: dev prod-local test unit package deploy sweep bench mutation clean print-python
 
 $(STAMP): requirements.txt requirements-dev.txt
+	@if [ -x $(BIN)/python ] && [ ! -e $(STAMP) ]; then echo "rebuilding $(VENV) for Python $(PYTHON_VERSION)"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -40,9 +46,13 @@ unit: $(STAMP)
 package: $(STAMP)
 	$(BIN)/python -m ops.package --stage $(STAGE) $(PACKAGE_ARGS)
 
-## deploy: STAGE=prod REGION=eu-central-1 ARTIFACT_BUCKET=... [DEPLOY_ARGS="--dry-run" or "--rollback VERSION"]
+## deploy: STAGE=prod REGION=eu-central-1 ARTIFACT_BUCKET=... DEPLOY_ARGS="--alarm-email ADDRESS [--dry-run]" (or "--rollback VERSION")
 deploy: $(STAMP)
-	$(BIN)/python -m ops.deploy --stage $(STAGE) --region "$(REGION)" --artifact-bucket "$(ARTIFACT_BUCKET)" $(DEPLOY_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m ops.deploy --stage $(STAGE) --region "$(REGION)" --artifact-bucket "$(ARTIFACT_BUCKET)" $(DEPLOY_ARGS)
+
+## sweep: STAGE=prod REGION=eu-central-1: run the deployed abandoned-upload sweep now (fails if it failed)
+sweep: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m ops.sweep --stage $(STAGE) --region "$(REGION)"
 
 ## bench: round trips, cold start, warm overhead, size and memory against their floors (table + build/bench.json)
 bench: $(STAMP)
@@ -51,6 +61,10 @@ bench: $(STAMP)
 ## mutation: mutmut over chalicelib against tests/unit; score per module and survivors (MUTATION_ARGS=--threshold 90)
 mutation: $(STAMP)
 	$(BIN)/python -m ops.mutation_report $(MUTATION_ARGS)
+
+## print-python: the interpreter the virtualenv is built with, and its version
+print-python:
+	@echo $(PYTHON) $(PYTHON_VERSION)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules

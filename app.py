@@ -1,6 +1,9 @@
 """3D Ultra upload API: routes only. Each parses the request, calls one use case and returns a dict."""
 
+import functools
+import logging
 import time
+from datetime import datetime, timezone
 
 from chalice import Chalice, Rate
 
@@ -27,6 +30,7 @@ logs.configure_logging(version=settings.version)
 metrics.configure(settings.stage)
 deps = Dependencies(settings)
 app = Chalice(app_name="three-d-ultra-upload")
+log = logging.getLogger("chalicelib.app")
 # No route-level CORSConfig: API Gateway would answer preflights itself, for one fixed origin. The function
 # answers OPTIONS on every API route instead (see the end of this file) and adds CORS headers to every response.
 API_PATHS = ("/api/upload", "/api/upload/{upload_id}/confirm", "/api/upload/{upload_id}", "/api/health",
@@ -156,6 +160,43 @@ for _path in API_PATHS:
         part.strip("{}") for part in _path.replace(".", "_").split("/")))))(answer_preflight)
 
 
+def reported(function_name):
+    """An exception escaping an event function leaves one JSON line naming the function and the invocation's
+    request id, then propagates, so that Lambda still counts the failure (its Errors metric, the sweep's retries
+    and failure destination)."""
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def run(event, context):
+            bound = logs.bind(requestId=getattr(context, "aws_request_id", None), function=function_name)
+            try:
+                return handler(event, context)
+            except Exception as exc:
+                log.exception("%s failed: %s", function_name, type(exc).__name__,
+                              extra={"errorType": type(exc).__name__})
+                raise
+            finally:
+                logs.unbind(bound)
+
+        return run
+
+    return decorate
+
+
+def accepting_manual_runs(handler):
+    """A scheduled handler that also takes a hand-made event (`aws lambda invoke` with `{}`): Chalice's wrapper
+    reads every field of an EventBridge event, so the missing ones are filled in and marked as manual."""
+
+    def invoke(event, context):
+        if isinstance(event, dict) and "version" not in event:
+            event = {"version": "0", "id": getattr(context, "aws_request_id", None) or "manual",
+                     "detail-type": "Manual Invocation", "source": "manual", "account": "", "region": "",
+                     "time": iso_utc(datetime.now(timezone.utc)), "resources": [], "detail": {}, **event}
+        return handler(event, context)
+
+    return invoke
+
+
 @app.schedule(Rate(1, unit=Rate.HOURS), name="expire-abandoned")
 def expire_abandoned(event):
     """Expire uploads that were never confirmed, delete their objects, clear emails past their retention."""
@@ -167,13 +208,29 @@ def expire_abandoned(event):
                                              rate_limit_windows=windows)
 
 
+# Lambda resolves the handler `app.expire_abandoned` by name when it runs: this wrapping is what it calls (the
+# schedule and the packaging keep Chalice's registration above), so a manual run works and whatever escapes,
+# Chalice's event parsing included, is reported.
+expire_abandoned = reported("expire-abandoned")(accepting_manual_runs(expire_abandoned))
+
+
 @app.lambda_function(name="migrate")
+@reported("migrate")
 def migrate(event, context):
-    """Apply pending database migrations (the deploy runs them before the code; this checks they are applied)."""
+    """Apply pending database migrations (the deploy runs them before the code; this checks they are applied).
+
+    Only DATABASE_URL is resolved (in production `/3d-ultra/<stage>/database-url-direct`, the one parameter
+    this function's role may read), never the storage or analytics secrets."""
+    from chalicelib.config import DatabaseSettings, fetch_ssm_parameters
     from chalicelib.db import Database
     from chalicelib.migrate import MIGRATE_TIMEOUT_SECONDS, apply_migrations
 
-    db = Database(deps.secrets.database, timeout=MIGRATE_TIMEOUT_SECONDS, application_name="3d-ultra-migrate")
+    url = deps.settings.database_url
+    if not url:
+        parameter = dict(deps.settings.ssm_parameters)["DATABASE_URL"]
+        url = fetch_ssm_parameters([parameter])[parameter]
+    db = Database(DatabaseSettings.from_url(url), timeout=MIGRATE_TIMEOUT_SECONDS,
+                  application_name="3d-ultra-migrate")
     try:
         return {"applied": apply_migrations(db), "version": deps.settings.version}
     finally:

@@ -113,21 +113,41 @@ def missing_route(origin: str | None):
 class ApiGateway:
     """Routes a request under `/{stage}` to the app as a proxy event; one invocation at a time."""
 
-    def __init__(self, app, *, stage: str = "api"):
+    def __init__(self, app, *, stage: str = "api", access_log=None):
         self.app = app
         self.stage = stage
+        # Called with one line per request in the deployed stage's access-log format (ops/package.py).
+        self.access_log = access_log
         # A Lambda container never runs two requests at once, and the app relies on that.
         self._invoke_lock = threading.Lock()
 
     def handle(self, method: str, raw_path: str, headers: list, body: bytes, source_ip: str):
         """(status, [(header, value)], body bytes) for one HTTP request."""
+        started = time.monotonic()
+        status, out, payload, context = self._handle(method, raw_path, headers, body, source_ip)
+        if self.access_log is not None:
+            from ops.package import render_access_log
+
+            self.access_log(render_access_log({
+                "$context.requestId": context.get("requestId") or str(uuid.uuid4()), "$context.apiId": "local",
+                "$context.identity.sourceIp": source_ip,
+                "$context.requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+                "$context.httpMethod": method, "$context.resourcePath": context.get("resourcePath"),
+                "$context.status": status, "$context.responseLength": len(payload),
+                "$context.responseLatency": round((time.monotonic() - started) * 1000),
+                "$context.integrationStatus": context.get("integrationStatus"),
+                "$context.error.responseType": context.get("error")}))
+        return status, out, payload
+
+    def _handle(self, method: str, raw_path: str, headers: list, body: bytes, source_ip: str):
         path = urlsplit(raw_path).path
         prefix = f"/{self.stage}"
         route = None
         if path == prefix or path.startswith(prefix + "/"):
             route = route_for(self.app, path[len(prefix):] or "/", method)
         if route is None:
-            return missing_route(next((value for name, value in headers if name.lower() == "origin"), None))
+            return (*missing_route(next((value for name, value in headers if name.lower() == "origin"), None)),
+                    {"error": "MISSING_AUTHENTICATION_TOKEN"})
         event = proxy_event(method=method, raw_path=raw_path, headers=headers, body=body, source_ip=source_ip,
                             stage=self.stage, resource=route[0], path_parameters=route[1],
                             binary_types=self.app.api.binary_types)
@@ -137,7 +157,9 @@ class ApiGateway:
         out += [(k, v) for k, v in (result.get("headers") or {}).items()]
         raw = result.get("body") or ""
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
-        return result["statusCode"], out, payload
+        context = {"requestId": event["requestContext"]["requestId"], "resourcePath": route[0],
+                   "integrationStatus": result["statusCode"]}
+        return result["statusCode"], out, payload, context
 
 
 def http_server(gateway: ApiGateway, port: int) -> ThreadingHTTPServer:
@@ -177,7 +199,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from app import app  # reads its settings from the environment, as the Lambda does at a cold start
 
-    server = http_server(ApiGateway(app, stage=args.stage), args.port)
+    # The access log goes to stderr with the app's own lines, as one more JSON line per request.
+    server = http_server(ApiGateway(app, stage=args.stage, access_log=lambda line: print(line, file=sys.stderr,
+                                                                                            flush=True)), args.port)
     print(f"API Gateway stand-in on http://127.0.0.1:{args.port}/{args.stage}", flush=True)
     try:
         server.serve_forever()

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from ops.package import APP_NAME, ROOT, PackageRefused, function_names, package, stage_config
 
+# Lambda keeps this much of the account's concurrency unreserved: reservations must leave it free.
+UNRESERVED_MINIMUM = 100
+
 REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 SECRET_PLACEHOLDER = "<hidden>"
@@ -61,7 +64,7 @@ def artifact_prefix(stage: str, version: str) -> str:
 
 
 def check_parameters(*, stage: str, region: str, bucket: str, alarm_email: str | None, throttle_rate: int,
-                     throttle_burst: int) -> None:
+                     throttle_burst: int, rollback: str | None = None) -> None:
     """Refuse a deploy whose parameters cannot be right, before anything is called."""
     problems = []
     try:
@@ -72,6 +75,9 @@ def check_parameters(*, stage: str, region: str, bucket: str, alarm_email: str |
         problems.append(f"--region {region!r} is not an AWS region name (e.g. eu-central-1)")
     if not BUCKET.match(bucket or ""):
         problems.append(f"--artifact-bucket {bucket!r} is not an S3 bucket name")
+    if not alarm_email and not rollback:
+        problems.append("--alarm-email is required: the alarms go to the topic it subscribes (a rollback keeps "
+                        "the stack's address)")
     if alarm_email:
         from email_validator import EmailNotValidError, validate_email
 
@@ -105,9 +111,31 @@ def check_build(build: Path, stage: str) -> dict:
     return manifest
 
 
-def deploy_steps(*, stage: str, region: str, template: str, parameters: list[str]) -> list[Step]:
+def reserved_concurrency(stage: str) -> int:
+    """The concurrency the stage's functions reserve, all together."""
+    functions = stage_config(stage).get("lambda_functions", {})
+    return sum(f.get("reserved_concurrency") or 0 for f in functions.values())
+
+
+def check_account_concurrency(output: str, stage: str) -> None:
+    """The account's concurrency quota must hold the stage's reservations plus the unreserved minimum, or
+    CloudFormation fails the functions mid-deploy (new accounts often have 10)."""
+    limit = json.loads(output)["AccountLimit"]["ConcurrentExecutions"]
+    needed = reserved_concurrency(stage) + UNRESERVED_MINIMUM
+    if limit < needed:
+        raise DeployError(
+            f"the account's Lambda concurrency quota is {limit}; the functions reserve {reserved_concurrency(stage)} "
+            f"and Lambda keeps {UNRESERVED_MINIMUM} unreserved, so it must be at least {needed}: ask for an increase "
+            "(Service Quotas, \"Lambda concurrent executions\") before deploying")
+
+
+def deploy_steps(*, stage: str, region: str, template: str, parameters: list[str], bucket: str,
+                 prefix: str) -> list[Step]:
+    # --s3-bucket: the CLI refuses a template over 51,200 bytes without it (ours is larger); it uploads the
+    # template there and hands CloudFormation the URL.
     command = ["aws", "cloudformation", "deploy", "--region", region, "--stack-name", stack_name(stage),
-               "--template-file", template, "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset"]
+               "--template-file", template, "--s3-bucket", bucket, "--s3-prefix", prefix,
+               "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset"]
     if parameters:
         command += ["--parameter-overrides", *parameters]
     return [
@@ -118,25 +146,42 @@ def deploy_steps(*, stage: str, region: str, template: str, parameters: list[str
     ]
 
 
+def invoke_step(name: str, function: str, region: str, response: Path, *, capture: str) -> Step:
+    """Invoke a function with `{}` and keep its answer in `response`; the step fails on a FunctionError."""
+    return Step(name, ["aws", "lambda", "invoke", "--region", region, "--function-name", function,
+                       "--cli-binary-format", "raw-in-base64-out", "--payload", "{}", str(response)],
+                capture=capture, check="function_error")
+
+
 def plan(*, stage: str, region: str, bucket: str, version: str, build: Path, alarm_email: str | None,
          throttle_rate: int, throttle_burst: int, rollback: str | None) -> list[Step]:
     """The AWS CLI commands of a deploy (or of a rollback to `rollback`), in order."""
     parameters = [f"ApiThrottleRate={throttle_rate}", f"ApiThrottleBurst={throttle_burst}"]
     if alarm_email:
         parameters.append(f"AlarmEmail={alarm_email}")
+    checks = [
+        Step("check the account's Lambda concurrency quota",
+             ["aws", "lambda", "get-account-settings", "--region", region, "--output", "json"],
+             capture="AccountSettings", check="concurrency"),
+        Step("check the artefact bucket exists", ["aws", "s3api", "head-bucket", "--region", region,
+                                                  "--bucket", bucket]),
+    ]
     if rollback:
         template = str(build / f"rollback-{rollback}.json")
+        prefix = artifact_prefix(stage, rollback)
         return [
+            *checks,
             Step("fetch the template deployed as " + rollback,
-                 ["aws", "s3", "cp", f"s3://{bucket}/{artifact_prefix(stage, rollback)}/packaged.json", template,
-                  "--region", region]),
+                 ["aws", "s3", "cp", f"s3://{bucket}/{prefix}/packaged.json", template, "--region", region]),
             # No parameter overrides: the stack keeps the alarm address and throttle it has.
-            *deploy_steps(stage=stage, region=region, template=template, parameters=[]),
+            *deploy_steps(stage=stage, region=region, template=template, parameters=[], bucket=bucket,
+                          prefix=prefix),
         ]
     packaged = str(build / "packaged.json")
     prefix = artifact_prefix(stage, version)
-    migrate_function = function_names(stage)["Migrate"]
+    names = function_names(stage)
     return [
+        *checks,
         Step("read Neon's direct connection string",
              ["aws", "ssm", "get-parameter", "--region", region, "--name", direct_database_parameter(stage),
               "--with-decryption", "--query", "Parameter.Value", "--output", "text"], capture="DirectDatabaseUrl"),
@@ -147,20 +192,23 @@ def plan(*, stage: str, region: str, bucket: str, version: str, build: Path, ala
               "--s3-bucket", bucket, "--s3-prefix", prefix, "--use-json", "--output-template-file", packaged]),
         Step("keep the template for rollbacks",
              ["aws", "s3", "cp", packaged, f"s3://{bucket}/{prefix}/packaged.json", "--region", region]),
-        *deploy_steps(stage=stage, region=region, template=packaged, parameters=parameters),
-        Step("check the deployed migrate function (fails on FunctionError)",
-             ["aws", "lambda", "invoke", "--region", region, "--function-name", migrate_function,
-              "--cli-binary-format", "raw-in-base64-out", "--payload", "{}", str(build / "migrate-response.json")],
-             capture="MigrateInvoke", check="function_error"),
+        *deploy_steps(stage=stage, region=region, template=packaged, parameters=parameters, bucket=bucket,
+                      prefix=prefix),
+        invoke_step("check the deployed migrate function (fails on FunctionError)", names["Migrate"], region,
+                    build / "migrate-response.json", capture="MigrateInvoke"),
+        # The first heartbeat arms the missed-sweep alarm (which stays quiet until it has seen one) and proves the
+        # sweep reaches the database and storage with its own, narrower permissions.
+        invoke_step("run the sweep once (fails on FunctionError)", names["ExpireAbandoned"], region,
+                    build / "sweep-response.json", capture="SweepInvoke"),
     ]
 
 
-def check_function_error(output: str, response_file: Path | None = None) -> None:
+def check_function_error(output: str, response_file: Path | None = None, function: str = "the migrate function") -> None:
     """`aws lambda invoke` exits 0 even when the function raised: its output's FunctionError says so."""
     result = json.loads(output)
     if result.get("FunctionError") or result.get("StatusCode") != 200:
         detail = response_file.read_text()[:2000] if response_file and response_file.exists() else ""
-        raise DeployError(f"the migrate function failed ({result.get('FunctionError')}): {detail}")
+        raise DeployError(f"{function} failed ({result.get('FunctionError')}): {detail}")
 
 
 def check_health(api_url: str, version: str | None, timeout: float = 15) -> dict:
@@ -176,7 +224,7 @@ def check_health(api_url: str, version: str | None, timeout: float = 15) -> dict
     return body
 
 
-def execute(steps: list[Step], *, build: Path) -> dict[str, str]:
+def execute(steps: list[Step], *, stage: str = "prod") -> dict[str, str]:
     """Run the plan, stopping at the first failure; secrets fetched by a step go only into the next's environment."""
     outputs: dict[str, str] = {}
     for step in steps:
@@ -188,8 +236,12 @@ def execute(steps: list[Step], *, build: Path) -> dict[str, str]:
             raise DeployError(f"step failed ({step.name}): exit {result.returncode}")
         if step.capture:
             outputs[step.capture] = result.stdout.strip()
+        if step.check == "concurrency":
+            check_account_concurrency(outputs[step.capture], stage)
         if step.check == "function_error":
-            check_function_error(outputs[step.capture], build / "migrate-response.json")
+            response = Path(step.argv[-1])
+            function = step.argv[step.argv.index("--function-name") + 1]
+            check_function_error(outputs[step.capture], response, function)
             print(outputs[step.capture])
     return outputs
 
@@ -211,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_parameters(stage=args.stage, region=args.region, bucket=args.artifact_bucket,
                          alarm_email=args.alarm_email, throttle_rate=args.throttle_rate,
-                         throttle_burst=args.throttle_burst)
+                         throttle_burst=args.throttle_burst, rollback=args.rollback)
         version = None
         if not args.rollback:
             package(args.stage, allowed_origins_override=args.allowed_origins, out=build)
@@ -230,9 +282,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"# {step.name}\n+ {step.shown()}")
             print("# check the health route names the version\n+ curl -fsS <ApiUrl>api/health")
             return 0
-        outputs = execute(steps, build=build)
+        outputs = execute(steps, stage=args.stage)
         body = check_health(outputs["ApiUrl"], version)
         print(f"deployed {args.rollback or version} to {outputs['ApiUrl']}: {json.dumps(body)}")
+        if args.alarm_email:
+            print(f"alarms go to {args.alarm_email} once the subscription is confirmed: on a first deploy, open the "
+                  "e-mail AWS sent there and confirm it (until then no alarm reaches anyone)")
         return 0
     except (DeployError, PackageRefused) as exc:
         print(f"deploy stopped: {exc}", file=sys.stderr)

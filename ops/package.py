@@ -25,7 +25,8 @@ AMAZON_LINUX_2_RUNTIMES = {"python3.8", "python3.9", "python3.10", "python3.11"}
 AL2_WARNING = (
     "{runtime} runs on Amazon Linux 2, whose end of life was 2026-06-30 (only critical patches since); Lambda "
     "deprecates {runtime} on 2027-06-30 (create blocked 2027-07-31, update 2027-08-31). Package with a 3.13 "
-    "interpreter for python3.13 on Amazon Linux 2023: PYTHON=python3.13 make package"
+    "interpreter for python3.13 on Amazon Linux 2023: install Python 3.13 (the Makefile finds it on PATH or "
+    "under pyenv), or name it: make clean && make package PYTHON=python3.13"
 )
 # Gateway responses are API Gateway's own errors (throttled, too large, unknown route, integration timeout).
 # They cannot match an origin list, so they reflect the caller's Origin: without credentials that exposes no
@@ -35,6 +36,38 @@ GATEWAY_CORS_HEADERS = {
     "gatewayresponse.header.Access-Control-Expose-Headers": "'Retry-After'",
     "gatewayresponse.header.Vary": "'Origin'",
 }
+
+
+# API Gateway's access log line, one JSON object. `status` is written bare (a number): CloudWatch Logs compares
+# `{ $.status = 429 }` as a number only against a JSON number. The other values may be "-" when empty (an
+# integration status for a request that never reached the function), so they stay quoted.
+ACCESS_LOG_FIELDS = (
+    ("requestId", "$context.requestId"), ("apiId", "$context.apiId"), ("ip", "$context.identity.sourceIp"),
+    ("requestTime", "$context.requestTime"), ("method", "$context.httpMethod"), ("route", "$context.resourcePath"),
+    ("status", "$context.status"), ("responseLength", "$context.responseLength"),
+    ("latencyMs", "$context.responseLatency"), ("integrationStatus", "$context.integrationStatus"),
+    ("error", "$context.error.responseType"),
+)
+NUMERIC_ACCESS_LOG_FIELDS = {"status"}
+ACCESS_LOG_FORMAT = "{" + ",".join(
+    f'"{name}":{value}' if name in NUMERIC_ACCESS_LOG_FIELDS else f'"{name}":"{value}"'
+    for name, value in ACCESS_LOG_FIELDS) + "}"
+
+
+def render_access_log(values: dict[str, str]) -> str:
+    """An access-log line as API Gateway writes one: each `$context` variable of the format replaced by its value
+    as text, as is ("-" when it has none). The local stand-in (devstack/apigw.py) writes its lines with it."""
+    line = ACCESS_LOG_FORMAT
+    for _, variable in sorted(ACCESS_LOG_FIELDS, key=lambda field: len(field[1]), reverse=True):
+        line = line.replace(variable, str(values.get(variable) or "-"))
+    return line
+
+
+# Counted from the access log: what API Gateway itself refused (its stage throttle: error type THROTTLED) and
+# every 429, whoever answered it (the stage's throttle or our per-client limits).
+ACCESS_LOG_METRICS = {"ThrottledRequests": '{ $.error = "THROTTLED" }', "Responses429": "{ $.status = 429 }"}
+# A rate alarm needs enough requests for its share to mean something: below this many in a period it stays OK.
+MIN_REQUESTS_FOR_RATE_ALARMS = 50
 
 
 class PackageRefused(RuntimeError):
@@ -124,6 +157,105 @@ def _alarm(name: str, description: str, **properties) -> dict:
     }
 
 
+def _rate_alarm(name: str, description: str, errors: dict, requests: dict, *, threshold: float) -> dict:
+    """errors/requests over 5 minutes above `threshold`, twice in a row, only when there were enough requests."""
+    def metric(ident: str, spec: dict) -> dict:
+        return {"Id": ident, "ReturnData": False,
+                "MetricStat": {"Metric": spec, "Period": 300, "Stat": "Sum"}}
+
+    alarm = _alarm(name, description, EvaluationPeriods=2, Threshold=threshold,
+                   ComparisonOperator="GreaterThanThreshold", Metrics=[
+                       metric("errors", errors), metric("requests", requests),
+                       {"Id": "rate", "ReturnData": True, "Label": "share of requests",
+                        "Expression": f"IF(requests >= {MIN_REQUESTS_FOR_RATE_ALARMS}, "
+                                      "FILL(errors, 0) / requests, 0)"}])
+    return alarm
+
+
+def dashboard(stage: str, names: dict[str, str], api_dimensions: list[dict]) -> dict:
+    """The stage at a glance: traffic, errors, latency, refusals, confirms, the sweep, concurrency.
+
+    Written for `Fn::Sub` (`${AWS::Region}`, `${RestAPI}`); the log widgets query the access log."""
+    region = "${AWS::Region}"
+    api = [item for d in api_dimensions for item in (d["Name"], d["Value"])]
+    access_log = f"/aws/apigateway/{APP_NAME}-{stage}-access"
+
+    def graph(title: str, metrics: list, x: int, y: int, stat: str = "Sum", period: int = 300) -> dict:
+        return {"type": "metric", "x": x, "y": y, "width": 8, "height": 6, "properties": {
+            "title": title, "region": region, "stat": stat, "period": period, "view": "timeSeries",
+            "metrics": metrics}}
+
+    def logs(title: str, query: str, x: int, y: int) -> dict:
+        return {"type": "log", "x": x, "y": y, "width": 8, "height": 6, "properties": {
+            "title": title, "region": region, "view": "table",
+            "query": f"SOURCE '{access_log}' | {query}"}}
+
+    return {"widgets": [
+        graph("Requests", [["AWS/ApiGateway", "Count", *api]], 0, 0),
+        logs("4xx by status", "filter status >= 400 and status < 500 | stats count(*) as requests by status "
+                              "| sort status", 8, 0),
+        graph("5xx", [["AWS/ApiGateway", "5XXError", *api]], 16, 0),
+        graph("Latency p50 / p99 (ms)", [["AWS/ApiGateway", "Latency", *api, {"stat": "p50"}],
+                                         ["AWS/ApiGateway", "Latency", *api, {"stat": "p99"}]], 0, 6),
+        graph("429s (all) and stage throttling", [
+            [METRICS_NAMESPACE, "Responses429", "ApiId", "${RestAPI}"],
+            [METRICS_NAMESPACE, "ThrottledRequests", "ApiId", "${RestAPI}"]], 8, 6),
+        logs("Confirms by status", "filter route = '/api/upload/{upload_id}/confirm' and method = 'POST' "
+                                   "| stats count(*) as confirms by status | sort status", 16, 6),
+        graph("Sweep results (hourly)", [
+            [METRICS_NAMESPACE, name, "Stage", stage] for name in
+            ("UploadsExpired", "ObjectsDeleted", "EmailsCleared", "SweepHeartbeat")], 0, 12, period=3600),
+        graph("Concurrency (max)", [["AWS/Lambda", "ConcurrentExecutions", "FunctionName", name]
+                                    for name in names.values()], 8, 12, stat="Maximum", period=60),
+        graph("Function errors and throttles", [
+            ["AWS/Lambda", metric, "FunctionName", name] for name in names.values()
+            for metric in ("Errors", "Throttles")], 16, 12),
+    ]}
+
+
+# What each function's role may read from SSM: exactly the parameters its environment names. The API never
+# names the direct (owner-capable) database URL; migrate names only it; the sweep has no analytics key.
+FUNCTION_SECRETS = {
+    "APIHandler": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
+                   "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key",
+                   "POSTHOG_API_KEY": "posthog-api-key"},
+    "ExpireAbandoned": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
+                        "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key"},
+    "Migrate": {"DATABASE_URL": "database-url-direct"},
+}
+
+
+def scope_function_access(template: dict, stage: str) -> None:
+    """Each function's role: write to its own log group, read the SSM parameters its own environment names.
+
+    The stage's environment (from .chalice/config.json) names every secret; each function keeps only the
+    references it uses, pointed at its own parameters. Settings still wants the storage settings present in the
+    migrate function, so its R2 references stay as names it never reads (migrate resolves DATABASE_URL alone).
+    """
+    resources = template["Resources"]
+    for logical_id, secrets in FUNCTION_SECRETS.items():
+        function = resources[logical_id]["Properties"]
+        variables = function["Environment"]["Variables"]
+        for name in ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY",
+                     "POSTHOG_API_KEY"):
+            if name in secrets:
+                variables[f"{name}_SSM_PARAMETER"] = f"/3d-ultra/{stage}/{secrets[name]}"
+            elif name == "POSTHOG_API_KEY":
+                variables.pop(f"{name}_SSM_PARAMETER", None)
+        readable = sorted(set(secrets.values()))
+        role = resources[function["Role"]["Fn::GetAtt"][0]]["Properties"]
+        role["Policies"] = [policy for policy in role["Policies"]
+                            if policy["PolicyName"] != f"{function['Role']['Fn::GetAtt'][0]}Policy"]
+        role["Policies"].insert(0, {"PolicyName": "OwnLogsAndSecrets", "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [
+                {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                 "Resource": {"Fn::GetAtt": [f"{logical_id}LogGroup", "Arn"]}},
+                {"Sid": "OwnSecrets", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": [
+                    {"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter"
+                                f"/3d-ultra/{stage}/{name}"} for name in readable]},
+            ]}})
+
+
 def add_operations(template: dict, stage: str, config: dict) -> dict:
     """Merge the operations resources into Chalice's SAM template (in place; also returned)."""
     resources = template["Resources"]
@@ -144,6 +276,8 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
         "ApiThrottleBurst": {"Type": "Number", "Default": 100, "MinValue": 1,
                              "Description": "Requests the API stage accepts in a burst"},
     }
+    # Without OpenApiVersion, SAM adds a second stage named "Stage" (no throttling, no access log, no alarms).
+    template["Globals"] = {"Api": {"OpenApiVersion": "2.0"}}
     template["Conditions"] = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}}
 
     for logical_id, name in names.items():
@@ -154,7 +288,9 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
             function["ReservedConcurrentExecutions"] = reserved[logical_id]
         resources[f"{logical_id}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
-            "DeletionPolicy": "Retain",
+            # Kept when the stack is deleted, but removed when its own first create rolls back: a retained group
+            # would make the retried create fail with "already exists".
+            "DeletionPolicy": "RetainExceptOnCreate",
             "UpdateReplacePolicy": "Retain",
             "Properties": {"LogGroupName": f"/aws/lambda/{name}", "RetentionInDays": LOG_RETENTION_DAYS},
         }
@@ -183,21 +319,13 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
         "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
         "MetricsEnabled": True,
     }]
-    api["AccessLogSetting"] = {
-        "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
-        "Format": json.dumps({
-            "requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
-            "requestTime": "$context.requestTime", "method": "$context.httpMethod",
-            "route": "$context.resourcePath", "status": "$context.status",
-            "responseLength": "$context.responseLength", "latencyMs": "$context.responseLatency",
-            "integrationStatus": "$context.integrationStatus", "error": "$context.error.responseType",
-        }, separators=(",", ":")),
-    }
+    api["AccessLogSetting"] = {"DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
+                               "Format": ACCESS_LOG_FORMAT}
     # Access logs need API Gateway's account-wide CloudWatch role (one per account and region).
     resources["RestAPI"]["DependsOn"] = ["ApiGatewayAccount"]
     resources["ApiAccessLogGroup"] = {
         "Type": "AWS::Logs::LogGroup",
-        "DeletionPolicy": "Retain",
+        "DeletionPolicy": "RetainExceptOnCreate",
         "UpdateReplacePolicy": "Retain",
         "Properties": {"LogGroupName": f"/aws/apigateway/{api_name}-access", "RetentionInDays": LOG_RETENTION_DAYS},
     }
@@ -231,11 +359,24 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
     api_dimensions = [{"Name": "ApiName", "Value": api_name}, {"Name": "Stage", "Value": config.get(
         "api_gateway_stage", "api")}]
     api_limit = reserved["APIHandler"]
+    for metric, pattern in ACCESS_LOG_METRICS.items():
+        resources[f"{metric}MetricFilter"] = {
+            "Type": "AWS::Logs::MetricFilter",
+            "Properties": {
+                "LogGroupName": {"Ref": "ApiAccessLogGroup"},
+                "FilterPattern": pattern,
+                "MetricTransformations": [{"MetricNamespace": METRICS_NAMESPACE, "MetricName": metric,
+                                           "MetricValue": "1", "Unit": "Count",
+                                           "Dimensions": [{"Key": "ApiId", "Value": "$.apiId"}]}],
+            },
+        }
     resources.update({
-        "Api5xxRateAlarm": _alarm(
-            f"{api_name}-api-5xx-rate", "More than 5% of API requests answered 5XX over 5 minutes, twice in a row",
-            Namespace="AWS/ApiGateway", MetricName="5XXError", Dimensions=api_dimensions, Statistic="Average",
-            Period=300, EvaluationPeriods=2, Threshold=0.05, ComparisonOperator="GreaterThanThreshold"),
+        "Api5xxRateAlarm": _rate_alarm(
+            f"{api_name}-api-5xx-rate", "More than 5% of API requests answered 5XX over 5 minutes, twice in a row "
+            f"(with at least {MIN_REQUESTS_FOR_RATE_ALARMS} requests in each 5 minutes)",
+            {"Namespace": "AWS/ApiGateway", "MetricName": "5XXError", "Dimensions": api_dimensions},
+            {"Namespace": "AWS/ApiGateway", "MetricName": "Count", "Dimensions": api_dimensions},
+            threshold=0.05),
         "ApiLatencyP99Alarm": _alarm(
             f"{api_name}-api-latency-p99", "p99 API latency above 3 s for 15 minutes",
             Namespace="AWS/ApiGateway", MetricName="Latency", Dimensions=api_dimensions, ExtendedStatistic="p99",
@@ -255,22 +396,42 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
             Namespace="AWS/Lambda", MetricName="Throttles", Dimensions=[{"Name": "FunctionName", "Value": names[
                 "APIHandler"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
             ComparisonOperator="GreaterThanOrEqualToThreshold"),
-        "ApiGatewayThrottlesAlarm": _alarm(
-            f"{api_name}-stage-throttles", "The API stage answered many 4XX (stage throttling answers 429)",
-            Namespace="AWS/ApiGateway", MetricName="4XXError", Dimensions=api_dimensions, Statistic="Average",
-            Period=300, EvaluationPeriods=2, Threshold=0.25, ComparisonOperator="GreaterThanThreshold"),
+        "ApiGatewayThrottlesAlarm": _rate_alarm(
+            f"{api_name}-stage-throttles", "API Gateway's stage throttle refused more than 5% of requests (THROTTLED "
+            "in the access log) over 5 minutes, twice in a row: raise ApiThrottleRate/ApiThrottleBurst or find the "
+            "caller",
+            {"Namespace": METRICS_NAMESPACE, "MetricName": "ThrottledRequests",
+             "Dimensions": [{"Name": "ApiId", "Value": {"Ref": "RestAPI"}}]},
+            {"Namespace": "AWS/ApiGateway", "MetricName": "Count", "Dimensions": api_dimensions},
+            threshold=0.05),
         "ExpireAbandonedErrorsAlarm": _alarm(
             f"{api_name}-sweep-errors", "The hourly sweep failed",
             Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
                 "ExpireAbandoned"]}], Statistic="Sum", Period=3600, EvaluationPeriods=1, Threshold=1,
             ComparisonOperator="GreaterThanOrEqualToThreshold"),
+        "ExpireAbandonedDeliveryAlarm": _alarm(
+            f"{api_name}-sweep-failure-undelivered", "A failed sweep could not be delivered to the alarm topic "
+            "(DestinationDeliveryFailures)",
+            Namespace="AWS/Lambda", MetricName="DestinationDeliveryFailures", Dimensions=[
+                {"Name": "FunctionName", "Value": names["ExpireAbandoned"]}], Statistic="Sum", Period=300,
+            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold"),
+        "MigrateErrorsAlarm": _alarm(
+            f"{api_name}-migrate-errors", "The migrate function failed (a deploy's check, or a manual run)",
+            Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
+                "Migrate"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold"),
     })
-    # No heartbeat for two hours means the sweep did not finish: missing data is the alarm here.
+    # A missed sweep leaves no data at all, so "missing" is the signal here. A new alarm starts in
+    # INSUFFICIENT_DATA and, with missing data left as missing, stays there quietly until the first heartbeat
+    # (the deploy runs the sweep once), so a fresh stack raises nothing; once armed (OK), two hours without a
+    # heartbeat move it to INSUFFICIENT_DATA, which notifies the topic.
     heartbeat = _alarm(
-        f"{api_name}-sweep-missed", "No sweep heartbeat for 2 hours (the hourly sweep did not complete)",
+        f"{api_name}-sweep-missed", "No sweep heartbeat for 2 hours (the hourly sweep did not complete); "
+        "INSUFFICIENT_DATA after OK means the heartbeats stopped",
         Namespace=METRICS_NAMESPACE, MetricName="SweepHeartbeat", Dimensions=[{"Name": "Stage", "Value": stage}],
         Statistic="Sum", Period=3600, EvaluationPeriods=2, Threshold=1, ComparisonOperator="LessThanThreshold")
-    heartbeat["Properties"]["TreatMissingData"] = "breaching"
+    heartbeat["Properties"]["TreatMissingData"] = "missing"
+    heartbeat["Properties"]["InsufficientDataActions"] = [{"Ref": "AlarmTopic"}]
     resources["SweepHeartbeatAlarm"] = heartbeat
     if api_limit:
         resources["ApiConcurrencyAlarm"] = _alarm(
@@ -279,6 +440,12 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
                                                                                    "Value": names["APIHandler"]}],
             Statistic="Maximum", Period=60, EvaluationPeriods=5, DatapointsToAlarm=3,
             Threshold=max(1, int(api_limit * 0.8)), ComparisonOperator="GreaterThanOrEqualToThreshold")
+    resources["Dashboard"] = {
+        "Type": "AWS::CloudWatch::Dashboard",
+        "Properties": {"DashboardName": api_name,
+                       "DashboardBody": {"Fn::Sub": json.dumps(dashboard(stage, names, api_dimensions))}},
+    }
+    scope_function_access(template, stage)
 
     outputs["ApiUrl"] = {"Description": "Base URL of the API (routes start with /api/)",
                          "Value": outputs.pop("EndpointURL")["Value"]}

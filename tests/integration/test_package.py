@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ops.package import ROOT, deployed_version, function_names, stage_config
+from ops.package import ACCESS_LOG_FORMAT, ROOT, deployed_version, function_names, stage_config
 
 REAL_ORIGIN = "https://app.3d-ultra.com"
 
@@ -49,6 +49,9 @@ def test_every_function_has_a_fixed_name_and_a_log_group_with_retention(template
         group = groups[function["LoggingConfig"]["LogGroup"]["Ref"]]
         assert group == {"LogGroupName": f"/aws/lambda/{function['FunctionName']}", "RetentionInDays": 30}
     assert groups["ApiAccessLogGroup"]["RetentionInDays"] == 30
+    # Kept when the stack is deleted, removed when the first create rolls back (so a retry can create them).
+    assert {name: (template["Resources"][name]["DeletionPolicy"], template["Resources"][name]["UpdateReplacePolicy"])
+            for name in groups} == {name: ("RetainExceptOnCreate", "Retain") for name in groups}
 
 
 def test_each_function_reserves_its_own_concurrency(template):
@@ -69,7 +72,31 @@ def test_the_api_stage_is_throttled_and_writes_access_logs(template):
     assert template["Parameters"]["ApiThrottleRate"]["Default"] == 50
     assert template["Parameters"]["ApiThrottleBurst"]["Default"] == 100
     assert api["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
-    assert {"requestId", "status", "latencyMs", "error"} <= set(json.loads(api["AccessLogSetting"]["Format"]))
+    # The status is a bare number in the line (the other values may be "-", so they stay strings).
+    assert api["AccessLogSetting"]["Format"] == ACCESS_LOG_FORMAT
+    assert '"status":$context.status,' in ACCESS_LOG_FORMAT and '"error":"$context.error.responseType"' in (
+        ACCESS_LOG_FORMAT)
+
+
+def test_sam_expands_the_template_into_exactly_one_api_stage(template, monkeypatch):
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    packaged = json.loads(json.dumps(template))
+    for resource in packaged["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://3d-ultra-artifacts/code.zip"  # what `cloudformation package` does
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # SAM names ARNs with it; nothing is called
+    expanded = transform(packaged, {}, NoManagedPolicies())["Resources"]
+
+    stages = [r["Properties"]["StageName"] for r in expanded.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    stages += [r["Properties"]["StageName"] for r in expanded.values()
+               if r["Type"] == "AWS::ApiGateway::Deployment" and "StageName" in r["Properties"]]
+    assert stages == ["api"]
+    assert template["Globals"] == {"Api": {"OpenApiVersion": "2.0"}}
 
 
 def test_gateway_errors_carry_cors_headers_and_the_api_error_shape(template):
@@ -88,25 +115,110 @@ def test_gateway_errors_carry_cors_headers_and_the_api_error_shape(template):
     assert json.loads(throttled["responseTemplates"]["application/json"])["error"]["code"] == "RATE_LIMITED"
 
 
-def test_alarms_watch_errors_latency_throttles_concurrency_and_the_sweep(template):
-    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
-    watched = {(a["Namespace"], a["MetricName"], tuple(d["Value"] for d in a["Dimensions"])) for a in alarms.values()}
+def watched(alarm):
+    """(namespace, metric, dimension values) of each metric an alarm reads."""
+    specs = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m] or [alarm]
+    return {(m["Namespace"], m["MetricName"], tuple(json.dumps(d["Value"]) if isinstance(d["Value"], dict)
+                                                    else d["Value"] for d in m["Dimensions"])) for m in specs}
 
-    api, sweep = "three-d-ultra-upload-prod", "three-d-ultra-upload-prod-expire-abandoned"
-    assert watched >= {
+
+def test_alarms_watch_errors_latency_throttling_concurrency_the_sweep_and_migrate(template):
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    metrics = set().union(*(watched(a) for a in alarms.values()))
+
+    api, sweep, migrate = ("three-d-ultra-upload-prod", "three-d-ultra-upload-prod-expire-abandoned",
+                           "three-d-ultra-upload-prod-migrate")
+    assert metrics >= {
         ("AWS/ApiGateway", "5XXError", (api, "api")),
+        ("AWS/ApiGateway", "Count", (api, "api")),
         ("AWS/ApiGateway", "Latency", (api, "api")),
+        ("3DUltra/Upload", "ThrottledRequests", ('{"Ref": "RestAPI"}',)),
         ("AWS/Lambda", "Throttles", (api,)),
         ("AWS/Lambda", "ConcurrentExecutions", (api,)),
         ("AWS/Lambda", "Errors", (sweep,)),
+        ("AWS/Lambda", "DestinationDeliveryFailures", (sweep,)),
+        ("AWS/Lambda", "Errors", (migrate,)),
         ("3DUltra/Upload", "SweepHeartbeat", ("prod",)),
         ("3DUltra/Upload", "UnhandledErrors", ("prod",)),
         ("AWS/Lambda", "Errors", (api,)),
     }
+    assert not any(name == "4XXError" for _, name, _ in metrics)
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
     assert alarms["ApiLatencyP99Alarm"]["ExtendedStatistic"] == "p99"
-    assert alarms["SweepHeartbeatAlarm"]["TreatMissingData"] == "breaching"
     assert alarms["ApiConcurrencyAlarm"]["Threshold"] == 16  # 80% of the API's reserved 20
+
+
+@pytest.mark.parametrize("alarm", ["Api5xxRateAlarm", "ApiGatewayThrottlesAlarm"])
+def test_rate_alarms_stay_quiet_below_a_minimum_request_count(template, alarm):
+    properties = template["Resources"][alarm]["Properties"]
+    [expression] = [m for m in properties["Metrics"] if m["ReturnData"]]
+
+    assert expression["Expression"] == "IF(requests >= 50, FILL(errors, 0) / requests, 0)"
+    assert (properties["Threshold"], properties["ComparisonOperator"], properties["EvaluationPeriods"]) == (
+        0.05, "GreaterThanThreshold", 2)
+    assert {m["Id"]: m["MetricStat"]["Stat"] for m in properties["Metrics"] if "MetricStat" in m} == {
+        "errors": "Sum", "requests": "Sum"}
+
+
+def test_throttling_is_counted_from_the_access_log_not_from_every_4xx(template):
+    filters = resources_of(template, "AWS::Logs::MetricFilter")
+
+    assert {name: (f["FilterPattern"], f["MetricTransformations"][0]["MetricName"]) for name, f in filters.items()} == {
+        "ThrottledRequestsMetricFilter": ('{ $.error = "THROTTLED" }', "ThrottledRequests"),
+        "Responses429MetricFilter": ("{ $.status = 429 }", "Responses429")}
+    assert all(f["LogGroupName"] == {"Ref": "ApiAccessLogGroup"} for f in filters.values())
+    assert all(f["MetricTransformations"][0]["Dimensions"] == [{"Key": "ApiId", "Value": "$.apiId"}]
+               for f in filters.values())
+
+
+def test_the_missed_sweep_alarm_cannot_fire_on_a_fresh_stack_but_reports_heartbeats_that_stop(template):
+    heartbeat = template["Resources"]["SweepHeartbeatAlarm"]["Properties"]
+
+    # A new alarm starts in INSUFFICIENT_DATA; missing data left missing keeps it there (no transition, no
+    # message) until the deploy's own sweep run arms it; heartbeats that stop move it back, which notifies.
+    assert heartbeat["TreatMissingData"] == "missing"
+    assert heartbeat["InsufficientDataActions"] == [{"Ref": "AlarmTopic"}]
+    assert (heartbeat["Period"], heartbeat["EvaluationPeriods"]) == (3600, 2)
+
+
+def test_the_dashboard_shows_traffic_errors_latency_refusals_confirms_the_sweep_and_concurrency(template):
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body)["widgets"]
+
+    assert [w["properties"]["title"] for w in widgets] == [
+        "Requests", "4xx by status", "5xx", "Latency p50 / p99 (ms)", "429s (all) and stage throttling",
+        "Confirms by status", "Sweep results (hourly)", "Concurrency (max)", "Function errors and throttles"]
+    assert "SOURCE '/aws/apigateway/three-d-ultra-upload-prod-access'" in widgets[1]["properties"]["query"]
+    assert [m[-1] for m in widgets[3]["properties"]["metrics"]] == [{"stat": "p50"}, {"stat": "p99"}]
+
+
+def test_each_function_reads_only_its_own_parameters_and_writes_only_its_own_log_group(template):
+    resources = template["Resources"]
+    grants = {}
+    for logical_id in ("APIHandler", "Migrate", "ExpireAbandoned"):
+        function = resources[logical_id]["Properties"]
+        role = resources[function["Role"]["Fn::GetAtt"][0]]["Properties"]
+        statements = [st for p in role["Policies"] for st in p["PolicyDocument"]["Statement"]]
+        actions = {a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+        [logs] = [st for st in statements if st.get("Sid") == "OwnLogGroup"]
+        [ssm] = [st for st in statements if st.get("Sid") == "OwnSecrets"]
+        grants[logical_id] = sorted(r["Fn::Sub"].rsplit("/", 1)[1] for r in ssm["Resource"])
+        named = sorted(v.rsplit("/", 1)[1] for k, v in function["Environment"]["Variables"].items()
+                       if k.endswith("_SSM_PARAMETER"))
+        assert logs["Resource"] == {"Fn::GetAtt": [f"{logical_id}LogGroup", "Arn"]}
+        assert "logs:CreateLogGroup" not in actions and not any("*" in a for a in actions)
+        # The function's environment names its parameters; the role reads those and no others.
+        if logical_id != "Migrate":
+            assert named == grants[logical_id]
+
+    assert grants == {
+        "APIHandler": ["database-url", "posthog-api-key", "r2-access-key-id", "r2-endpoint-url",
+                       "r2-secret-access-key"],
+        "ExpireAbandoned": ["database-url", "r2-access-key-id", "r2-endpoint-url", "r2-secret-access-key"],
+        "Migrate": ["database-url-direct"],
+    }
+    migrate_variables = resources["Migrate"]["Properties"]["Environment"]["Variables"]
+    assert migrate_variables["DATABASE_URL_SSM_PARAMETER"] == "/3d-ultra/prod/database-url-direct"
 
 
 def test_a_failed_sweep_lands_on_the_alarm_topic(template):
@@ -145,6 +257,8 @@ def test_the_dry_run_prints_the_exact_aws_calls_in_order(deploy_dry_run):
     commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ") and "aws " in line
                 or line.startswith("+ DATABASE_URL")]
     assert commands == [
+        "aws lambda get-account-settings --region eu-central-1 --output json",
+        "aws s3api head-bucket --region eu-central-1 --bucket 3d-ultra-artifacts",
         "aws ssm get-parameter --region eu-central-1 --name /3d-ultra/prod/database-url-direct --with-decryption"
         " --query Parameter.Value --output text",
         f"DATABASE_URL=<DirectDatabaseUrl> {sys.executable} -m chalicelib.migrate",
@@ -152,12 +266,15 @@ def test_the_dry_run_prints_the_exact_aws_calls_in_order(deploy_dry_run):
         f" --s3-bucket 3d-ultra-artifacts --s3-prefix {prefix} --use-json --output-template-file {build}/packaged.json",
         f"aws s3 cp {build}/packaged.json s3://3d-ultra-artifacts/{prefix}/packaged.json --region eu-central-1",
         f"aws cloudformation deploy --region eu-central-1 --stack-name three-d-ultra-upload-prod"
-        f" --template-file {build}/packaged.json --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset"
+        f" --template-file {build}/packaged.json --s3-bucket 3d-ultra-artifacts --s3-prefix {prefix}"
+        " --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset"
         " --parameter-overrides ApiThrottleRate=50 ApiThrottleBurst=100 AlarmEmail=oncall@3d-ultra.com",
         "aws cloudformation describe-stacks --region eu-central-1 --stack-name three-d-ultra-upload-prod"
         " --query 'Stacks[0].Outputs[?OutputKey==`ApiUrl`].OutputValue' --output text",
         f"aws lambda invoke --region eu-central-1 --function-name {function_names('prod')['Migrate']}"
         f" --cli-binary-format raw-in-base64-out --payload '{{}}' {build}/migrate-response.json",
+        f"aws lambda invoke --region eu-central-1 --function-name {function_names('prod')['ExpireAbandoned']}"
+        f" --cli-binary-format raw-in-base64-out --payload '{{}}' {build}/sweep-response.json",
     ]
     assert result.stdout.index("chalicelib.migrate") < result.stdout.index("cloudformation deploy")
 
@@ -168,11 +285,12 @@ def test_a_rollback_redeploys_a_kept_template_without_migrating(tmp_path):
 
     assert result.returncode == 0, result.stderr
     commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ aws ")]
-    assert commands[:2] == [
+    assert commands[2:4] == [
         f"aws s3 cp s3://3d-ultra-artifacts/three-d-ultra-upload/prod/v1.4.0/packaged.json"
         f" {tmp_path}/rollback-v1.4.0.json --region eu-central-1",
         f"aws cloudformation deploy --region eu-central-1 --stack-name three-d-ultra-upload-prod"
-        f" --template-file {tmp_path}/rollback-v1.4.0.json --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset",
+        f" --template-file {tmp_path}/rollback-v1.4.0.json --s3-bucket 3d-ultra-artifacts"
+        " --s3-prefix three-d-ultra-upload/prod/v1.4.0 --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset",
     ]
     assert "migrate" not in result.stdout.replace("migrate-response", "")
 
@@ -184,6 +302,7 @@ def test_a_deploy_with_bad_parameters_stops_before_packaging(tmp_path):
     assert result.returncode == 2
     assert "--region 'Frankfurt' is not an AWS region name" in result.stderr
     assert "--artifact-bucket 'No_Such Bucket' is not an S3 bucket name" in result.stderr
+    assert "--alarm-email is required" in result.stderr
     assert not (tmp_path / "sam.json").exists()
 
 
@@ -191,7 +310,8 @@ def test_a_deploy_with_bad_parameters_stops_before_packaging(tmp_path):
                                      f"{REAL_ORIGIN},http://127.0.0.1:8000"])
 def test_packaging_prod_with_placeholder_or_local_origins_is_refused(tmp_path, origins):
     result = run("-m", "ops.deploy", "--region", "eu-central-1", "--artifact-bucket", "3d-ultra-artifacts",
-                 "--allowed-origins", origins, "--build-dir", str(tmp_path), "--dry-run")
+                 "--alarm-email", "oncall@3d-ultra.com", "--allowed-origins", origins, "--build-dir", str(tmp_path),
+                 "--dry-run")
 
     assert result.returncode == 2
     assert "deploy stopped: stage prod allows placeholder or local origin(s)" in result.stderr

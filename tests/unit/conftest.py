@@ -1,11 +1,14 @@
 """Fixtures of the route tests: the app in-process through Chalice's test client, on in-memory dependencies."""
 
+import io
+import json
 import logging
 
 import pytest
 from chalice.test import Client
 
 import app as app_module
+from chalicelib import logs
 from tests.unit.fakes import FakeDeps
 
 
@@ -33,3 +36,18 @@ def service_logs(caplog):
         yield caplog
     finally:
         logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def json_lines():
+    """The lines the service's JSON log handler writes (as Lambda ships them), parsed; call it to read them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    handler.addFilter(logs.ContextFilter())
+    logger = logging.getLogger("chalicelib")
+    logger.addHandler(handler)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        logger.removeHandler(handler)

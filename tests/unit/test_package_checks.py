@@ -36,7 +36,7 @@ def test_an_amazon_linux_2_runtime_is_warned_about_with_its_dates(runtime, warne
     assert bool(warnings) is warned
     if warned:
         assert "2026-06-30" in warnings[0] and "2027-06-30" in warnings[0]
-        assert "PYTHON=python3.13 make package" in warnings[0]
+        assert "make package PYTHON=python3.13" in warnings[0]
 
 
 def test_a_migrate_invocation_that_raised_stops_the_deploy_although_the_cli_exited_0():
