@@ -214,13 +214,15 @@ def dashboard(stage: str, names: dict[str, str], api_dimensions: list[dict]) -> 
 
 
 # What each function's role may read from SSM: exactly the parameters its environment names. The API never
-# names the direct (owner-capable) database URL; migrate names only it; the sweep has no analytics key.
+# names the direct (owner-capable) database URL; migrate names only it; the sweep has no analytics key. The
+# sweep computes no digest, but its settings are checked whole at start-up, the digest secret's length included.
 FUNCTION_SECRETS = {
     "APIHandler": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
                    "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key",
-                   "POSTHOG_API_KEY": "posthog-api-key"},
+                   "POSTHOG_API_KEY": "posthog-api-key", "DIGEST_SECRET": "digest-secret"},
     "ExpireAbandoned": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
-                        "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key"},
+                        "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key",
+                        "DIGEST_SECRET": "digest-secret"},
     "Migrate": {"DATABASE_URL": "database-url-direct"},
 }
 
@@ -237,7 +239,7 @@ def scope_function_access(template: dict, stage: str) -> None:
         function = resources[logical_id]["Properties"]
         variables = function["Environment"]["Variables"]
         for name in ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY",
-                     "POSTHOG_API_KEY"):
+                     "POSTHOG_API_KEY", "DIGEST_SECRET"):
             if name in secrets:
                 variables[f"{name}_SSM_PARAMETER"] = f"/3d-ultra/{stage}/{secrets[name]}"
             elif name == "POSTHOG_API_KEY":

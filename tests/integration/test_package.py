@@ -212,9 +212,10 @@ def test_each_function_reads_only_its_own_parameters_and_writes_only_its_own_log
             assert named == grants[logical_id]
 
     assert grants == {
-        "APIHandler": ["database-url", "posthog-api-key", "r2-access-key-id", "r2-endpoint-url",
+        "APIHandler": ["database-url", "digest-secret", "posthog-api-key", "r2-access-key-id", "r2-endpoint-url",
                        "r2-secret-access-key"],
-        "ExpireAbandoned": ["database-url", "r2-access-key-id", "r2-endpoint-url", "r2-secret-access-key"],
+        "ExpireAbandoned": ["database-url", "digest-secret", "r2-access-key-id", "r2-endpoint-url",
+                            "r2-secret-access-key"],
         "Migrate": ["database-url-direct"],
     }
     migrate_variables = resources["Migrate"]["Properties"]["Environment"]["Variables"]
