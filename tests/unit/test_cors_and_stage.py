@@ -93,14 +93,24 @@ def test_the_proxy_event_keeps_the_stage_out_of_path_and_resource_and_in_the_req
         "{}", False, {"x": ["1"]})
 
 
-@pytest.mark.parametrize("path", ["/api/api/upload", "/api/api/upload/abc/confirm", "/api/api/upload/abc",
-                                  "/api/api/health", "/api/openapi.json"])
+@pytest.mark.parametrize("path", ["/api/api/upload", "/api/api/upload/limits", "/api/api/upload/abc/confirm",
+                                  "/api/api/upload/abc", "/api/api/health", "/api/openapi.json"])
 def test_every_api_route_answers_its_preflight_in_the_function(gateway, path):
     status, headers, _ = call(gateway, "OPTIONS", path, {"Origin": ALLOWED[0],
                                                          "Access-Control-Request-Method": "POST"})
 
     assert status == 204 and headers["Access-Control-Allow-Origin"] == ALLOWED[0]
     assert headers["Access-Control-Max-Age"] == "7200"
+
+
+def test_under_the_stage_prefix_the_limits_route_wins_over_the_upload_id_route(gateway, deps):
+    deps.uploads.down = True  # the status route would answer 503 (or 401 without a token)
+
+    status, headers, body = call(gateway, "GET", "/api/api/upload/limits", {"Origin": ALLOWED[0]})
+
+    assert (status, json.loads(body)) == (200, {"maxUploadBytes": deps.settings.max_upload_bytes,
+                                                "fileTypes": ["image/jpeg", "image/png", "image/webp", "image/heic"]})
+    assert (headers["Cache-Control"], headers["Access-Control-Allow-Origin"]) == ("public, max-age=3600", ALLOWED[0])
 
 
 def test_an_error_response_carries_the_cors_headers_of_an_allowed_origin(gateway):
