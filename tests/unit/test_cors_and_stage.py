@@ -137,7 +137,7 @@ def test_the_served_pages_under_the_stage_prefix_load_everything_from_it(gateway
 
     assert status == 200
     assert '<meta name="3d-ultra-api-base" content="/api">' in html
-    assert 'src="/api/static/processing.js"' in html and 'href="/api/static/styles.css"' in html
+    assert 'src="/api/static/processing-page.js"' in html and 'href="/api/static/styles.css"' in html
     assert '<a id="start-over" href="/api/"' in html
     assert "connect-src 'self' https://acct.r2.cloudflarestorage.com;" in headers["Content-Security-Policy"]
 
@@ -149,7 +149,7 @@ def test_the_served_page_at_the_root_of_a_custom_domain_has_no_prefix(gateway):
     event["requestContext"]["path"] = "/"
     html = app_module.app(event, LambdaContext("upload"))["body"]
 
-    assert '<meta name="3d-ultra-api-base" content="">' in html and 'src="/static/index.js"' in html
+    assert '<meta name="3d-ultra-api-base" content="">' in html and 'src="/static/upload-page.js"' in html
 
 
 def test_the_page_csp_uses_the_resolved_storage_endpoint_not_the_unresolved_setting(gateway, deps):
@@ -191,7 +191,7 @@ class UnresolvableDeps(FakeDeps):
 @pytest.mark.parametrize("method, path", [("GET", "/api/api/health"), ("POST", "/api/api/upload"),
                                           ("GET", "/api/api/upload/abcdefghijklmnopqrstuvwx"),
                                           ("POST", "/api/api/upload/abcdefghijklmnopqrstuvwx/confirm"),
-                                          ("GET", "/api/"), ("GET", "/api/static/index.js"),
+                                          ("GET", "/api/"), ("GET", "/api/static/upload-page.js"),
                                           ("GET", "/api/openapi.json")])
 def test_settings_that_cannot_be_resolved_answer_503_on_every_route_with_the_reason_only_in_the_log(
         monkeypatch, caplog, method, path):

@@ -52,7 +52,9 @@ def test_the_error_code_enum_is_every_code_the_server_and_its_gateway_send():
     from_http = set(re.findall(r'"([A-Z]+(?:_[A-Z]+)+)"', sources))
     from_gateway = {json.loads(answer["responseTemplates"]["application/json"])["error"]["code"]
                     for answer in gateway_responses().values()}
-    enum = SPEC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    assert SPEC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"] == {
+        "$ref": "#/components/schemas/ErrorCode"}
+    enum = SPEC["components"]["schemas"]["ErrorCode"]["enum"]
 
     assert set(CHALICE_CODES.values()) <= from_http and "ORIGIN_NOT_ALLOWED" in from_http
     assert sorted(enum) == sorted(from_classes | from_http | from_gateway | AWAITED_CODES)
@@ -88,9 +90,10 @@ def test_ids_and_file_types_are_as_narrow_as_the_domain_mints_them():
     assert {p["schema"]["pattern"] for _, _, op in operations() for p in op.get("parameters", [])
             if p["name"] == "uploadId"} == {pattern.pattern}
     assert schemas["JobStatus"]["properties"]["jobId"]["pattern"] == pattern.pattern
-    for schema in (schemas["JobStatus"]["properties"]["fileType"], schemas["CreateUpload"]["properties"]["fileType"],
-                   schemas["UploadLimits"]["properties"]["fileTypes"]["items"]):
-        assert schema["enum"] == list(domain.FILE_TYPES)
+    file_type = {"$ref": "#/components/schemas/FileType"}
+    assert schemas["FileType"]["enum"] == list(domain.FILE_TYPES)
+    assert (schemas["JobStatus"]["properties"]["fileType"], schemas["CreateUpload"]["properties"]["fileType"],
+            schemas["Limits"]["properties"]["fileTypes"]["items"]) == (file_type, file_type, file_type)
 
 
 def test_retry_after_is_the_delay_seconds_string_the_server_sends():
