@@ -4,10 +4,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # axe-core for the browser tests' accessibility checks, pinned by tests/js/package-lock.json.
 NODE_STAMP := tests/js/node_modules/.installed
+# The client package as a front end gets it (`npm pack`'s tarball), and the example app installed from it.
+CLIENT_VERSION = $(shell node -p "require('./client/package.json').version")
+CLIENT_TARBALL = client/3d-ultra-upload-client-$(CLIENT_VERSION).tgz
+CLIENT_SOURCES := $(shell find client/src client/scripts -type f 2>/dev/null) client/package.json \
+	client/package-lock.json client/tsconfig.json client/tsconfig.build.json
+EXAMPLE_DIR := examples/react-vite
+EXAMPLE_STAMP := $(EXAMPLE_DIR)/node_modules/.installed
 
 STAGE ?= prod
 
-.PHONY: dev prod-local test unit package deploy bench mutation clean
+.PHONY: dev prod-local test unit package deploy bench mutation clean example
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +26,24 @@ $(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+client/node_modules/.installed: client/package.json client/package-lock.json
+	npm ci --prefix client --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CLIENT_TARBALL): client/node_modules/.installed $(CLIENT_SOURCES)
+	cd client && npm pack --loglevel=error >/dev/null
+
+# npm ci installs the toolchain the lockfile pins; the package then comes from the tarball just packed (npm ci
+# alone would take the cached copy whose integrity the lockfile names, not the client's current build).
+$(EXAMPLE_STAMP): $(CLIENT_TARBALL) $(EXAMPLE_DIR)/package.json $(EXAMPLE_DIR)/package-lock.json
+	cd $(EXAMPLE_DIR) && npm ci --no-audit --no-fund --loglevel=error \
+		&& npm install --no-save --no-audit --no-fund --loglevel=error ../../$(CLIENT_TARBALL)
+	touch $@
+
+## example: pack client/, install the example from the tarball, tsc --strict and vite build it (examples/react-vite/dist)
+example: $(EXAMPLE_STAMP)
+	cd $(EXAMPLE_DIR) && npm run build --silent
+
 ## dev: start PostgreSQL and S3 locally and serve the API on http://127.0.0.1:$${PORT:-8000}
 dev: $(STAMP)
 	$(BIN)/python -m devstack
@@ -28,7 +53,7 @@ prod-local: $(STAMP)
 	$(BIN)/python -m devstack.prod_local
 
 ## test: run the whole suite against a local stack the fixtures start
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) example
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## unit: only the fast tests that do no I/O
@@ -53,4 +78,5 @@ mutation: $(STAMP)
 	$(BIN)/python -m ops.mutation_report $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules
+	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules client/node_modules \
+		client/*.tgz $(EXAMPLE_DIR)/node_modules $(EXAMPLE_DIR)/dist

@@ -12,8 +12,10 @@ export function UploadForm({ onUploadComplete }: Props) {
   const [email, setEmail] = useState("");
   const [file, setFile] = useState<File | null>(null);
   const busy = state.status === "creating" || state.status === "uploading" || state.status === "confirming";
+  // The photo is in storage and only the confirm failed: it can be retried without uploading again.
+  const unconfirmed = state.status === "error" && state.uploaded ? state.uploadId : null;
 
-  // A reload between the PUT and the confirm: the hook confirms on its own; go on once it has.
+  // Also a confirm the hook resumed after a reload, or one retried with confirmUpload: go on once it is done.
   useEffect(() => {
     if (state.status === "done" && state.result) onUploadComplete(state.result);
   }, [state.status, state.result, onUploadComplete]);
@@ -25,12 +27,6 @@ export function UploadForm({ onUploadComplete }: Props) {
     if (result) onUploadComplete(result);
   }
 
-  async function retryConfirm() {
-    if (state.uploadId && (await confirmUpload(state.uploadId))) {
-      onUploadComplete({ uploadId: state.uploadId, sessionToken: state.result?.sessionToken ?? "" });
-    }
-  }
-
   return (
     <form onSubmit={submit}>
       <label>Email <input type="email" required value={email} onChange={(e) => setEmail(e.target.value)} /></label>
@@ -40,8 +36,7 @@ export function UploadForm({ onUploadComplete }: Props) {
       {busy && <button type="button" onClick={cancelUpload}>Cancel</button>}
       <p role="status">{state.status} {state.progress}%</p>
       {state.error && <p role="alert">{state.error.message}</p>}
-      {state.status === "error" && state.uploaded && state.uploadId &&
-        <button type="button" onClick={retryConfirm}>Try again</button>}
+      {unconfirmed && <button type="button" onClick={() => void confirmUpload(unconfirmed)}>Try again</button>}
       {state.status === "error" && <button type="button" onClick={reset}>Start over</button>}
     </form>
   );

@@ -6,6 +6,7 @@ import { UploadForm } from "./UploadForm";
 
 // The smallest router that does the job: two routes on the History API.
 function navigate(to: string): void {
+  if (location.pathname === to) return;
   history.pushState(null, "", to);
   dispatchEvent(new PopStateEvent("popstate"));
 }
