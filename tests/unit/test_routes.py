@@ -246,35 +246,3 @@ def test_confirm_pins_the_etag_of_the_bytes_it_checked(client, deps):
     assert status == 200
     assert deps.uploads.rows[body["uploadId"]]["etag"] == f'"etag-of-{body["key"]}"'
 
-
-class Unreachable:
-    """A dependency that must not be asked anything."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"the limits route touched {name}")
-
-
-def test_limits_answer_the_size_limit_and_the_types_cacheably_without_database_or_storage(client, deps):
-    deps.uploads = deps.storage = Unreachable()
-
-    response = client.http.get("/api/upload/limits", headers={"origin": ORIGIN})
-
-    assert response.status_code == 200
-    assert json.loads(response.body) == {"maxUploadBytes": deps.settings.max_upload_bytes,
-                                         "fileTypes": ["image/jpeg", "image/png", "image/webp", "image/heic"]}
-    assert response.headers["Cache-Control"] == "public, max-age=3600"
-    assert (response.headers["Access-Control-Allow-Origin"], response.headers["Vary"]) == (ORIGIN, "Origin")
-
-
-def test_limits_follow_max_upload_bytes(client, deps):
-    deps.settings = replace(deps.settings, max_upload_bytes=1234)
-
-    assert call(client, "GET", "/api/upload/limits")[1]["maxUploadBytes"] == 1234
-
-
-def test_the_literal_limits_path_is_never_read_as_an_upload_id(client, deps):
-    deps.uploads.down = True  # a status lookup would now fail with 503
-
-    assert call(client, "GET", "/api/upload/limits")[0] == 200
-    assert call(client, "POST", "/api/upload/limits") == (405, {"error": {
-        "code": "METHOD_NOT_ALLOWED", "message": "Unsupported method: POST"}})
