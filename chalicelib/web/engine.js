@@ -97,7 +97,8 @@ export class UploadEngine {
         this.abort();
         this.attempt = null;
         clearPendingUpload(this.sessionOptions);
-        this.emit({ type: "reset" }, IDLE_STATE);
+        if (this.current !== IDLE_STATE)
+            this.emit({ type: "reset" }, IDLE_STATE);
         const detected = file ? await detectType(file) : { type: "", recognised: false };
         const refusal = checkFile(file, this.maxBytes, detected);
         if (refusal || !file || !isImageType(detected.type)) {
