@@ -4,6 +4,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # axe-core for the browser tests' accessibility checks, pinned by tests/js/package-lock.json.
 NODE_STAMP := tests/js/node_modules/.installed
+# The client package's toolchain (TypeScript, openapi-typescript, vitest, React for the hook tests), pinned by
+# client/package-lock.json.
+CLIENT_STAMP := client/node_modules/.installed
 # The client package as a front end gets it (`npm pack`'s tarball), and the example app installed from it.
 CLIENT_VERSION = $(shell node -p "require('./client/package.json').version")
 CLIENT_TARBALL = client/3d-ultra-upload-client-$(CLIENT_VERSION).tgz
@@ -14,7 +17,7 @@ EXAMPLE_STAMP := $(EXAMPLE_DIR)/node_modules/.installed
 
 STAGE ?= prod
 
-.PHONY: dev prod-local test unit package deploy bench mutation clean example
+.PHONY: dev prod-local test unit package deploy bench mutation client-pack example clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +29,11 @@ $(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-client/node_modules/.installed: client/package.json client/package-lock.json
+$(CLIENT_STAMP): client/package.json client/package-lock.json
 	npm ci --prefix client --no-audit --no-fund --loglevel=error
-	touch $@
+	touch $(CLIENT_STAMP)
 
-$(CLIENT_TARBALL): client/node_modules/.installed $(CLIENT_SOURCES)
+$(CLIENT_TARBALL): $(CLIENT_STAMP) $(CLIENT_SOURCES)
 	cd client && npm pack --loglevel=error >/dev/null
 
 # npm ci installs the toolchain the lockfile pins; the package then comes from the tarball just packed (npm ci
@@ -53,7 +56,7 @@ prod-local: $(STAMP)
 	$(BIN)/python -m devstack.prod_local
 
 ## test: run the whole suite against a local stack the fixtures start
-test: $(STAMP) $(NODE_STAMP) example
+test: $(STAMP) $(NODE_STAMP) $(CLIENT_STAMP) example
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## unit: only the fast tests that do no I/O
@@ -77,6 +80,10 @@ bench: $(STAMP)
 mutation: $(STAMP)
 	$(BIN)/python -m ops.mutation_report $(MUTATION_ARGS)
 
+## client-pack: build the client package's tarball (client/3d-ultra-upload-client-*.tgz) for a front end to install
+client-pack: $(CLIENT_STAMP)
+	cd client && npm pack
+
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules client/node_modules \
+	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules client/node_modules client/dist \
 		client/*.tgz $(EXAMPLE_DIR)/node_modules $(EXAMPLE_DIR)/dist

@@ -97,7 +97,8 @@ export class UploadEngine {
         this.abort();
         this.attempt = null;
         clearPendingUpload(this.sessionOptions);
-        this.emit({ type: "reset" }, IDLE_STATE);
+        if (this.current !== IDLE_STATE)
+            this.emit({ type: "reset" }, IDLE_STATE);
         const detected = file ? await detectType(file) : { type: "", recognised: false };
         const refusal = checkFile(file, this.maxBytes, detected);
         if (refusal || !file || !isImageType(detected.type)) {
@@ -119,11 +120,12 @@ export class UploadEngine {
      * (after a reload), or any job whose token is given or stored. Rejects with MissingSessionError without one.
      */
     confirm(uploadId, token) {
-        if (this.attempt?.created?.uploadId === uploadId && this.attempt.uploaded)
+        const own = this.attempt?.created?.uploadId === uploadId ? this.attempt.created : null;
+        if (own && this.attempt?.uploaded)
             return this.run();
         this.abort();
         const pending = getPendingUpload(this.sessionOptions);
-        const sessionToken = token || (pending?.uploadId === uploadId ? pending.sessionToken : null)
+        const sessionToken = token || own?.sessionToken || (pending?.uploadId === uploadId ? pending.sessionToken : null)
             || getSession(uploadId, this.sessionOptions);
         if (!sessionToken)
             return this.fail(new MissingSessionError(uploadId));

@@ -12,6 +12,7 @@ const error = byId("error");
 const startOver = byId("start-over");
 const LABELS = {
     pending: "Waiting to be processed",
+    confirmed: "Waiting to be processed",
     processing: "Being turned into 3D",
     completed: "Ready",
     failed: "Processing failed",
@@ -21,6 +22,7 @@ const LABELS = {
 // What the status means for the person waiting (the label itself is in the list above it).
 const NEXT = {
     pending: "We have your photo. We'll email you when your model is ready; you can close this page.",
+    confirmed: "We have your photo. We'll email you when your model is ready; you can close this page.",
     processing: "We're building your model now. We'll email you when it's ready; you can close this page.",
     completed: "Your model is ready. Check your email for the link.",
     failed: "We couldn't build a model from this photo. Please try another photo.",

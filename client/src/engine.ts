@@ -197,10 +197,11 @@ export class UploadEngine {
    * (after a reload), or any job whose token is given or stored. Rejects with MissingSessionError without one.
    */
   confirm(uploadId: string, token?: string | null): Promise<UploadResult> {
-    if (this.attempt?.created?.uploadId === uploadId && this.attempt.uploaded) return this.run();
+    const own = this.attempt?.created?.uploadId === uploadId ? this.attempt.created : null;
+    if (own && this.attempt?.uploaded) return this.run();
     this.abort();
     const pending = getPendingUpload(this.sessionOptions);
-    const sessionToken = token || (pending?.uploadId === uploadId ? pending.sessionToken : null)
+    const sessionToken = token || own?.sessionToken || (pending?.uploadId === uploadId ? pending.sessionToken : null)
       || getSession(uploadId, this.sessionOptions);
     if (!sessionToken) return this.fail(new MissingSessionError(uploadId));
     this.attempt = {

@@ -3,7 +3,7 @@
 
 interface CryptoLike {
   randomUUID?: () => string;
-  getRandomValues?: <T extends ArrayBufferView | null>(array: T) => T;
+  getRandomValues?: (array: Uint8Array) => Uint8Array;
 }
 
 /** A random (version 4) UUID, from crypto.randomUUID where present, else from crypto.getRandomValues. */

@@ -154,7 +154,7 @@ describe("idempotency keys", () => {
   });
 
   test("without randomUUID (an insecure origin) a version 4 UUID is made from getRandomValues", () => {
-    const getRandomValues = <T extends ArrayBufferView | null>(array: T): T => globalThis.crypto.getRandomValues(array);
+    const getRandomValues = (array: Uint8Array): Uint8Array => globalThis.crypto.getRandomValues(array);
     const keys = new Set(Array.from({ length: 50 }, () => randomId({ getRandomValues })));
     expect(keys.size).toBe(50);
     for (const key of keys) expect(key).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);

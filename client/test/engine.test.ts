@@ -175,6 +175,14 @@ describe("the upload engine", () => {
     expect(calls.confirm).toEqual([]);
   });
 
+  test("confirm(uploadId) of its own job whose PUT failed asks the API with the job's token", async () => {
+    const { engine, calls } = engineFor({ confirm: [new ApiError(409, "UPLOAD_NOT_VERIFIED", "not there")] },
+      Array.from({ length: 6 }, net));
+    await expect(engine.start(jpeg(), "maya@example.com")).rejects.toMatchObject({ code: "NETWORK_ERROR" });
+    await expect(engine.confirm("job1")).rejects.toMatchObject({ code: "UPLOAD_NOT_VERIFIED" });
+    expect(calls.confirm).toEqual([{ id: "job1", token: "token1" }]);
+  });
+
   test("a kept attempt refused as expired is forgotten, so a reload does not try it again", async () => {
     session.setItem(PENDING_UPLOAD_KEY, JSON.stringify({ uploadId: "job7", sessionToken: "token7" }));
     const { engine } = engineFor({ confirm: [new ApiError(410, "UPLOAD_EXPIRED", "expired")] });

@@ -6,7 +6,7 @@ import { withRetry, type RetryWait } from "../src/retry.js";
 const DELAYS = [1000, 2000, 4000, 8000, 16000];
 
 /** withRetry with a recorded, instant clock and a scripted network. */
-function harness(outcomes: (Error | string)[], { online = () => true } = {}) {
+function harness(outcomes: (Error | string)[], { online = (): boolean => true }: { online?: () => boolean } = {}) {
   const waited: number[] = [];
   const events: string[] = [];
   let calls = 0;
