@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -149,8 +150,6 @@ def test_an_unreachable_ssm_answers_503_and_a_later_request_recovers(ssm, monkey
 
 
 def test_under_the_stage_prefix_the_limits_reach_the_front_end_origin_cacheably(prod_local):
-    import urllib.request
-
     request = urllib.request.Request(f"{prod_local['api']}/api/upload/limits",
                                      headers={"Origin": prod_local["frontend"]})
     with urllib.request.urlopen(request, timeout=10) as response:
