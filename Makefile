@@ -9,10 +9,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-python$(PYTHON_VERSION)
 # axe-core for the browser tests' accessibility checks, pinned by tests/js/package-lock.json.
 NODE_STAMP := tests/js/node_modules/.installed
+# The client package's toolchain (TypeScript, openapi-typescript, vitest, React for the hook tests), pinned by
+# client/package-lock.json.
+CLIENT_STAMP := client/node_modules/.installed
+# The client package as a front end gets it (`npm pack`'s tarball), and the example app installed from it.
+CLIENT_VERSION = $(shell node -p "require('./client/package.json').version")
+CLIENT_TARBALL = client/3d-ultra-upload-client-$(CLIENT_VERSION).tgz
+CLIENT_SOURCES := $(shell find client/src client/scripts -type f 2>/dev/null) client/package.json \
+	client/package-lock.json client/tsconfig.json client/tsconfig.build.json
+EXAMPLE_DIR := examples/react-vite
+EXAMPLE_STAMP := $(EXAMPLE_DIR)/node_modules/.installed
 
 STAGE ?= prod
 
-.PHONY: dev prod-local test unit package deploy sweep bench mutation clean print-python
+.PHONY: dev prod-local test unit package deploy sweep bench mutation client-pack example clean print-python
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@if [ -x $(BIN)/python ] && [ ! -e $(STAMP) ]; then echo "rebuilding $(VENV) for Python $(PYTHON_VERSION)"; rm -rf $(VENV); fi
@@ -25,6 +35,24 @@ $(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+$(CLIENT_STAMP): client/package.json client/package-lock.json
+	npm ci --prefix client --no-audit --no-fund --loglevel=error
+	touch $(CLIENT_STAMP)
+
+$(CLIENT_TARBALL): $(CLIENT_STAMP) $(CLIENT_SOURCES)
+	cd client && npm pack --loglevel=error >/dev/null
+
+# npm ci installs the toolchain the lockfile pins; the package then comes from the tarball just packed (npm ci
+# alone would take the cached copy whose integrity the lockfile names, not the client's current build).
+$(EXAMPLE_STAMP): $(CLIENT_TARBALL) $(EXAMPLE_DIR)/package.json $(EXAMPLE_DIR)/package-lock.json
+	cd $(EXAMPLE_DIR) && npm ci --no-audit --no-fund --loglevel=error \
+		&& npm install --no-save --no-audit --no-fund --loglevel=error ../../$(CLIENT_TARBALL)
+	touch $@
+
+## example: pack client/, install the example from the tarball, tsc --strict and vite build it (examples/react-vite/dist)
+example: $(EXAMPLE_STAMP)
+	cd $(EXAMPLE_DIR) && npm run build --silent
+
 ## dev: start PostgreSQL and S3 locally and serve the API on http://127.0.0.1:$${PORT:-8000}
 dev: $(STAMP)
 	$(BIN)/python -m devstack
@@ -34,7 +62,7 @@ prod-local: $(STAMP)
 	$(BIN)/python -m devstack.prod_local
 
 ## test: run the whole suite against a local stack the fixtures start
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CLIENT_STAMP) example
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## unit: only the fast tests that do no I/O
@@ -66,5 +94,10 @@ mutation: $(STAMP)
 print-python:
 	@echo $(PYTHON) $(PYTHON_VERSION)
 
+## client-pack: build the client package's tarball (client/3d-ultra-upload-client-*.tgz) for a front end to install
+client-pack: $(CLIENT_STAMP)
+	cd client && npm pack
+
 clean:
-	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules
+	rm -rf $(VENV) .pytest_cache build test-output mutants tests/js/node_modules client/node_modules client/dist \
+		client/*.tgz $(EXAMPLE_DIR)/node_modules $(EXAMPLE_DIR)/dist

@@ -13,6 +13,7 @@ from chalicelib.deps import Dependencies
 from chalicelib.http import (
     api_view,
     decode_json_body,
+    LIMITS_CACHE_CONTROL,
     iso_utc,
     json_response,
     log_request,
@@ -33,8 +34,10 @@ app = Chalice(app_name="three-d-ultra-upload")
 log = logging.getLogger("chalicelib.app")
 # No route-level CORSConfig: API Gateway would answer preflights itself, for one fixed origin. The function
 # answers OPTIONS on every API route instead (see the end of this file) and adds CORS headers to every response.
-API_PATHS = ("/api/upload", "/api/upload/{upload_id}/confirm", "/api/upload/{upload_id}", "/api/health",
-             "/openapi.json")
+# `/api/upload/limits` and `/api/upload/{upload_id}` share a shape: the literal path wins in both routers
+# (API Gateway prefers literal resources; chalice local sorts `limits` before `{`), and "limits" is no upload id.
+API_PATHS = ("/api/upload", "/api/upload/limits", "/api/upload/{upload_id}/confirm", "/api/upload/{upload_id}",
+             "/api/health", "/openapi.json")
 
 
 @app.middleware("http")
@@ -87,6 +90,15 @@ def create_upload():
         },
         200 if created.replayed else 201,
     )
+
+
+@app.route("/api/upload/limits", methods=["GET"])
+@api_view
+def upload_limits():
+    limits = services.describe_upload_limits(max_upload_bytes=deps.settings.max_upload_bytes)
+    response = json_response({"maxUploadBytes": limits.max_upload_bytes, "fileTypes": list(limits.file_types)})
+    response.headers["Cache-Control"] = LIMITS_CACHE_CONTROL
+    return response
 
 
 @app.route("/api/upload/{upload_id}/confirm", methods=["POST"])

@@ -44,6 +44,9 @@ CORS_ALLOW_HEADERS = "Content-Type, X-Session-Token, Idempotency-Key"
 CORS_EXPOSE_HEADERS = "Retry-After"
 # Chromium keeps a preflight at most two hours; asking for longer buys nothing.
 CORS_MAX_AGE_SECONDS = 7200
+# The limits change only with a deploy: an hour in a browser or a shared cache saves a request per page load, and
+# a lowered limit is still enforced by the create (a stale page gets 400, never an accepted oversized upload).
+LIMITS_CACHE_CONTROL = "public, max-age=3600"
 # A valid create body is well under 1 KiB; anything this large is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
 

@@ -245,6 +245,19 @@ def get_upload_status(upload_id: str, token: Optional[str], *, uploads) -> Uploa
     return authorize(upload_id, token, uploads=uploads)
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """What a front end on any origin checks before it creates a job."""
+
+    max_upload_bytes: int
+    file_types: tuple[str, ...]
+
+
+def describe_upload_limits(*, max_upload_bytes: int) -> UploadLimits:
+    """The size limit from the settings and the accepted types from the domain's table: no I/O at all."""
+    return UploadLimits(max_upload_bytes=max_upload_bytes, file_types=tuple(domain.FILE_TYPES))
+
+
 def check_health(*, uploads, storage) -> dict:
     """Ask each dependency for one round trip; name the ones that fail."""
     checks = {}

@@ -1,112 +1,100 @@
-// A small client for the upload API: JSON in and out, the API's error body turned into an ApiError, and
-// X-Session-Token added automatically to job-scoped calls. Every URL starts from the page's API base, so the
-// same modules work on the API's own pages (under the stage prefix) and on a front end on another origin.
-
+// Built from client/src/api.ts by `npm run build:web` in client/: edit the source, not this file.
+// A typed client for the upload API: JSON in and out, the API's error body turned into an ApiError, and
+// X-Session-Token added to job-scoped calls (the token given, else the one stored for the job). Every URL starts
+// from the base given to createClient, so the same code serves the API's own pages (under the stage prefix) and
+// a front end on another origin.
+import { ApiError, MissingSessionError, isAbort } from "./errors.js";
+import { randomId } from "./ids.js";
 import { parseRetryAfter } from "./retry.js";
 import { getSession } from "./session.js";
-import { TIMING } from "./timing.js";
-
-const NETWORK_MESSAGE = "We couldn't reach the server. Check your connection and try again.";
-
-/** An API failure, carrying the server's stable code and its friendly message. */
-export class ApiError extends Error {
-  constructor(status, code, message, { retryAfter = null } = {}) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-    this.code = code;
-    // Seconds the server asked us to wait (429, 503), from Retry-After; null when it did not say.
-    this.retryAfter = retryAfter;
-  }
+import { resolveTiming } from "./timing.js";
+export const NETWORK_MESSAGE = "We couldn't reach the server. Check your connection and try again.";
+const UNEXPECTED_MESSAGE = "Something went wrong on our side. Please try again.";
+function errorBody(payload) {
+    if (typeof payload !== "object" || payload === null)
+        return null;
+    const error = payload.error;
+    if (typeof error !== "object" || error === null)
+        return null;
+    const { code, message } = error;
+    return typeof code === "string" && typeof message === "string" ? { code, message } : null;
 }
-
-/** Thrown when a job-scoped call finds no stored token: send the user back to start. */
-export class MissingSessionError extends ApiError {
-  constructor(jobId) {
-    super(0, "NO_SESSION", "We couldn't find this upload's session on this device. Please start a new upload.");
-    this.name = "MissingSessionError";
-    this.jobId = jobId;
-  }
-}
-
-/**
- * The API's base URL, from `<meta name="3d-ultra-api-base" content="...">`: an origin plus stage
- * (`https://api.example.com/api`), a path prefix (`/api`), or absent/empty for this origin's root.
- */
-export function apiBase() {
-  const meta = document.querySelector('meta[name="3d-ultra-api-base"]');
-  return ((meta && meta.getAttribute("content")) || "").trim().replace(/\/+$/, "");
-}
-
-/** The URL of an API path (`/api/upload`) under the page's API base. */
-export function apiUrl(path) {
-  return apiBase() + path;
-}
-
-/**
- * The URL of one of the client's pages (`/processing/{jobId}`): pages live one level above the modules'
- * directory (`{pages}/static/*.js`), which holds at a domain's root, under a stage prefix and on a front end.
- */
-export function pageUrl(path) {
-  return new URL(`..${path}`, import.meta.url).href;
-}
-
-/** Call the API and return its JSON body; throws ApiError with the server's code and message. */
-export async function apiFetch(path, { method = "GET", body, headers = {}, signal, timeoutMs = TIMING.requestTimeoutMs } = {}) {
-  // A request that hangs (a dead connection on a phone) is given up after timeoutMs and reported as a network
-  // error, which callers retry: every call is safe to repeat (create by its Idempotency-Key, confirm by its 409).
-  const controller = new AbortController();
-  const forward = () => controller.abort();
-  if (signal && signal.aborted) controller.abort();
-  else if (signal) signal.addEventListener("abort", forward, { once: true });
-  let timedOut = false;
-  const timer = setTimeout(() => { timedOut = true; controller.abort(); }, timeoutMs);
-  let response;
-  let payload;
-  try {
-    response = await fetch(apiUrl(path), {
-      method,
-      signal: controller.signal,
-      headers: body === undefined ? headers : { "Content-Type": "application/json", ...headers },
-      body: body === undefined ? undefined : JSON.stringify(body),
+/** A client for the API under `baseUrl`. Creating one touches nothing (safe during server rendering). */
+export function createClient(options) {
+    if (typeof options?.baseUrl !== "string")
+        throw new TypeError("createClient: baseUrl must be a string");
+    const baseUrl = options.baseUrl.trim().replace(/\/+$/, "");
+    const timing = resolveTiming(options.timing);
+    const onError = options.onError;
+    async function request(path, { method = "GET", body, headers = {}, signal } = {}) {
+        // A request that hangs (a dead connection on a phone) is given up after requestTimeoutMs and reported as a
+        // network error, which callers retry: every call is safe to repeat (create by its Idempotency-Key, confirm
+        // by its 409, cancel by its 204).
+        const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+        const controller = new AbortController();
+        const forward = () => controller.abort();
+        if (signal?.aborted)
+            controller.abort();
+        else
+            signal?.addEventListener("abort", forward, { once: true });
+        let timedOut = false;
+        const timer = setTimeout(() => {
+            timedOut = true;
+            controller.abort();
+        }, timing.requestTimeoutMs);
+        let response;
+        let payload;
+        try {
+            response = await fetchImpl(baseUrl + path, {
+                method,
+                signal: controller.signal,
+                headers: body === undefined ? headers : { "Content-Type": "application/json", ...headers },
+                body: body === undefined ? null : JSON.stringify(body),
+            });
+            payload = await response.json().catch((error) => {
+                if (isAbort(error))
+                    throw error;
+                return null;
+            });
+        }
+        catch (error) {
+            if (isAbort(error) && !timedOut)
+                throw error;
+            throw new ApiError(0, "NETWORK_ERROR", NETWORK_MESSAGE);
+        }
+        finally {
+            clearTimeout(timer);
+            signal?.removeEventListener("abort", forward);
+        }
+        if (!response.ok) {
+            const error = errorBody(payload);
+            throw new ApiError(response.status, error ? error.code : "UNEXPECTED_RESPONSE", error ? error.message : UNEXPECTED_MESSAGE, { retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
+        }
+        return payload;
+    }
+    // async, so that a missing token is a rejected promise like every other failure, never a throw at the call.
+    async function jobRequest(jobId, path, { token, ...spec }) {
+        const sessionToken = token || getSession(jobId, { onError });
+        if (!sessionToken)
+            throw new MissingSessionError(jobId);
+        return request(path, { ...spec, headers: { ...spec.headers, "X-Session-Token": sessionToken } });
+    }
+    const jobPath = (jobId) => `/api/upload/${encodeURIComponent(jobId)}`;
+    return Object.freeze({
+        baseUrl,
+        timing,
+        onError,
+        createUpload: (body, { idempotencyKey = randomId(), signal } = {}) => request("/api/upload", {
+            method: "POST",
+            signal,
+            body: { email: body.email, fileType: body.fileType, fileSize: body.fileSize },
+            headers: { "Idempotency-Key": idempotencyKey },
+        }),
+        confirmUpload: (uploadId, callOptions = {}) => jobRequest(uploadId, `${jobPath(uploadId)}/confirm`, { ...callOptions, method: "POST" }),
+        getJob: (jobId, callOptions = {}) => jobRequest(jobId, jobPath(jobId), callOptions),
+        cancelUpload: async (uploadId, callOptions = {}) => {
+            await jobRequest(uploadId, jobPath(uploadId), { ...callOptions, method: "DELETE" });
+        },
+        limits: (callOptions = {}) => request("/api/upload/limits", callOptions),
     });
-    payload = await response.json().catch((error) => {
-      if (error.name === "AbortError") throw error;
-      return null;
-    });
-  } catch (error) {
-    if (error.name === "AbortError" && !timedOut) throw error;
-    throw new ApiError(0, "NETWORK_ERROR", NETWORK_MESSAGE);
-  } finally {
-    clearTimeout(timer);
-    if (signal) signal.removeEventListener("abort", forward);
-  }
-  if (!response.ok) {
-    const error = payload && payload.error;
-    throw new ApiError(response.status, error ? error.code : "HTTP_" + response.status,
-      error ? error.message : "Something went wrong on our side. Please try again.",
-      { retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
-  }
-  return payload;
-}
-
-/** A job-scoped call: the token is the one given, or the one stored for this job. */
-export function jobFetch(jobId, path, { token, ...options } = {}) {
-  const sessionToken = token || getSession(jobId);
-  if (!sessionToken) throw new MissingSessionError(jobId);
-  return apiFetch(path, { ...options, headers: { ...(options.headers || {}), "X-Session-Token": sessionToken } });
-}
-
-export function createUpload({ email, fileType, fileSize }, idempotencyKey, signal) {
-  return apiFetch("/api/upload", {
-    method: "POST", signal, body: { email, fileType, fileSize }, headers: { "Idempotency-Key": idempotencyKey },
-  });
-}
-
-export function confirmUpload(jobId, token, signal) {
-  return jobFetch(jobId, `/api/upload/${encodeURIComponent(jobId)}/confirm`, { method: "POST", token, signal });
-}
-
-export function getJob(jobId) {
-  return jobFetch(jobId, `/api/upload/${encodeURIComponent(jobId)}`);
 }

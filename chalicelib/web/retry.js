@@ -1,92 +1,104 @@
-// Retrying a step by itself: which failures are worth another try, the backoff between tries, and waiting
-// out an offline spell without using up tries. No DOM here, so it runs under Node's test runner too.
-
-/** A network failure, a timeout or a server error: trying the same request again may well succeed. */
+// Built from client/src/retry.ts by `npm run build:web` in client/: edit the source, not this file.
+// Retrying a step by itself: which failures are worth another try, the backoff between tries, and waiting out
+// an offline spell without using up tries. No DOM here: it runs under Node too.
+import { ApiError, abortError, isAbort } from "./errors.js";
+// Failures without an HTTP answer that another try may well cure.
+const TRANSIENT = new Set(["NETWORK_ERROR", "STALLED", "STORAGE_UNREACHABLE"]);
+/** A network failure, a stall, a timeout or a server error: trying the same request again may well succeed. */
 export function isRetryable(error) {
-  if (!error || error.name === "AbortError") return false;
-  return error.status === 0 || error.status === 408 || error.status >= 500;
+    if (!(error instanceof ApiError) || isAbort(error))
+        return false;
+    if (error.status === 0)
+        return TRANSIENT.has(error.code);
+    return error.status === 408 || error.status >= 500;
 }
-
 /** Wait `ms`, or reject with an AbortError as soon as `signal` aborts. */
 export function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal && signal.aborted) return reject(abortError());
-    const timer = setTimeout(() => {
-      if (signal) signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    function onAbort() {
-      clearTimeout(timer);
-      reject(abortError());
-    }
-    if (signal) signal.addEventListener("abort", onAbort, { once: true });
-  });
+    return new Promise((resolve, reject) => {
+        if (signal?.aborted) {
+            reject(abortError());
+            return;
+        }
+        const onAbort = () => {
+            clearTimeout(timer);
+            reject(abortError());
+        };
+        const timer = setTimeout(() => {
+            signal?.removeEventListener("abort", onAbort);
+            resolve();
+        }, ms);
+        signal?.addEventListener("abort", onAbort, { once: true });
+    });
 }
-
-export function abortError() {
-  return new DOMException("Upload cancelled", "AbortError");
+/** False only when a browser says it is offline. */
+export function browserIsOnline() {
+    return globalThis.navigator?.onLine !== false;
 }
-
-function browserIsOnline() {
-  return !(globalThis.navigator && globalThis.navigator.onLine === false);
-}
-
-/** Resolve on the browser's next `online` event; reject with an AbortError if `signal` aborts first. */
+/** Resolve on the browser's next `online` event (at once where there is no such event); reject on abort. */
 export function waitUntilOnline(signal) {
-  return new Promise((resolve, reject) => {
-    if (signal && signal.aborted) return reject(abortError());
-    const done = () => {
-      globalThis.removeEventListener("online", done);
-      if (signal) signal.removeEventListener("abort", stop);
-      resolve();
-    };
-    const stop = () => {
-      globalThis.removeEventListener("online", done);
-      reject(abortError());
-    };
-    globalThis.addEventListener("online", done);
-    if (signal) signal.addEventListener("abort", stop, { once: true });
-  });
+    return new Promise((resolve, reject) => {
+        if (signal?.aborted) {
+            reject(abortError());
+            return;
+        }
+        const target = globalThis;
+        if (typeof target.addEventListener !== "function") {
+            resolve();
+            return;
+        }
+        const done = () => {
+            target.removeEventListener?.("online", done);
+            signal?.removeEventListener("abort", stop);
+            resolve();
+        };
+        const stop = () => {
+            target.removeEventListener?.("online", done);
+            reject(abortError());
+        };
+        target.addEventListener("online", done);
+        signal?.addEventListener("abort", stop, { once: true });
+    });
 }
-
 /**
  * Run `action` until it succeeds. A retryable failure is retried after the next of `delays`; when they run out
- * the last failure is thrown. While the browser is offline nothing is tried and no try is used up: the next
- * try starts on `online`. `onWait({reason: "offline" | "retry", delayMs, error})` lets the page say why it waits.
+ * the last failure is thrown. While the browser is offline nothing is tried and no try is used up: the next try
+ * starts on `online`.
  */
-export async function withRetry(action, {
-  delays, signal, onWait = () => {}, isOnline = browserIsOnline, untilOnline = waitUntilOnline, wait = sleep,
-}) {
-  let failures = 0;
-  for (;;) {
-    try {
-      return await action();
-    } catch (error) {
-      if (!isRetryable(error) || (signal && signal.aborted)) throw error;
-      if (!isOnline()) {
-        onWait({ reason: "offline", error });
-        await untilOnline(signal);
-        continue;
-      }
-      if (failures >= delays.length) throw error;
-      const delayMs = delays[failures];
-      failures += 1;
-      onWait({ reason: "retry", delayMs, error });
-      await wait(delayMs, signal);
+export async function withRetry(action, { delays, signal, onWait, isOnline = browserIsOnline, untilOnline = waitUntilOnline, wait = sleep, }) {
+    let failures = 0;
+    for (;;) {
+        try {
+            return await action();
+        }
+        catch (error) {
+            if (!isRetryable(error) || signal?.aborted)
+                throw error;
+            const failure = error;
+            if (!isOnline()) {
+                onWait?.({ reason: "offline", delayMs: null, error: failure });
+                await untilOnline(signal);
+                continue;
+            }
+            const delayMs = delays[failures];
+            if (delayMs === undefined)
+                throw error;
+            failures += 1;
+            onWait?.({ reason: "retry", delayMs, error: failure });
+            await wait(delayMs, signal);
+        }
     }
-  }
 }
-
-/** The processing page's next wait: `factor` times the last, capped at `maxMs`. */
+/** The next poll's wait: `factor` times the last, capped at `maxMs`. */
 export function nextPollDelay(previousMs, { factor, maxMs }) {
-  return Math.min(Math.round(previousMs * factor), maxMs);
+    return Math.min(Math.round(previousMs * factor), maxMs);
 }
-
 /** Seconds from a `Retry-After` header (delta-seconds or an HTTP date), or null if absent or unreadable. */
 export function parseRetryAfter(value, now = Date.now()) {
-  if (value === null || value === undefined || String(value).trim() === "") return null;
-  const text = String(value).trim();
-  if (/^\d+$/.test(text)) return Number(text);
-  const date = Date.parse(text);
-  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - now) / 1000));
+    if (value === null || value === undefined || value.trim() === "")
+        return null;
+    const text = value.trim();
+    if (/^\d+$/.test(text))
+        return Number(text);
+    const date = Date.parse(text);
+    return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - now) / 1000));
 }

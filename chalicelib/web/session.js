@@ -1,76 +1,93 @@
+// Built from client/src/session.ts by `npm run build:web` in client/: edit the source, not this file.
 // Per-upload session tokens (story 3.6). localStorage keeps them across visits. Storage can throw (private
 // mode, quota, disabled): the upload must still succeed, so a token that localStorage refuses is kept in this
-// tab's sessionStorage, which lasts for the navigation to the processing page and its reloads, and the caller
-// is told the job can't be reopened later. Failures are reported to the console.
-
+// tab's sessionStorage, which lasts for the navigation to the processing page and its reloads. Failures are
+// silent for the person and reach an onError hook (the story's "silent fail, log to Sentry"). Outside a browser
+// (server rendering, Node) there is no storage: the getters return null and nothing is reported.
 export const SESSION_PREFIX = "3d-ultra-session-";
 export const CURRENT_JOB_KEY = "3d-ultra-current-job";
-
-function attempt(action, fallback) {
-  try {
-    return action();
-  } catch (error) {
-    console.error("3d-ultra: localStorage is unavailable:", error);
-    return fallback;
-  }
+let defaultHandler;
+/** Where storage failures go when a call names no onError of its own (e.g. your error reporter). */
+export function setSessionErrorHandler(handler) {
+    defaultHandler = handler;
 }
-
-function quietly(action, fallback) {
-  try {
-    return action();
-  } catch {
-    return fallback;
-  }
+function report(options, error, context) {
+    const handler = options?.onError ?? defaultHandler;
+    if (!handler)
+        return;
+    try {
+        handler(error, context);
+    }
+    catch {
+        // A failing reporter must not break the upload it reports on.
+    }
 }
-
-function write(storage, jobId, token) {
-  storage.setItem(`${SESSION_PREFIX}${jobId}`, token);
-  storage.setItem(CURRENT_JOB_KEY, jobId);
-}
-
 /**
- * Remember the token of a job and make it the current job. Returns "device" when it is kept for later visits,
- * "tab" when only this tab keeps it, and null when neither storage accepted it.
+ * Run `action` on one storage. Returns `fallback` when there is no such storage (not a browser: silent) or when
+ * it throws (reported).
  */
-export function storeSession(jobId, token) {
-  if (attempt(() => { write(globalThis.localStorage, jobId, token); return true; }, false)) return "device";
-  return quietly(() => { write(globalThis.sessionStorage, jobId, token); return "tab"; }, null);
+export function withStorage(name, operation, key, action, fallback, options) {
+    try {
+        const storage = globalThis[name];
+        if (storage === undefined || storage === null)
+            return fallback;
+        return action(storage);
+    }
+    catch (error) {
+        report(options, error, { source: "storage", storage: name, operation, key });
+        return fallback;
+    }
 }
-
+const sessionKey = (jobId) => `${SESSION_PREFIX}${jobId}`;
+function write(name, jobId, token, options) {
+    return withStorage(name, "write", sessionKey(jobId), (storage) => {
+        storage.setItem(sessionKey(jobId), token);
+        storage.setItem(CURRENT_JOB_KEY, jobId);
+        return true;
+    }, false, options);
+}
+/**
+ * Remember a job's token and make it the current job. Returns "device" when it is kept for later visits, "tab"
+ * when only this tab keeps it, and null when neither storage accepted it (or there is none).
+ */
+export function storeSession(jobId, token, options) {
+    if (write("localStorage", jobId, token, options))
+        return "device";
+    return write("sessionStorage", jobId, token, options) ? "tab" : null;
+}
+function read(key, options) {
+    return withStorage("localStorage", "read", key, (storage) => storage.getItem(key), null, options)
+        || withStorage("sessionStorage", "read", key, (storage) => storage.getItem(key), null, options);
+}
 /** The stored token of a job, or null. */
-export function getSession(jobId) {
-  const key = `${SESSION_PREFIX}${jobId}`;
-  return attempt(() => globalThis.localStorage.getItem(key), null)
-    || quietly(() => globalThis.sessionStorage.getItem(key), null);
+export function getSession(jobId, options) {
+    return read(sessionKey(jobId), options);
 }
-
+/** The job the person worked on last, or null. */
+export function getCurrentJob(options) {
+    return read(CURRENT_JOB_KEY, options);
+}
 /** Where a job's token is kept: "device", "tab", or null when it is not kept at all. */
-export function sessionPersistence(jobId) {
-  const key = `${SESSION_PREFIX}${jobId}`;
-  if (quietly(() => globalThis.localStorage.getItem(key), null)) return "device";
-  if (quietly(() => globalThis.sessionStorage.getItem(key), null)) return "tab";
-  return null;
+export function sessionPersistence(jobId, options) {
+    const key = sessionKey(jobId);
+    if (withStorage("localStorage", "read", key, (storage) => storage.getItem(key), null, options))
+        return "device";
+    if (withStorage("sessionStorage", "read", key, (storage) => storage.getItem(key), null, options))
+        return "tab";
+    return null;
 }
-
-/** The job the user worked on last, or null. */
-export function getCurrentJob() {
-  return attempt(() => globalThis.localStorage.getItem(CURRENT_JOB_KEY), null)
-    || quietly(() => globalThis.sessionStorage.getItem(CURRENT_JOB_KEY), null);
+/** The current job if its token is still stored (so it can be reopened), or null. */
+export function resumableJob(options) {
+    const jobId = getCurrentJob(options);
+    return jobId && getSession(jobId, options) ? jobId : null;
 }
-
-/** The last job if its token is still stored (so it can be reopened), or null. */
-export function resumableJob() {
-  const jobId = getCurrentJob();
-  return jobId && getSession(jobId) ? jobId : null;
-}
-
-/** Forget a job's token, once the job is finished with; forget it as the current job too if it was. */
-export function clearSession(jobId) {
-  for (const storage of ["localStorage", "sessionStorage"]) {
-    quietly(() => {
-      const store = globalThis[storage];
-      store.removeItem(`${SESSION_PREFIX}${jobId}`);
-      if (store.getItem(CURRENT_JOB_KEY) === jobId) store.removeItem(CURRENT_JOB_KEY);
-    });
-  }
+/** Forget a job's token once the job is finished with; forget it as the current job too if it was. */
+export function clearSession(jobId, options) {
+    for (const name of ["localStorage", "sessionStorage"]) {
+        withStorage(name, "remove", sessionKey(jobId), (storage) => {
+            storage.removeItem(sessionKey(jobId));
+            if (storage.getItem(CURRENT_JOB_KEY) === jobId)
+                storage.removeItem(CURRENT_JOB_KEY);
+        }, undefined, options);
+    }
 }

@@ -29,6 +29,7 @@ def preflight(live_server, origin, path="/api/upload", method="POST"):
 
 @pytest.mark.parametrize("path, methods", [
     ("/api/upload", "POST, OPTIONS"),
+    ("/api/upload/limits", "GET, OPTIONS"),
     ("/api/upload/abcdefghijklmnopqrstuvwx/confirm", "POST, OPTIONS"),
     ("/api/upload/abcdefghijklmnopqrstuvwx", "GET, OPTIONS"),
     ("/api/health", "GET, OPTIONS"),
@@ -71,3 +72,12 @@ def test_actual_responses_errors_included_reflect_an_allowed_origin_only(live_se
 
     status, headers, _ = send(f"{live_server}/api/health", headers={"Origin": SECOND_ORIGIN})
     assert status == 200 and headers["Access-Control-Allow-Origin"] == SECOND_ORIGIN
+
+
+def test_the_limits_reach_another_origin_cacheably_and_are_not_taken_for_an_upload_id(live_server):
+    status, headers, body = send(f"{live_server}/api/upload/limits", headers={"Origin": SECOND_ORIGIN})
+
+    assert (status, json.loads(body)) == (200, {"maxUploadBytes": 20 * 1024 * 1024,
+                                                "fileTypes": ["image/jpeg", "image/png", "image/webp", "image/heic"]})
+    assert (headers["Access-Control-Allow-Origin"], headers["Cache-Control"], headers["Content-Type"]) == (
+        SECOND_ORIGIN, "public, max-age=3600", "application/json")

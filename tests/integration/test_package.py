@@ -328,3 +328,11 @@ def test_the_repository_prod_config_is_refused_unless_the_build_is_marked_for_ch
     package("prod", allow_placeholder_origins=True, out=tmp_path)
     with pytest.raises(DeployError, match="packaged for checking, not for deploying"):
         check_build(tmp_path, "prod")
+
+
+def test_the_limits_route_is_its_own_literal_resource_beside_the_upload_id(template):
+    # API Gateway matches a literal path segment before a {parameter} one, so both resources must exist.
+    paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+
+    assert set(paths["/api/upload/limits"]) == {"get", "options"}
+    assert set(paths["/api/upload/{upload_id}"]) == {"get", "options"}

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -149,3 +150,15 @@ def test_an_unreachable_ssm_answers_503_and_a_later_request_recovers(ssm, monkey
     assert "settings unavailable: EndpointConnectionError" in caplog.text
     assert closed not in down.body.decode()
     assert (up.status_code, json.loads(up.body)["status"]) == (200, "ok")
+
+
+def test_under_the_stage_prefix_the_limits_reach_the_front_end_origin_cacheably(prod_local):
+    request = urllib.request.Request(f"{prod_local['api']}/api/upload/limits",
+                                     headers={"Origin": prod_local["frontend"]})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        status, headers, body = response.status, response.headers, json.loads(response.read())
+
+    assert (status, body) == (200, {"maxUploadBytes": 20 * 1024 * 1024,
+                                    "fileTypes": ["image/jpeg", "image/png", "image/webp", "image/heic"]})
+    assert (headers["Access-Control-Allow-Origin"], headers["Cache-Control"]) == (prod_local["frontend"],
+                                                                                 "public, max-age=3600")

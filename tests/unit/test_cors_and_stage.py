@@ -93,14 +93,24 @@ def test_the_proxy_event_keeps_the_stage_out_of_path_and_resource_and_in_the_req
         "{}", False, {"x": ["1"]})
 
 
-@pytest.mark.parametrize("path", ["/api/api/upload", "/api/api/upload/abc/confirm", "/api/api/upload/abc",
-                                  "/api/api/health", "/api/openapi.json"])
+@pytest.mark.parametrize("path", ["/api/api/upload", "/api/api/upload/limits", "/api/api/upload/abc/confirm",
+                                  "/api/api/upload/abc", "/api/api/health", "/api/openapi.json"])
 def test_every_api_route_answers_its_preflight_in_the_function(gateway, path):
     status, headers, _ = call(gateway, "OPTIONS", path, {"Origin": ALLOWED[0],
                                                          "Access-Control-Request-Method": "POST"})
 
     assert status == 204 and headers["Access-Control-Allow-Origin"] == ALLOWED[0]
     assert headers["Access-Control-Max-Age"] == "7200"
+
+
+def test_under_the_stage_prefix_the_limits_route_wins_over_the_upload_id_route(gateway, deps):
+    deps.uploads.down = True  # the status route would answer 503 (or 401 without a token)
+
+    status, headers, body = call(gateway, "GET", "/api/api/upload/limits", {"Origin": ALLOWED[0]})
+
+    assert (status, json.loads(body)) == (200, {"maxUploadBytes": deps.settings.max_upload_bytes,
+                                                "fileTypes": ["image/jpeg", "image/png", "image/webp", "image/heic"]})
+    assert (headers["Cache-Control"], headers["Access-Control-Allow-Origin"]) == ("public, max-age=3600", ALLOWED[0])
 
 
 def test_an_error_response_carries_the_cors_headers_of_an_allowed_origin(gateway):
@@ -127,7 +137,7 @@ def test_the_served_pages_under_the_stage_prefix_load_everything_from_it(gateway
 
     assert status == 200
     assert '<meta name="3d-ultra-api-base" content="/api">' in html
-    assert 'src="/api/static/processing.js"' in html and 'href="/api/static/styles.css"' in html
+    assert 'src="/api/static/processing-page.js"' in html and 'href="/api/static/styles.css"' in html
     assert '<a id="start-over" href="/api/"' in html
     assert "connect-src 'self' https://acct.r2.cloudflarestorage.com;" in headers["Content-Security-Policy"]
 
@@ -139,7 +149,7 @@ def test_the_served_page_at_the_root_of_a_custom_domain_has_no_prefix(gateway):
     event["requestContext"]["path"] = "/"
     html = app_module.app(event, LambdaContext("upload"))["body"]
 
-    assert '<meta name="3d-ultra-api-base" content="">' in html and 'src="/static/index.js"' in html
+    assert '<meta name="3d-ultra-api-base" content="">' in html and 'src="/static/upload-page.js"' in html
 
 
 def test_the_page_csp_uses_the_resolved_storage_endpoint_not_the_unresolved_setting(gateway, deps):
@@ -181,7 +191,7 @@ class UnresolvableDeps(FakeDeps):
 @pytest.mark.parametrize("method, path", [("GET", "/api/api/health"), ("POST", "/api/api/upload"),
                                           ("GET", "/api/api/upload/abcdefghijklmnopqrstuvwx"),
                                           ("POST", "/api/api/upload/abcdefghijklmnopqrstuvwx/confirm"),
-                                          ("GET", "/api/"), ("GET", "/api/static/index.js"),
+                                          ("GET", "/api/"), ("GET", "/api/static/upload-page.js"),
                                           ("GET", "/api/openapi.json")])
 def test_settings_that_cannot_be_resolved_answer_503_on_every_route_with_the_reason_only_in_the_log(
         monkeypatch, caplog, method, path):

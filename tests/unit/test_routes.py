@@ -264,3 +264,4 @@ def test_confirm_pins_the_etag_of_the_bytes_it_checked(client, deps):
 
     assert status == 200
     assert deps.uploads.rows[body["uploadId"]]["etag"] == f'"etag-of-{body["key"]}"'
+

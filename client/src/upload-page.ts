@@ -1,40 +1,48 @@
-// The upload page: check the photo before sending anything, run the upload (which retries by itself), show
-// each step to eyes and screen readers, and offer "Try again" only when waiting can't help.
+// The upload page: check the photo before sending anything, run the upload engine (which retries by itself),
+// show each step to eyes and screen readers, and offer "Try again" only when waiting can't help. A reload after
+// the photo reached storage confirms it instead of asking for it again.
 
-import { pageUrl } from "./api.js";
-import { OFFLINE_MESSAGE, describeFailure, rateLimitMessage } from "./messages.js";
+import { UploadEngine, checkFile, type UploadStep } from "./engine.js";
+import { isAbort, type ApiError } from "./errors.js";
+import { detectType } from "./filetype.js";
+import { OFFLINE_MESSAGE, describeFailure, type FormField } from "./messages.js";
+import { byId, pageClient, pageUrl } from "./page-common.js";
 import { resumableJob } from "./session.js";
-import { UploadAttempt, checkFile, detectType } from "./upload.js";
 
-const $ = (id) => document.getElementById(id);
-const page = $("upload-page");
-const form = $("upload-form");
-const email = $("email");
-const photo = $("photo");
-const dropZone = $("drop-zone");
-const submit = $("submit");
-const cancel = $("cancel");
-const retry = $("retry");
-const progressBox = $("progress-box");
-const progress = $("progress");
-const progressText = $("progress-text");
-const status = $("status");
-const error = $("error");
-const maxBytes = Number(page.dataset.maxBytes);
-const STEPS = { creating: "Preparing your upload…", uploading: "Uploading your photo…", confirming: "Checking your photo…" };
-const FIELDS = { email, photo };
+const page = byId("upload-page");
+const form = byId<HTMLFormElement>("upload-form");
+const email = byId<HTMLInputElement>("email");
+const photo = byId<HTMLInputElement>("photo");
+const dropZone = byId("drop-zone");
+const submit = byId<HTMLButtonElement>("submit");
+const cancel = byId<HTMLButtonElement>("cancel");
+const retry = byId<HTMLButtonElement>("retry");
+const progressBox = byId("progress-box");
+const progress = byId<HTMLProgressElement>("progress");
+const progressText = byId("progress-text");
+const status = byId("status");
+const error = byId("error");
+const maxBytes = Number(page.dataset["maxBytes"]);
+const STEPS: Record<UploadStep, string> = {
+  creating: "Preparing your upload…", uploading: "Uploading your photo…", confirming: "Checking your photo…",
+};
+const FIELDS: Record<FormField, HTMLInputElement> = { email, photo };
 
-$("max-size").textContent = String(Math.floor(maxBytes / 1048576));
-let attempt = null;
+const engine = new UploadEngine({ client: pageClient(), maxBytes });
+byId("max-size").textContent = String(Math.floor(maxBytes / 1048576));
+// Whether "Try again" resumes the last attempt (it is forgotten when the form changes).
+let resumable = false;
 let uploading = false;
 let announcedQuarter = 0;
-let retryTimer = null;
+let retryTimer: ReturnType<typeof setTimeout> | undefined;
 
-function setState(state) {
-  page.dataset.state = state;
+const chosenFile = (): File | null => photo.files?.[0] ?? null;
+
+function setState(state: string): void {
+  page.dataset["state"] = state;
 }
 
-function busy(isBusy) {
+function busy(isBusy: boolean): void {
   uploading = isBusy;
   submit.disabled = isBusy;
   email.disabled = isBusy;
@@ -43,24 +51,24 @@ function busy(isBusy) {
   cancel.hidden = !isBusy;
 }
 
-function clearErrors() {
+function clearErrors(): void {
   error.textContent = "";
   for (const [name, field] of Object.entries(FIELDS)) {
     field.removeAttribute("aria-invalid");
-    $(`${name}-error`).textContent = "";
+    byId(`${name}-error`).textContent = "";
   }
 }
 
 /** Show an error next to its field (tied to it for screen readers) and move focus there. */
-function fieldError(name, message) {
+function fieldError(name: FormField, message: string): void {
   const field = FIELDS[name];
-  $(`${name}-error`).textContent = message;
+  byId(`${name}-error`).textContent = message;
   field.setAttribute("aria-invalid", "true");
   field.focus();
   setState("error");
 }
 
-function showProgress(percent) {
+function showProgress(percent: number): void {
   progress.value = percent;
   progressText.textContent = `${percent}%`;
   if (percent === 0) announcedQuarter = 0;
@@ -72,25 +80,25 @@ function showProgress(percent) {
   }
 }
 
-function showResume() {
+function showResume(): void {
   const jobId = resumableJob();
-  $("resume").hidden = !jobId;
-  if (jobId) $("resume-link").href = pageUrl(`/processing/${encodeURIComponent(jobId)}`);
+  byId("resume").hidden = !jobId;
+  if (jobId) byId<HTMLAnchorElement>("resume-link").href = pageUrl(`/processing/${encodeURIComponent(jobId)}`);
 }
 
-function formatSize(bytes) {
+function formatSize(bytes: number): string {
   return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
 }
 
 /** A thumbnail drawn on a canvas (a data: URL, which the page's CSP allows), or null if it can't be decoded. */
-async function thumbnail(file) {
+async function thumbnail(file: File): Promise<string | null> {
   try {
     const bitmap = await createImageBitmap(file);
     const scale = 144 / Math.max(bitmap.width, bitmap.height);
     const canvas = document.createElement("canvas");
     canvas.width = Math.max(1, Math.round(bitmap.width * scale));
     canvas.height = Math.max(1, Math.round(bitmap.height * scale));
-    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    canvas.getContext("2d")?.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
     bitmap.close();
     return canvas.toDataURL("image/png");
   } catch {
@@ -98,100 +106,112 @@ async function thumbnail(file) {
   }
 }
 
-async function showPreview(file) {
-  const preview = $("preview");
+async function showPreview(file: File | null): Promise<void> {
+  const preview = byId("preview");
   if (!file) {
     preview.hidden = true;
     return;
   }
-  $("preview-name").textContent = file.name;
-  $("preview-size").textContent = formatSize(file.size);
-  const image = $("preview-image");
+  byId("preview-name").textContent = file.name;
+  byId("preview-size").textContent = formatSize(file.size);
+  const image = byId<HTMLImageElement>("preview-image");
   // HEIC and other formats the browser can't decode get an icon instead of a picture.
   const url = await thumbnail(file);
-  if (photo.files[0] !== file) return;
+  if (chosenFile() !== file) return;
   image.hidden = !url;
   // An SVG element has no `hidden` property: set the attribute.
-  $("preview-icon").toggleAttribute("hidden", Boolean(url));
+  document.getElementById("preview-icon")?.toggleAttribute("hidden", Boolean(url));
   if (url) image.src = url;
   preview.hidden = false;
 }
 
-function chose() {
+function chose(): void {
   clearErrors();
   status.textContent = "";
   withdrawRetry();
-  attempt = null;
-  setState(photo.files[0] ? "chosen" : "idle");
-  showPreview(photo.files[0]);
+  resumable = false;
+  setState(chosenFile() ? "chosen" : "idle");
+  void showPreview(chosenFile());
 }
 
 /** Use files dropped or pasted as if chosen in the input (so the input stays the one source of the photo). */
-function takeFiles(files) {
-  if (!files || !files.length || uploading) return false;
+function takeFiles(files: FileList | null | undefined): boolean {
+  const file = files?.[0];
+  if (!file || uploading) return false;
   const transfer = new DataTransfer();
-  transfer.items.add(files[0]);
+  transfer.items.add(file);
   photo.files = transfer.files;
   chose();
   return true;
 }
 
-function onWait({ reason, delayMs }) {
-  if (reason === "offline") {
-    setState("offline");
-    status.textContent = OFFLINE_MESSAGE;
-  } else {
-    status.textContent = `The connection dropped. Trying again in ${Math.round(delayMs / 1000) || 1} s…`;
+engine.subscribe((event) => {
+  if (event.type === "progress") showProgress(event.percent);
+  else if (event.type === "step") {
+    setState("uploading");
+    status.textContent = STEPS[event.step];
+    // The confirm can't be taken back once sent: no Cancel while it runs.
+    cancel.hidden = event.step === "confirming";
+  } else if (event.type === "wait") {
+    if (event.wait.reason === "offline") {
+      setState("offline");
+      status.textContent = OFFLINE_MESSAGE;
+    } else {
+      status.textContent = `The connection dropped. Trying again in ${Math.round((event.wait.delayMs ?? 0) / 1000) || 1} s…`;
+    }
   }
-}
+});
 
-function reset() {
-  if (attempt) attempt.cancel();
-  attempt = null;
+function reset(): void {
+  engine.reset();
+  resumable = false;
   busy(false);
   clearErrors();
   progressBox.hidden = true;
   status.textContent = "";
   withdrawRetry();
-  setState(photo.files[0] ? "chosen" : "idle");
+  setState(chosenFile() ? "chosen" : "idle");
   showResume();
 }
 
-async function run() {
+async function run(upload: () => Promise<{ uploadId: string }>): Promise<void> {
   clearErrors();
   withdrawRetry();
   announcedQuarter = 0;
   busy(true);
   setState("uploading");
   try {
-    const { uploadId } = await attempt.run();
+    const { uploadId } = await upload();
     uploading = false;
+    resumable = false;
     setState("done");
     cancel.hidden = true;
     status.textContent = "Upload complete. Taking you to your model…";
     window.location.assign(pageUrl(`/processing/${encodeURIComponent(uploadId)}`));
-  } catch (failure) {
+  } catch (caught) {
     busy(false);
-    if (failure.name === "AbortError") {
+    if (isAbort(caught)) {
       status.textContent = "Upload cancelled.";
-      setState(photo.files[0] ? "chosen" : "idle");
+      setState(chosenFile() ? "chosen" : "idle");
       progressBox.hidden = true;
-      attempt = null;
+      resumable = false;
       showResume();
       submit.focus();
       return;
     }
+    const failure = caught as ApiError;
     status.textContent = "";
     // A bar stuck at 0% says nothing: show it only if the photo itself got through.
-    progressBox.hidden = !attempt.uploaded;
+    progressBox.hidden = !engine.state.uploaded;
     const { field, message } = describeFailure(failure, { maxBytes });
     if (field) {
       // New input is needed, not a retry of the same request.
-      attempt = null;
+      resumable = false;
       progressBox.hidden = true;
       fieldError(field, message);
       return;
     }
+    resumable = true;
     setState("error");
     error.textContent = message;
     if (failure.code === "RATE_LIMITED") {
@@ -210,12 +230,12 @@ async function run() {
 }
 
 /** "Try again" resumes the failed attempt; it replaces "Upload" until the form is changed. */
-function offerRetry() {
+function offerRetry(): void {
   retry.hidden = false;
   submit.hidden = true;
 }
 
-function withdrawRetry() {
+function withdrawRetry(): void {
   clearTimeout(retryTimer);
   retry.hidden = true;
   submit.hidden = false;
@@ -229,40 +249,30 @@ form.addEventListener("submit", async (event) => {
     fieldError("email", "Please enter a valid email address, like name@example.com.");
     return;
   }
-  const file = photo.files[0];
+  const file = chosenFile();
   const detected = file ? await detectType(file) : { type: "", recognised: false };
-  const fileType = detected.type;
   const refusal = checkFile(file, maxBytes, detected);
-  if (refusal) {
-    fieldError("photo", refusal);
+  if (refusal || !file) {
+    fieldError("photo", refusal ?? "Choose a photo to upload.");
     return;
   }
   progressBox.hidden = false;
   showProgress(0);
-  attempt = new UploadAttempt(file, email.value.trim(), {
-    fileType,
-    onProgress: showProgress,
-    onStep: (step) => {
-      setState("uploading");
-      status.textContent = STEPS[step];
-      // The confirm can't be taken back once sent: no Cancel while it runs.
-      cancel.hidden = step === "confirming";
-    },
-    onWait,
-  });
-  run();
+  void run(() => engine.start(file, email.value.trim()));
 });
 
 photo.addEventListener("change", chose);
 // A changed email is a new upload: "Upload" again rather than a retry of the old one.
 email.addEventListener("input", () => {
-  if (retry.hidden && submit.hidden === false) return;
-  attempt = null;
+  if (retry.hidden && !submit.hidden) return;
+  resumable = false;
   withdrawRetry();
   error.textContent = "";
 });
-retry.addEventListener("click", () => { if (attempt) run(); });
-cancel.addEventListener("click", () => { if (attempt) attempt.cancel(); });
+retry.addEventListener("click", () => {
+  if (resumable) void run(() => engine.retry());
+});
+cancel.addEventListener("click", () => engine.cancel());
 
 for (const type of ["dragenter", "dragover"]) {
   dropZone.addEventListener(type, (event) => {
@@ -274,10 +284,10 @@ dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging
 dropZone.addEventListener("drop", (event) => {
   event.preventDefault();
   dropZone.classList.remove("dragging");
-  takeFiles(event.dataTransfer && event.dataTransfer.files);
+  takeFiles(event.dataTransfer?.files);
 });
 document.addEventListener("paste", (event) => {
-  if (takeFiles(event.clipboardData && event.clipboardData.files)) event.preventDefault();
+  if (takeFiles(event.clipboardData?.files)) event.preventDefault();
 });
 
 // Say so as soon as the connection goes, not only when a request fails (a hanging PUT may take a while).
@@ -287,7 +297,7 @@ window.addEventListener("offline", () => {
   status.textContent = OFFLINE_MESSAGE;
 });
 window.addEventListener("online", () => {
-  if (!uploading || page.dataset.state !== "offline") return;
+  if (!uploading || page.dataset["state"] !== "offline") return;
   setState("uploading");
   status.textContent = "You're back online. Continuing…";
 });
@@ -298,5 +308,13 @@ window.addEventListener("beforeunload", (event) => {
   event.returnValue = "";
 });
 // Back to this page from the browser's cache: it must be a usable form again, not the finished upload.
-window.addEventListener("pageshow", (event) => { if (event.persisted) reset(); });
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) reset();
+});
 showResume();
+// A reload after the photo reached storage (the confirm not yet through): confirm it rather than lose it.
+const pendingConfirm = engine.resumeConfirm();
+if (pendingConfirm) {
+  progressBox.hidden = true;
+  void run(() => pendingConfirm);
+}

@@ -1,0 +1,113 @@
+// The processing page: follow the job with the poller (backoff, paused while hidden, waiting out offline spells)
+// and say clearly what to do when something is wrong.
+
+import type { JobStatus } from "./api.js";
+import { OFFLINE_MESSAGE } from "./messages.js";
+import { byId, pageClient } from "./page-common.js";
+import { JobPoller, type JobPollState } from "./poller.js";
+import { sessionPersistence } from "./session.js";
+
+const page = byId("processing-page");
+const status = byId("status");
+const notice = byId("notice");
+const error = byId("error");
+const startOver = byId("start-over");
+const LABELS: Record<string, string> = {
+  pending: "Waiting to be processed",
+  confirmed: "Waiting to be processed",
+  processing: "Being turned into 3D",
+  completed: "Ready",
+  failed: "Processing failed",
+  expired: "Expired",
+  cancelled: "Cancelled",
+};
+// What the status means for the person waiting (the label itself is in the list above it).
+const NEXT: Record<string, string> = {
+  pending: "We have your photo. We'll email you when your model is ready; you can close this page.",
+  confirmed: "We have your photo. We'll email you when your model is ready; you can close this page.",
+  processing: "We're building your model now. We'll email you when it's ready; you can close this page.",
+  completed: "Your model is ready. Check your email for the link.",
+  failed: "We couldn't build a model from this photo. Please try another photo.",
+  expired: "This upload expired before it was finished. Please upload your photo again.",
+  cancelled: "This upload was cancelled. Please upload your photo again.",
+};
+const FORMATS: Record<string, string> = { "image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/heic": "HEIC" };
+const START_OVER = "Please start a new upload.";
+const NO_SESSION = "We couldn't find this upload's session on this device. Please start a new upload. "
+  + "If you uploaded from another browser or device, open this page there.";
+const MESSAGES: Record<string, string> = {
+  NO_SESSION,
+  MISSING_TOKEN: NO_SESSION,
+  INVALID_TOKEN: `This device's session for the upload was refused. ${START_OVER}`,
+  UPLOAD_NOT_FOUND: `We couldn't find this upload. ${START_OVER}`,
+  UPLOAD_EXPIRED: `This upload expired before it was finished. ${START_OVER}`,
+  UPLOAD_CANCELLED: `This upload was cancelled. ${START_OVER}`,
+  BAD_LINK: `This page's address is incomplete or damaged, so we can't tell which upload it is. ${START_OVER}`,
+};
+
+/** The job id from the last path segment, or null if it is not valid percent-encoding. */
+function readJobId(): string | null {
+  const segment = window.location.pathname.split("/").filter(Boolean).pop() ?? "";
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
+function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  return bytes < 1048576 ? `${Math.round(bytes / 1024)} KB` : `${(bytes / 1048576).toFixed(1)} MB`;
+}
+
+function show(job: JobStatus): void {
+  byId("job").hidden = false;
+  byId("job-id").textContent = job.jobId;
+  byId("job-status").textContent = LABELS[job.status] ?? job.status;
+  byId("job-file").textContent = `${FORMATS[job.fileType] ?? job.fileType}, ${size(job.fileSize)}`;
+  byId("job-confirmed").textContent = job.confirmedAt ? new Date(job.confirmedAt).toLocaleString() : "Not yet";
+  status.textContent = job.status === "pending" && !job.confirmedAt
+    ? "Your photo hasn't arrived yet. If you closed the upload page, please upload it again."
+    : NEXT[job.status] ?? "";
+  page.dataset["state"] = job.status;
+  startOver.textContent = "Upload another photo";
+  startOver.hidden = false;
+}
+
+function stop(code: string): void {
+  status.textContent = "";
+  error.textContent = MESSAGES[code] ?? MESSAGES["UPLOAD_NOT_FOUND"] ?? "";
+  startOver.textContent = "Start a new upload";
+  startOver.hidden = false;
+  page.dataset["state"] = "stopped";
+  delete page.dataset["nextPollMs"];
+}
+
+function render(state: JobPollState): void {
+  if (state.job) show(state.job);
+  if (state.stopped && state.error) {
+    stop(state.error.code);
+    return;
+  }
+  if (state.offline) error.textContent = OFFLINE_MESSAGE;
+  // A passing failure (network, 5xx): say so; the poller keeps trying.
+  else if (state.error) error.textContent = `${state.error.message} We'll keep trying.`;
+  else error.textContent = "";
+  if (state.paused) page.dataset["paused"] = "true";
+  else delete page.dataset["paused"];
+  if (state.nextPollMs !== null) page.dataset["nextPollMs"] = String(state.nextPollMs);
+  else delete page.dataset["nextPollMs"];
+}
+
+const jobId = readJobId();
+if (jobId === null || jobId === "") {
+  stop("BAD_LINK");
+} else {
+  if (sessionPersistence(jobId) === "tab") {
+    notice.textContent = "This browser wouldn't let us save your upload, so you can't reopen this page later. "
+      + "Keep this tab open to follow your model.";
+  }
+  const poller = new JobPoller({ client: pageClient(), jobId });
+  poller.subscribe(render);
+  poller.start();
+}

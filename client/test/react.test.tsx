@@ -1,0 +1,204 @@
+// @vitest-environment happy-dom
+import { StrictMode, type ReactNode } from "react";
+import { act, renderHook, waitFor } from "@testing-library/react";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+
+import { ApiError, CURRENT_JOB_KEY, PENDING_UPLOAD_KEY, SESSION_PREFIX, type JobStatus } from "../src/index.js";
+import { useJob, useUpload } from "../src/react/index.js";
+import { MemoryStorage, installStorages, jpeg, removeStorages, scriptedClient } from "./helpers.js";
+
+const strict = ({ children }: { children: ReactNode }) => <StrictMode>{children}</StrictMode>;
+
+/** XMLHttpRequest for the PUT: records it, reports progress and answers `status`. */
+class FakeXhr {
+  static puts: { url: string; type: string | null; size: number }[] = [];
+  static status = 200;
+  /** While true, a PUT never finishes (until aborted). */
+  static hold = false;
+  status = 0;
+  upload: { onprogress?: (event: ProgressEvent) => void; onload?: () => void } = {};
+  onload?: () => void;
+  onloadend?: () => void;
+  onerror?: () => void;
+  onabort?: () => void;
+  onreadystatechange?: () => void;
+  private url = "";
+  private type: string | null = null;
+  open(_method: string, url: string): void {
+    this.url = url;
+  }
+  setRequestHeader(name: string, value: string): void {
+    if (name === "Content-Type") this.type = value;
+  }
+  abort(): void {
+    this.onabort?.();
+    this.onloadend?.();
+  }
+  send(body: Blob): void {
+    FakeXhr.puts.push({ url: this.url, type: this.type, size: body.size });
+    if (FakeXhr.hold) return;
+    setTimeout(() => {
+      this.upload.onprogress?.({ lengthComputable: true, loaded: body.size / 2, total: body.size } as ProgressEvent);
+      this.upload.onload?.();
+      this.status = FakeXhr.status;
+      this.onload?.();
+      this.onloadend?.();
+    }, 1);
+  }
+}
+
+let local: MemoryStorage;
+let session: MemoryStorage;
+beforeEach(() => {
+  local = new MemoryStorage();
+  session = new MemoryStorage();
+  installStorages({ local, session });
+  FakeXhr.puts = [];
+  FakeXhr.status = 200;
+  FakeXhr.hold = false;
+  globalThis.XMLHttpRequest = FakeXhr as unknown as typeof XMLHttpRequest;
+});
+afterEach(removeStorages);
+
+describe("useUpload under StrictMode", () => {
+  test("starts idle, then startUpload creates, PUTs, confirms, stores the session and returns the story's result", async () => {
+    const { client, calls } = scriptedClient();
+    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    expect(result.current.state).toMatchObject({ status: "idle", progress: 0, error: null });
+
+    let outcome: Awaited<ReturnType<typeof result.current.startUpload>> = null;
+    await act(async () => {
+      outcome = await result.current.startUpload(jpeg(), "maya@example.com");
+    });
+
+    expect(outcome).toEqual({ uploadId: "job1", sessionToken: "token1" });
+    expect(result.current.state).toMatchObject({ status: "done", progress: 100, error: null, uploadId: "job1" });
+    expect(calls.create).toHaveLength(1);
+    expect(FakeXhr.puts).toEqual([{ url: "https://storage/url1", type: "image/jpeg", size: 1234 }]);
+    expect(calls.confirm).toEqual([{ id: "job1", token: "token1" }]);
+    expect(local.getItem(`${SESSION_PREFIX}job1`)).toBe("token1");
+    expect(local.getItem(CURRENT_JOB_KEY)).toBe("job1");
+  });
+
+  test("a failing confirm gives null and an error state; confirmUpload(uploadId) then succeeds and gives true", async () => {
+    const down = Array.from({ length: 6 }, () => new ApiError(503, "SERVICE_UNAVAILABLE", "down"));
+    const { client, calls } = scriptedClient({ confirm: down });
+    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+
+    let started: unknown;
+    await act(async () => {
+      started = await result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    expect(started).toBeNull();
+    expect(result.current.state).toMatchObject({ status: "error", uploadId: "job1", uploaded: true,
+      error: { code: "SERVICE_UNAVAILABLE" } });
+    expect(local.getItem(`${SESSION_PREFIX}job1`)).toBeNull();
+
+    let confirmed = false;
+    await act(async () => {
+      confirmed = await result.current.confirmUpload("job1");
+    });
+    expect(confirmed).toBe(true);
+    expect(result.current.state.status).toBe("done");
+    expect(calls.create).toHaveLength(1);
+    expect(FakeXhr.puts).toHaveLength(1);
+    expect(local.getItem(`${SESSION_PREFIX}job1`)).toBe("token1");
+  });
+
+  test("a reload between the PUT and the confirm: the next mount confirms the kept attempt", async () => {
+    session.setItem(PENDING_UPLOAD_KEY, JSON.stringify({ uploadId: "job7", sessionToken: "token7" }));
+    const { client } = scriptedClient();
+    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+
+    await waitFor(() => expect(result.current.state.status).toBe("done"));
+    expect(result.current.state.result).toMatchObject({ uploadId: "job7", sessionToken: "token7" });
+    expect(local.getItem(`${SESSION_PREFIX}job7`)).toBe("token7");
+    expect(session.getItem(PENDING_UPLOAD_KEY)).toBeNull();
+  });
+
+  test("a file that is not a photo gives null and an INVALID_FILE error, nothing sent", async () => {
+    const { client, calls } = scriptedClient();
+    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    let started: unknown = "unset";
+    await act(async () => {
+      started = await result.current.startUpload(new File(["hello"], "notes.txt", { type: "text/plain" }), "maya@example.com");
+    });
+    expect(started).toBeNull();
+    expect(result.current.state.error).toMatchObject({ code: "INVALID_FILE" });
+    expect(calls.create).toEqual([]);
+  });
+
+  test("the size limit is asked of the API when none is given", async () => {
+    const { client, calls } = scriptedClient();
+    const small = { ...client, limits: async () => ({ maxUploadBytes: 1000, fileTypes: [] }) };
+    const { result } = renderHook(() => useUpload({ client: small }), { wrapper: strict });
+    await act(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    });
+    await act(async () => {
+      await result.current.startUpload(jpeg(2000), "maya@example.com");
+    });
+    expect(result.current.state.error).toMatchObject({ code: "INVALID_FILE" });
+    expect(calls.create).toEqual([]);
+  });
+
+  test("cancelUpload during the PUT goes back to idle and withdraws the job", async () => {
+    FakeXhr.hold = true;
+    const { client, calls } = scriptedClient();
+    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    let started: Promise<unknown> = Promise.resolve();
+    act(() => {
+      started = result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    await waitFor(() => expect(result.current.state.status).toBe("uploading"));
+    act(() => result.current.cancelUpload());
+    expect(await started).toBeNull();
+    expect(result.current.state.status).toBe("idle");
+    expect(calls.cancel).toEqual([{ id: "job1", token: "token1" }]);
+  });
+
+  test("reset after an error goes back to idle", async () => {
+    const { client } = scriptedClient({ create: [new ApiError(400, "VALIDATION_ERROR", "email: bad")] });
+    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    await act(async () => {
+      await result.current.startUpload(jpeg(), "nope");
+    });
+    expect(result.current.state.status).toBe("error");
+    act(() => result.current.reset());
+    expect(result.current.state).toMatchObject({ status: "idle", error: null });
+  });
+});
+
+describe("useJob under StrictMode", () => {
+  const job = (status: JobStatus["status"]): JobStatus => ({ jobId: "job1", status, fileType: "image/jpeg",
+    fileSize: 10, createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z" });
+
+  test("follows the job until a final status", async () => {
+    const answers = [job("pending"), job("completed")];
+    const { client } = scriptedClient({ timing: { pollStartMs: 5 } });
+    const polling = { ...client, getJob: async () => answers.length > 1 ? answers.shift()! : answers[0]! };
+    const { result } = renderHook(() => useJob("job1", { client: polling }), { wrapper: strict });
+    expect(result.current).toMatchObject({ job: null, stopped: false });
+
+    await waitFor(() => expect(result.current).toMatchObject({ stopped: true, job: { status: "completed" } }));
+  });
+
+  test("stops on 410 with the error", async () => {
+    const { client } = scriptedClient();
+    const polling = { ...client, getJob: async () => { throw new ApiError(410, "UPLOAD_CANCELLED", "cancelled"); } };
+    const { result } = renderHook(() => useJob("job1", { client: polling }), { wrapper: strict });
+    await waitFor(() => expect(result.current).toMatchObject({ stopped: true, error: { code: "UPLOAD_CANCELLED" } }));
+  });
+
+  test("no job id, no polling", async () => {
+    const { client } = scriptedClient();
+    let polls = 0;
+    const polling = { ...client, getJob: async () => { polls += 1; return job("pending"); } };
+    const { result } = renderHook(() => useJob(null, { client: polling }), { wrapper: strict });
+    await act(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    });
+    expect(polls).toBe(0);
+    expect(result.current.job).toBeNull();
+  });
+});

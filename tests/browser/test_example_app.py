@@ -1,0 +1,175 @@
+"""The example app (examples/react-vite, the package installed from its `npm pack` tarball), built by Vite and
+served on an origin of its own, in real Chromium: against the API as `make dev` runs it (the page on a second
+origin), and as `make prod-local` runs it (the page on its front-end origin, the API under its stage prefix)."""
+
+import json
+import mimetypes
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.stack_fixtures import PROJECT_DIR, SECOND_ORIGIN
+
+EXAMPLE_DIR = PROJECT_DIR / "examples" / "react-vite"
+PROCESSING = re.compile(r"(.*)/processing/([a-z0-9]{24})$")
+CONFIRM = re.compile(r".*/api/upload/[a-z0-9]{24}/confirm$")
+
+
+def vite_build(api_base, out_dir):
+    """The example as a front-end team ships it, pointed at `api_base` at build time (VITE_API_BASE_URL)."""
+    vite = EXAMPLE_DIR / "node_modules" / ".bin" / "vite"
+    assert vite.exists(), f"{vite} is missing: run `make test` (it packs client/ and installs the example)"
+    result = subprocess.run([str(vite), "build", "--outDir", str(out_dir), "--emptyOutDir", "--logLevel", "warn"],
+                            cwd=EXAMPLE_DIR, env={**os.environ, "VITE_API_BASE_URL": api_base},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Path(out_dir)
+
+
+BUILDS = {}
+
+
+def build_for(api_base, tmp_path_factory):
+    if api_base not in BUILDS:
+        BUILDS[api_base] = vite_build(api_base, tmp_path_factory.mktemp("example-dist"))
+    return BUILDS[api_base]
+
+
+def serve_from(dist, origin):
+    """Answer the origin's requests from the build: its files, and index.html for every route (an SPA)."""
+
+    def handle(route):
+        path = route.request.url[len(origin):].split("?")[0]
+        file = dist / path.lstrip("/")
+        if not file.is_file():
+            file = dist / "index.html"
+        route.fulfill(status=200, body=file.read_bytes(),
+                      content_type=mimetypes.guess_type(file.name)[0] or "application/octet-stream")
+
+    return handle
+
+
+@pytest.fixture(params=["make dev", "make prod-local"])
+def app_tab(request, browser, tmp_path_factory):
+    """A tab whose origin (allowed by the API's and the bucket's CORS) serves the example built for that stack."""
+    if request.param == "make dev":
+        api, origin = request.getfixturevalue("live_server"), SECOND_ORIGIN
+    else:
+        stack = request.getfixturevalue("prod_local")
+        api, origin = stack["api"], stack["frontend"]
+    dist = build_for(api, tmp_path_factory)
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    # A page Playwright serves comes from no address, so Chromium counts it as public and asks the user before it
+    # reaches the test's API on loopback (Local Network Access). A deployed front end calling a public API is never
+    # asked; granting it here is the user's "Allow".
+    context.grant_permissions(["local-network-access"], origin=origin)
+    context.route(f"{origin}/**", serve_from(dist, origin))
+    page = context.new_page()
+    page.origin = origin
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    yield page
+    context.close()
+
+
+def job_of(page):
+    """The job id of the processing route the tab is on (on the app's own origin)."""
+    origin, job_id = PROCESSING.fullmatch(page.url).groups()
+    assert origin == page.origin
+    return job_id
+
+
+def submit(page, photo, email="maya@example.com"):
+    page.goto(f"{page.origin}/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Upload").click()
+
+
+def stored(page):
+    return page.evaluate("() => Object.fromEntries(Object.entries(localStorage))")
+
+
+def test_an_upload_lands_on_the_processing_route_and_survives_a_reload_there(app_tab, photo):
+    submit(app_tab, photo)
+    app_tab.wait_for_url(PROCESSING, timeout=20000)
+    job_id = job_of(app_tab)
+
+    assert app_tab.get_by_role("status").inner_text(timeout=10000) == "pending"
+    assert stored(app_tab)["3d-ultra-current-job"] == job_id
+    assert set(stored(app_tab)) == {"3d-ultra-current-job", f"3d-ultra-session-{job_id}"}
+
+    app_tab.reload()
+    assert app_tab.get_by_test_id("job").inner_text() == job_id
+    assert app_tab.get_by_role("status").inner_text(timeout=10000) == "pending"
+    assert app_tab.errors == []
+
+
+def test_a_failing_confirm_shows_its_message_and_confirm_upload_then_succeeds(app_tab, photo):
+    failures = []
+
+    def unavailable(route):
+        failures.append(route.request.url)
+        route.fulfill(status=503, content_type="application/json", body=json.dumps({"error": {
+            "code": "SERVICE_UNAVAILABLE",
+            "message": "The service is temporarily unavailable. Please try again in a moment."}}))
+
+    app_tab.clock.install()  # the client's retry waits (1, 2, 4, 8, 16 s) pass when the test says so
+    app_tab.route(CONFIRM, unavailable)
+    submit(app_tab, photo)
+    status = app_tab.get_by_role("status")
+    deadline = time.monotonic() + 30
+    while not status.inner_text().startswith("error") and time.monotonic() < deadline:
+        time.sleep(0.2)  # real time, for the refused confirm to come back
+        app_tab.clock.run_for(5000)
+    assert app_tab.get_by_role("alert").inner_text() == (
+        "The service is temporarily unavailable. Please try again in a moment.")
+    assert len(failures) == 6 and stored(app_tab) == {}
+
+    app_tab.unroute(CONFIRM)
+    app_tab.get_by_role("button", name="Try again").click()
+    app_tab.wait_for_url(PROCESSING, timeout=20000)
+    job_id = job_of(app_tab)
+    assert failures[0].endswith(f"/api/upload/{job_id}/confirm")
+    assert stored(app_tab)["3d-ultra-current-job"] == job_id
+
+
+def test_a_reload_between_the_put_and_the_confirm_resumes_the_confirm(app_tab, photo):
+    held = []
+
+    def hold_the_first(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # never answered, never sent on: the tab is reloaded while it waits
+
+    app_tab.route(CONFIRM, hold_the_first)
+    submit(app_tab, photo)
+    app_tab.wait_for_function("() => sessionStorage.length > 0", timeout=20000)
+    app_tab.wait_for_timeout(100)
+    assert held and stored(app_tab) == {}
+
+    app_tab.reload()
+    app_tab.wait_for_url(PROCESSING, timeout=20000)
+    job_id = job_of(app_tab)
+    assert held[0].request.url.endswith(f"/api/upload/{job_id}/confirm")
+    assert app_tab.get_by_role("status").inner_text(timeout=10000) == "pending"
+    assert stored(app_tab)[f"3d-ultra-session-{job_id}"]
+
+
+def test_without_crypto_random_uuid_the_upload_still_goes_through_with_an_idempotency_key(app_tab, photo):
+    app_tab.add_init_script("delete Crypto.prototype.randomUUID;")
+    keys = []
+    app_tab.on("request", lambda request: request.method == "POST" and request.url.endswith("/api/upload")
+               and keys.append(request.headers.get("idempotency-key")))
+
+    submit(app_tab, photo)
+    app_tab.wait_for_url(PROCESSING, timeout=20000)
+
+    assert app_tab.evaluate("() => typeof crypto.randomUUID") == "undefined"
+    assert len(keys) == 1 and keys[0] and len(keys[0]) >= 16
+    assert app_tab.errors == []
