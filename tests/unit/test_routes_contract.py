@@ -10,7 +10,7 @@ import pytest
 from chalicelib import domain, services
 from chalicelib.errors import AlreadyConfirmed, IdempotencyKeyReused, UploadError, UploadExpired
 from chalicelib.repository import CreateOutcome, ReplayConflict
-from tests.unit.fakes import SIGNATURES, FakeDeps, SweepUploads
+from tests.unit.fakes import SIGNATURES, FakeDeps
 
 BODY = {"email": "Maya@Example.com", "fileType": "image/png", "fileSize": 68}
 JSON = {"content-type": "application/json"}
@@ -282,31 +282,3 @@ def test_confirm_sends_both_events_with_their_properties_and_the_duration_in_mil
         ("upload_completed", upload_id, {"uploadId": upload_id, "fileSize": 4096, "fileType": "image/webp",
                                          "durationMs": 2345}),
     ]
-
-
-class DeletingStorage:
-    def __init__(self):
-        self.deleted = []
-
-    def delete(self, key):
-        self.deleted.append(key)
-
-
-def test_expiring_abandoned_uploads_deletes_every_object_batch_by_batch():
-    uploads, storage = SweepUploads(["k0", "k1", "k2", "k3", "k4"]), DeletingStorage()
-
-    result = services.expire_abandoned_uploads(uploads=uploads, storage=storage, older_than_seconds=3600,
-                                               batch_size=2)
-
-    assert result == {"expired": 7, "objectsDeleted": 5}
-    assert storage.deleted == ["k0", "k1", "k2", "k3", "k4"]
-    assert uploads.calls == [("expire", 3600), ("list", 2), ("deleted", ["id0", "id1"]), ("list", 2),
-                             ("deleted", ["id0", "id1"]), ("list", 2), ("deleted", ["id0"]), ("list", 2)]
-
-
-def test_expiring_with_nothing_to_delete_asks_once_in_batches_of_200():
-    uploads = SweepUploads([])
-
-    assert services.expire_abandoned_uploads(uploads=uploads, storage=DeletingStorage(), older_than_seconds=60) == {
-        "expired": 7, "objectsDeleted": 0}
-    assert uploads.calls == [("expire", 60), ("list", 200)]
