@@ -36,6 +36,10 @@ class ApiClient:
         headers = {} if token is None else {"x-session-token": token}
         return self.request("GET", f"/api/upload/{upload_id}", headers=headers)
 
+    def cancel(self, upload_id, token):
+        headers = {} if token is None else {"x-session-token": token}
+        return self.request("DELETE", f"/api/upload/{upload_id}", headers=headers)
+
 
 def upload_body(email="maya@example.com", file_type="image/png", file_size=68):
     return {"email": email, "fileType": file_type, "fileSize": file_size}

@@ -12,21 +12,32 @@ const status = document.getElementById("status");
 const notice = document.getElementById("notice");
 const error = document.getElementById("error");
 const startOver = document.getElementById("start-over");
-const FINAL = new Set(["completed", "failed", "expired"]);
-const LABELS = {
-  pending: "Waiting to be processed",
-  processing: "Being turned into 3D",
-  completed: "Ready",
-  failed: "Processing failed",
-  expired: "Expired",
-};
-// What the status means for the person waiting (the label itself is in the list above it).
-const NEXT = {
-  pending: "We have your photo. We'll email you when your model is ready; you can close this page.",
-  processing: "We're building your model now. We'll email you when it's ready; you can close this page.",
-  completed: "Your model is ready. Check your email for the link.",
-  failed: "We couldn't build a model from this photo. Please try another photo.",
-  expired: "This upload expired before it was finished. Please upload your photo again.",
+// One entry per job status, as chalicelib/domain.py defines them (tests/integration/test_lifecycle.py checks that
+// this list, the domain's, the database's and the OpenAPI enum agree): its label, what it means for the person
+// waiting, and whether polling ends there. A cancelled job's status answers 410 UPLOAD_CANCELLED (see MESSAGES).
+const STATUSES = {
+  pending: {
+    label: "Waiting to be processed",
+    next: "We have your photo. We'll email you when your model is ready; you can close this page.",
+    final: false,
+  },
+  processing: {
+    label: "Being turned into 3D",
+    next: "We're building your model now. We'll email you when it's ready; you can close this page.",
+    final: false,
+  },
+  completed: { label: "Ready", next: "Your model is ready. Check your email for the link.", final: true },
+  failed: {
+    label: "Processing failed",
+    next: "We couldn't build a model from this photo. Please try another photo.",
+    final: true,
+  },
+  expired: {
+    label: "Expired",
+    next: "This upload expired before it was finished. Please upload your photo again.",
+    final: true,
+  },
+  cancelled: { label: "Cancelled", next: "This upload was cancelled. Please start a new upload.", final: true },
 };
 const FORMATS = { "image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/heic": "HEIC" };
 const START_OVER = "Please start a new upload.";
@@ -38,9 +49,10 @@ const MESSAGES = {
   INVALID_TOKEN: `This device's session for the upload was refused. ${START_OVER}`,
   UPLOAD_NOT_FOUND: `We couldn't find this upload. ${START_OVER}`,
   BAD_LINK: `This page's address is incomplete or damaged, so we can't tell which upload it is. ${START_OVER}`,
+  UPLOAD_CANCELLED: STATUSES.cancelled.next,
 };
 // These mean the stored token can never work again: forget it.
-const DEAD_TOKEN = new Set(["INVALID_TOKEN", "UPLOAD_NOT_FOUND"]);
+const DEAD_TOKEN = new Set(["INVALID_TOKEN", "UPLOAD_NOT_FOUND", "UPLOAD_CANCELLED"]);
 
 /** The job id from the last path segment, or null if it is not valid percent-encoding. */
 function readJobId() {
@@ -68,13 +80,14 @@ function size(bytes) {
 function show(job) {
   document.getElementById("job").hidden = false;
   document.getElementById("job-id").textContent = job.jobId;
-  document.getElementById("job-status").textContent = LABELS[job.status] || job.status;
+  const known = STATUSES[job.status];
+  document.getElementById("job-status").textContent = known ? known.label : job.status;
   document.getElementById("job-file").textContent = `${FORMATS[job.fileType] || job.fileType}, ${size(job.fileSize)}`;
   document.getElementById("job-confirmed").textContent = job.confirmedAt
     ? new Date(job.confirmedAt).toLocaleString() : "Not yet";
   status.textContent = job.status === "pending" && !job.confirmedAt
     ? "Your photo hasn't arrived yet. If you closed the upload page, please upload it again."
-    : NEXT[job.status] || "";
+    : known ? known.next : "";
   page.dataset.state = job.status;
   startOver.textContent = "Upload another photo";
   startOver.hidden = false;
@@ -119,7 +132,7 @@ async function poll() {
     if (lastStatus !== null && job.status !== lastStatus) delay = TIMING.pollStartMs;
     lastStatus = job.status;
     show(job);
-    if (FINAL.has(job.status)) {
+    if (STATUSES[job.status]?.final) {
       stopped = true;
       if (job.status === "expired") clearSession(jobId);
     }

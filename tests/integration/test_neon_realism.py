@@ -147,7 +147,8 @@ def test_the_whole_job_lifecycle_works_through_a_transaction_mode_pooler(pooled_
     with pytest.raises(AlreadyConfirmed):
         services.confirm_upload(created.upload_id, replayed.session_token, **deps)
     assert services.expire_abandoned_uploads(uploads=pooled_uploads, storage=live_deps.storage,
-                                             older_than_seconds=10 ** 8) == {"expired": 0, "objectsDeleted": 0}
+                                             older_than_seconds=10 ** 8, url_ttl_seconds=10 ** 8) == {
+        "expired": 0, "objectsDeleted": 0}
 
 
 def test_migrations_run_through_the_pooler(pooler, db):
