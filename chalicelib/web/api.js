@@ -107,6 +107,11 @@ export function confirmUpload(jobId, token, signal) {
   return jobFetch(jobId, `/api/upload/${encodeURIComponent(jobId)}/confirm`, { method: "POST", token, signal });
 }
 
+/** Cancel a pending job (204, also when it was cancelled before); its photo is deleted by the server. */
+export function cancelUpload(jobId, token) {
+  return jobFetch(jobId, `/api/upload/${encodeURIComponent(jobId)}`, { method: "DELETE", token });
+}
+
 export function getJob(jobId) {
   return jobFetch(jobId, `/api/upload/${encodeURIComponent(jobId)}`);
 }

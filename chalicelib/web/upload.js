@@ -2,7 +2,7 @@
 // retries by itself on network errors and 5xx (with backoff, waiting out offline spells), and remembers how
 // far it got, so "Try again" after the retries run out resumes instead of starting over.
 
-import { ApiError, confirmUpload, createUpload } from "./api.js";
+import { ApiError, cancelUpload, confirmUpload, createUpload } from "./api.js";
 import { IMAGE_TYPES, detectType } from "./filetype.js";
 import { STORAGE_MESSAGE, TYPE_MESSAGE, UNRECOGNISED_MESSAGE } from "./messages.js";
 import { abortError, withRetry } from "./retry.js";
@@ -73,7 +73,7 @@ export class UploadAttempt {
    * "confirming"), onProgress(percent), onWait({reason: "offline" | "retry", delayMs}) while a step waits.
    */
   constructor(file, email, { fileType = file.type, onProgress = () => {}, onStep = () => {}, onWait = () => {},
-    api = { createUpload, confirmUpload }, put = putFile, store = storeSession, timing = TIMING, now = Date.now } = {}) {
+    api = { createUpload, confirmUpload, cancelUpload }, put = putFile, store = storeSession, timing = TIMING, now = Date.now } = {}) {
     Object.assign(this, { file, email, fileType, onProgress, onStep, onWait, api, put, store, timing, now });
     // One key per attempt: a retry replays the same job instead of making a second one.
     this.idempotencyKey = crypto.randomUUID();
@@ -82,12 +82,22 @@ export class UploadAttempt {
     this.step = null;
     this.controller = null;
     this.persistence = null;
+    // The server-side cancel, once sent (a promise that settles when it is answered).
+    this.cancelled = null;
   }
 
-  /** Stop the upload. During the confirm the job may already be confirmed, so its token is kept. */
+  /**
+   * Stop the upload. A job that exists is cancelled on the server too, once, so its photo is deleted now rather
+   * than a day later (a failed cancel is left to the server's sweep, which expires the job). During the confirm
+   * the job may already be confirmed, so it is not cancelled and its token is kept.
+   */
   cancel() {
     if (!this.controller) return;
-    if (this.step === "confirming" && this.created) this.persistence = this.store(this.created.uploadId, this.created.sessionToken);
+    if (this.step === "confirming" && this.created) {
+      this.persistence = this.store(this.created.uploadId, this.created.sessionToken);
+    } else if (this.created && !this.cancelled) {
+      this.cancelled = this.api.cancelUpload(this.created.uploadId, this.created.sessionToken).catch(() => null);
+    }
     this.controller.abort();
   }
 

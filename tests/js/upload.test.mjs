@@ -133,3 +133,56 @@ describe("UploadAttempt", () => {
     assert.deepEqual(calls.stored, [["job1", "token1"]]);
   });
 });
+
+describe("UploadAttempt.cancel", () => {
+  function cancellable() {
+    const cancels = [];
+    let release;
+    const attempt = new UploadAttempt(FILE, "maya@example.com", {
+      fileType: "image/png",
+      timing: TIMING,
+      api: {
+        createUpload: async () => ({ uploadId: "job1", uploadUrl: "https://storage/url1", sessionToken: "token1",
+          expiresAt: new Date(Date.now() + 900000).toISOString() }),
+        confirmUpload: async () => "ok",
+        cancelUpload: async (id, token) => { cancels.push([id, token]); },
+      },
+      put: (url, file, type, onProgress, signal) => new Promise((resolve, reject) => {
+        release = resolve;
+        signal.addEventListener("abort", () => reject(new DOMException("cancelled", "AbortError")));
+      }),
+      store: () => "device",
+    });
+    return { attempt, cancels, started: async () => { while (!release) await new Promise((r) => setTimeout(r, 1)); } };
+  }
+
+  test("cancelling once the job exists cancels it on the server, once, however often Cancel is pressed", async () => {
+    const { attempt, cancels, started } = cancellable();
+    const running = attempt.run();
+    await started();
+    attempt.cancel();
+    attempt.cancel();
+    await assert.rejects(running, { name: "AbortError" });
+    await attempt.cancelled;
+    assert.deepEqual(cancels, [["job1", "token1"]]);
+  });
+
+  test("cancelling before the job exists asks the server nothing", async () => {
+    const { attempt, cancels } = cancellable();
+    attempt.controller = new AbortController();
+    attempt.cancel();
+    assert.equal(attempt.cancelled, null);
+    assert.deepEqual(cancels, []);
+  });
+
+  test("a refused or failed server-side cancel still stops the upload", async () => {
+    const attempt = new UploadAttempt(FILE, "maya@example.com", {
+      api: { cancelUpload: async () => { throw new ApiError(503, "SERVICE_UNAVAILABLE", "down"); } },
+    });
+    attempt.controller = new AbortController();
+    attempt.created = { uploadId: "job1", sessionToken: "token1" };
+    attempt.cancel();
+    assert.equal(await attempt.cancelled, null);
+    assert.equal(attempt.controller.signal.aborted, true);
+  });
+});
