@@ -6,31 +6,11 @@ import time
 
 import pytest
 
-from tests.browser.conftest import PROCESSING_URL, set_timing, submit_upload
+from tests.browser.conftest import PROCESSING_URL, RECORD_PROGRESS, set_timing, submit_upload
 from tests.helpers import http
 from tests.images import png_bytes
 
 STORAGE_PUT = re.compile(r".*/uploads/uploads/.*")
-
-# Records every value the progress bar takes, in sessionStorage, which survives the navigation that follows.
-RECORD_PROGRESS = """
-new MutationObserver(() => {
-  const bar = document.getElementById('progress');
-  const status = document.getElementById('status');
-  if (!bar || !status || bar.dataset.watched) return;
-  bar.dataset.watched = '1';
-  const record = (key, value) => {
-    const seen = JSON.parse(sessionStorage.getItem(key) || '[]');
-    seen.push(value);
-    sessionStorage.setItem(key, JSON.stringify(seen));
-  };
-  new MutationObserver(() => record('progress-seen', Number(bar.value)))
-    .observe(bar, { attributes: true, attributeFilter: ['value'] });
-  // What the status live region says, which is what a screen reader announces.
-  new MutationObserver(() => record('status-seen', status.textContent))
-    .observe(status, { childList: true, characterData: true, subtree: true });
-}).observe(document, { childList: true, subtree: true });
-"""
 
 
 @pytest.fixture(scope="module")
