@@ -129,18 +129,20 @@ class FakeUploads:
 
 
 class FakeStorage:
-    """Objects in a dict; `failure` (an exception) is raised by every call that reaches storage, and `deleted`
-    records each delete's key."""
+    """Objects in a dict; `failure` (an exception) is raised by every call that reaches storage; `peeks` records
+    each peek's arguments by keyword, `deleted` each deleted key."""
 
     def __init__(self):
         self.objects = {}
         self.failure = None
+        self.peeks = []
         self.deleted = []
 
     def presign_put(self, key, *, content_type, content_length, expires_in):
         return f"https://storage.test/{key}?type={content_type}&length={content_length}&ttl={expires_in}"
 
     def peek(self, key, length):
+        self.peeks.append({"key": key, "length": length})
         if self.failure:
             raise self.failure
         stored = self.objects.get(key)

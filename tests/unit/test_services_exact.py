@@ -12,7 +12,7 @@ from chalicelib.config import RateLimit
 from chalicelib.errors import RateLimited, UploadExpired, UploadNotVerified
 from chalicelib.repository import CreateOutcome, LimitCheck, UploadRecord
 from chalicelib.storage import ObjectInfo
-from tests.unit.fakes import SIGNATURES, FakeDeps
+from tests.unit.fakes import SIGNATURES, FakeDeps, FakeStorage
 
 BODY = {"email": "Maya.Lee@Example.com", "fileType": "image/png", "fileSize": 68}
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -119,15 +119,6 @@ def test_a_replay_with_less_than_a_second_left_is_expired(deps, age):
 
 # Confirm: what it reads and why it refuses
 
-class PeekingStorage:
-    def __init__(self, stored):
-        self.stored, self.peeks = stored, []
-
-    def peek(self, key, length):
-        self.peeks.append((key, length))
-        return self.stored
-
-
 @pytest.mark.parametrize("stored, reason", [
     (None, "missing"),
     (ObjectInfo(67, "image/png", '"e"', SIGNATURES["image/png"]), "size"),
@@ -136,14 +127,16 @@ class PeekingStorage:
 ])
 def test_a_refused_confirm_names_the_check_that_failed_after_reading_the_first_64_bytes(deps, stored, reason):
     created = create(deps)
-    storage = PeekingStorage(stored)
+    storage = FakeStorage()
+    if stored is not None:
+        storage.objects[created.key] = stored
 
     with pytest.raises(UploadNotVerified) as caught:
         services.confirm_upload(created.upload_id, created.session_token, uploads=deps.uploads, storage=storage,
                                 analytics=deps.analytics)
 
     assert caught.value.reason == reason
-    assert storage.peeks == [(created.key, 64)]
+    assert storage.peeks == [{"key": created.key, "length": 64}]
     assert deps.uploads.get(created.upload_id).confirmed_at is None
 
 
