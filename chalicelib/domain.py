@@ -54,8 +54,6 @@ TRANSITIONS = {
 }
 # Jobs whose person needs reaching no more: their email is cleared after the retention period.
 FINISHED = (COMPLETED, FAILED, EXPIRED, CANCELLED)
-# Jobs whose object the sweep deletes.
-ENDED_UNCONFIRMED = (EXPIRED, CANCELLED)
 
 
 def stage_of(status: str, confirmed: bool) -> str:
