@@ -52,8 +52,8 @@ TRANSITIONS = {
     EXPIRED: frozenset(),
     CANCELLED: frozenset(),
 }
-# Jobs whose person needs reaching no more: their email is cleared after the retention period.
-FINISHED = (COMPLETED, FAILED, EXPIRED, CANCELLED)
+# Jobs whose person needs reaching no more (their email is cleared after the retention period): the final stages.
+FINISHED = tuple(status for status in STATUSES if not TRANSITIONS[status])
 
 
 def stage_of(status: str, confirmed: bool) -> str:

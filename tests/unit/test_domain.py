@@ -203,9 +203,10 @@ def test_only_a_cancelled_job_is_hidden_from_its_status():
 
 
 def test_the_lifecycle_lists_each_stored_status_once_and_confirmed_only_as_a_stage():
-    assert domain.STATUSES == ("pending", "processing", "completed", "failed", "expired", "cancelled")
-    assert domain.CONFIRMED not in domain.STATUSES
-    assert domain.FINISHED == ("completed", "failed", "expired", "cancelled")
+    assert len(set(domain.STATUSES)) == len(domain.STATUSES) and domain.CONFIRMED not in domain.STATUSES
+    assert set(domain.TRANSITIONS) == {*domain.STATUSES, domain.CONFIRMED}
+    assert {"completed", "failed", "expired", "cancelled"} <= set(domain.FINISHED)
+    assert not {"pending", "processing"} & set(domain.FINISHED)
     assert domain.TRANSITIONS["pending"] == {"confirmed", "expired", "cancelled"}
     assert domain.TRANSITIONS["confirmed"] == {"processing"}
     assert domain.TRANSITIONS["processing"] == {"completed", "failed"}
