@@ -89,13 +89,13 @@ export class UploadAttempt {
   /**
    * Stop the upload. A job that exists is cancelled on the server too, once, so its photo is deleted now rather
    * than a day later (a failed cancel is left to the server's sweep, which expires the job). During the confirm
-   * the job may already be confirmed, so it is not cancelled and its token is kept.
+   * the job may already be confirmed, so it is not cancelled and its token is kept; a finished job is left alone.
    */
   cancel() {
     if (!this.controller) return;
     if (this.step === "confirming" && this.created) {
       this.persistence = this.store(this.created.uploadId, this.created.sessionToken);
-    } else if (this.created && !this.cancelled) {
+    } else if (this.created && this.step !== "done" && !this.cancelled) {
       this.cancelled = this.api.cancelUpload(this.created.uploadId, this.created.sessionToken).catch(() => null);
     }
     this.controller.abort();

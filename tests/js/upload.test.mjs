@@ -186,3 +186,25 @@ describe("UploadAttempt.cancel", () => {
     assert.equal(attempt.controller.signal.aborted, true);
   });
 });
+
+describe("UploadAttempt.cancel after the upload", () => {
+  test("a finished upload is never cancelled on the server (the page's Back button resets the form)", async () => {
+    const cancels = [];
+    const attempt = new UploadAttempt(FILE, "maya@example.com", {
+      fileType: "image/png",
+      timing: TIMING,
+      api: {
+        createUpload: async () => ({ uploadId: "job1", uploadUrl: "https://storage/url1", sessionToken: "token1",
+          expiresAt: new Date(Date.now() + 900000).toISOString() }),
+        confirmUpload: async () => "ok",
+        cancelUpload: async (id) => { cancels.push(id); },
+      },
+      put: async () => undefined,
+      store: () => "device",
+    });
+    await attempt.run();
+    attempt.cancel();
+    assert.equal(attempt.cancelled, null);
+    assert.deepEqual(cancels, []);
+  });
+});
