@@ -66,6 +66,19 @@ def test_a_confirmed_job_cannot_be_cancelled_409(api, deps):
     assert deps.storage.deleted == [] and deps.uploads.get(job["uploadId"]).status == "pending"
 
 
+def test_a_refused_cancel_is_decided_by_its_one_statement_without_reading_the_job_again(api, deps):
+    job = api.create().body
+    deps.storage.put(job["key"], 68, "image/png")
+    api.confirm(job["uploadId"], job["sessionToken"])
+
+    def no_second_read(upload_id):
+        raise AssertionError("the cancel read the job again")
+
+    deps.uploads.get = no_second_read
+
+    assert api.cancel(job["uploadId"], job["sessionToken"])[0] == 409
+
+
 def test_an_expired_job_cannot_be_cancelled_410_upload_expired(api, deps):
     job = api.create().body
     set_status(deps, job["uploadId"], status="expired")
@@ -97,8 +110,8 @@ def test_a_storage_failure_after_the_cancel_still_answers_204_and_leaves_the_obj
 
     assert api.cancel(job["uploadId"], job["sessionToken"]) == (204, None)
     assert names(deps) == ["session_created", "upload_cancelled"]
-    assert [(r.levelname, r.getMessage()) for r in records(service_logs, "chalicelib.services")] == [
-        ("WARNING", "cancelled upload's object not deleted; the sweep will")]
+    assert [(r.levelname, r.getMessage(), r.uploadId) for r in records(service_logs, "chalicelib.services")] == [
+        ("WARNING", "cancelled upload's object not deleted; the sweep will", job["uploadId"])]
 
 
 def test_a_cancel_that_lost_a_race_to_a_confirm_says_409(api, deps):
