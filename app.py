@@ -70,6 +70,7 @@ def create_upload():
         source_ip=((request.context or {}).get("identity") or {}).get("sourceIp"),
         rate_limit_per_ip=deps.settings.rate_limit_per_ip,
         rate_limit_per_email=deps.settings.rate_limit_per_email,
+        digest_secret=deps.secrets.digest_secret,
     )
     logs.bind(uploadId=created.upload_id)
     return json_response(

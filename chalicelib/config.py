@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, replace
@@ -10,12 +11,32 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 MIB = 1024 * 1024
 # Secrets may be given directly (local runs) or as the name of an SSM parameter, `<NAME>_SSM_PARAMETER` (production).
-SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
+SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY",
+                "DIGEST_SECRET")
+# The key of the HMACs kept instead of Idempotency-Keys, request fingerprints and rate-limit keys: a random string
+# of at least this many characters (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
+MIN_DIGEST_SECRET_LENGTH = 32
 SSM_SUFFIX = "_SSM_PARAMETER"
 # libpq's meanings: `require` accepts only SCRAM-SHA-256-PLUS (the password proof bound to this TLS channel),
 # `disable` never binds, `prefer` binds when the server offers it.
 CHANNEL_BINDING_MODES = ("disable", "prefer", "require")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+# Every numeric setting is positive, finite and at most its ceiling here, or start-up stops naming it: a nan
+# timeout made every request fail later, a nan or infinite re-read age silently stopped re-reading secrets.
+LAMBDA_MAX_SECONDS = 900  # no invocation lives longer, so no wait inside one needs to
+TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600
+RATE_LIMIT_COUNT_MAX = 1_000_000  # a limited key keeps up to N creation times (8 bytes each) in one row
+NUMERIC_SETTINGS = {  # name: (type, largest value)
+    "ANALYTICS_BUDGET_SECONDS": (float, LAMBDA_MAX_SECONDS),
+    "DB_TIMEOUT_SECONDS": (float, LAMBDA_MAX_SECONDS),
+    "STORAGE_TIMEOUT_SECONDS": (float, LAMBDA_MAX_SECONDS),
+    "SECRETS_MAX_AGE_SECONDS": (float, 24 * 3600),
+    "MAX_UPLOAD_BYTES": (int, 5 * 1024 * MIB),  # the largest single PUT S3 takes
+    "UPLOAD_URL_TTL_SECONDS": (int, 7 * 24 * 3600),  # the longest a SigV4 presigned URL may live
+    "ABANDONED_AFTER_SECONDS": (int, TEN_YEARS_SECONDS),
+    "EMAIL_RETENTION_DAYS": (int, 3650),
+}
 
 
 class ConfigError(RuntimeError):
@@ -44,9 +65,15 @@ class DatabaseSettings:
         if not parts.hostname or not parts.username:
             raise ConfigError("DATABASE_URL must name a user and a host")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        sslmode = query.get("sslmode", "prefer")
+        sslrootcert = query.get("sslrootcert")
+        # libpq 16: the system's authorities vouch for every public name, so anything short of checking the host
+        # name against the certificate would accept any of them; `system` therefore means verify-full.
+        sslmode = query.get("sslmode", "verify-full" if sslrootcert == "system" else "prefer")
         if sslmode not in SSL_MODES:
             raise ConfigError(f"DATABASE_URL has an unknown sslmode {sslmode!r}")
+        if sslrootcert == "system" and sslmode != "verify-full":
+            raise ConfigError(f"DATABASE_URL has sslrootcert=system with the weaker sslmode {sslmode!r}: "
+                              "use sslmode=verify-full, or leave sslmode out")
         channel_binding = query.get("channel_binding", "prefer")
         if channel_binding not in CHANNEL_BINDING_MODES:
             raise ConfigError(f"DATABASE_URL has an unknown channel_binding {channel_binding!r}")
@@ -63,7 +90,7 @@ class DatabaseSettings:
             password=unquote(parts.password) if parts.password is not None else None,
             database=unquote(parts.path.lstrip("/")) or unquote(parts.username),
             sslmode=sslmode,
-            sslrootcert=query.get("sslrootcert"),
+            sslrootcert=sslrootcert,
             channel_binding=channel_binding,
         )
 
@@ -81,9 +108,11 @@ class RateLimit:
         if raw is None or raw.strip() == "":
             return None
         match = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", raw)
-        if match is None or int(match[1]) < 1 or int(match[2]) < 1:
-            raise ConfigError(f"{name} must be N/SECONDS with both positive whole numbers (e.g. 20/600), got {raw!r}")
-        return cls(count=int(match[1]), seconds=int(match[2]))
+        count, seconds = (_parsed(match[1], int), _parsed(match[2], int)) if match else (None, None)
+        if not (_in_range(count, int, RATE_LIMIT_COUNT_MAX) and _in_range(seconds, int, TEN_YEARS_SECONDS)):
+            raise ConfigError(f"{name} must be N/SECONDS with N from 1 to {RATE_LIMIT_COUNT_MAX} and SECONDS from 1 "
+                              f"to {TEN_YEARS_SECONDS} (e.g. 20/600), got {raw!r}")
+        return cls(count=count, seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,8 @@ class Settings:
     # Exact origins (scheme://host[:port]) whose pages may call the API and PUT to the bucket.
     allowed_origins: Tuple[str, ...]
     posthog_api_key: Optional[str] = None
+    # Without it, whoever reads the table could test a guessed email or key against the digests: see domain.digest.
+    digest_secret: str = ""
     posthog_host: str = "https://us.i.posthog.com"
     analytics_budget_seconds: float = 1.0
     max_upload_bytes: int = 20 * MIB
@@ -129,7 +160,7 @@ class Settings:
         given = {name for name, _ in refs}
         missing = [
             name
-            for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET")
+            for name in ("DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET", "DIGEST_SECRET")
             if not env.get(name) and name not in given
         ]
         if not env.get("ALLOWED_ORIGINS") and not env.get("ALLOWED_ORIGIN"):
@@ -141,8 +172,10 @@ class Settings:
             raise ConfigError("Missing required setting(s): " + ", ".join(missing))
         if env.get("DATABASE_URL"):
             DatabaseSettings.from_url(env["DATABASE_URL"])  # fail now, not at the first request
-        url_ttl = _number(env, "UPLOAD_URL_TTL_SECONDS", cls.upload_url_ttl_seconds, int)
-        abandoned_after = _number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds, int)
+        if env.get("DIGEST_SECRET"):
+            check_digest_secret(env["DIGEST_SECRET"])
+        url_ttl = _number(env, "UPLOAD_URL_TTL_SECONDS", cls.upload_url_ttl_seconds)
+        abandoned_after = _number(env, "ABANDONED_AFTER_SECONDS", cls.abandoned_after_seconds)
         if url_ttl >= abandoned_after:
             # A URL that outlives its job could put an object back after the sweep deleted it.
             raise ConfigError(f"UPLOAD_URL_TTL_SECONDS ({url_ttl}) must be less than ABANDONED_AFTER_SECONDS "
@@ -156,17 +189,18 @@ class Settings:
             r2_bucket=env["R2_BUCKET"],
             allowed_origins=origins,
             posthog_api_key=env.get("POSTHOG_API_KEY") or None,
+            digest_secret=env.get("DIGEST_SECRET", ""),
             posthog_host=env.get("POSTHOG_HOST") or cls.posthog_host,
-            analytics_budget_seconds=_number(env, "ANALYTICS_BUDGET_SECONDS", cls.analytics_budget_seconds, float),
-            max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes, int),
+            analytics_budget_seconds=_number(env, "ANALYTICS_BUDGET_SECONDS", cls.analytics_budget_seconds),
+            max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             upload_url_ttl_seconds=url_ttl,
-            db_timeout_seconds=_number(env, "DB_TIMEOUT_SECONDS", cls.db_timeout_seconds, float),
-            storage_timeout_seconds=_number(env, "STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds, float),
+            db_timeout_seconds=_number(env, "DB_TIMEOUT_SECONDS", cls.db_timeout_seconds),
+            storage_timeout_seconds=_number(env, "STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds),
             abandoned_after_seconds=abandoned_after,
             rate_limit_per_ip=RateLimit.parse("RATE_LIMIT_PER_IP", env.get("RATE_LIMIT_PER_IP")),
             rate_limit_per_email=RateLimit.parse("RATE_LIMIT_PER_EMAIL", env.get("RATE_LIMIT_PER_EMAIL")),
-            email_retention_days=_number(env, "EMAIL_RETENTION_DAYS", cls.email_retention_days, int),
-            secrets_max_age_seconds=_number(env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds, float),
+            email_retention_days=_number(env, "EMAIL_RETENTION_DAYS", cls.email_retention_days),
+            secrets_max_age_seconds=_number(env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds),
             version=env.get("VERSION") or cls.version,
             stage=env.get("STAGE") or cls.stage,
             ssm_parameters=refs,
@@ -183,7 +217,14 @@ class Settings:
         resolved = {name.lower(): values[parameter] for name, parameter in self.ssm_parameters}
         settings = replace(self, **resolved, ssm_parameters=())
         settings.database  # a bad URL from SSM fails here, with its reason
+        check_digest_secret(settings.digest_secret)
         return settings
+
+
+def check_digest_secret(value: str) -> None:
+    """Refuse a digest secret short enough to guess (the value itself is never put in the message)."""
+    if len(value) < MIN_DIGEST_SECRET_LENGTH:
+        raise ConfigError(f"DIGEST_SECRET must be at least {MIN_DIGEST_SECRET_LENGTH} characters, got {len(value)}")
 
 
 def parse_origins(raw: str, *, name: str = "ALLOWED_ORIGINS") -> Tuple[str, ...]:
@@ -255,14 +296,28 @@ def fetch_ssm_parameters(names: list, client=None) -> dict:
     return values
 
 
-def _number(env: Mapping[str, str], name: str, default, kind):
+def _number(env: Mapping[str, str], name: str, default):
+    """The numeric setting `name` (see NUMERIC_SETTINGS), or `default` when it is unset or empty."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    kind, largest = NUMERIC_SETTINGS[name]
+    value = _parsed(raw, kind)
+    if not _in_range(value, kind, largest):
+        whole = "whole " if kind is int else ""
+        raise ConfigError(f"{name} must be a positive {whole}number no greater than {largest}, got {raw!r}")
     return value
+
+
+def _parsed(raw: str, kind: type):
+    """`raw` as a `kind`, or None when it is not one (or has more digits than Python converts)."""
+    try:
+        return kind(raw)
+    except ValueError:
+        return None
+
+
+def _in_range(value, kind: type, largest) -> bool:
+    """A finite `kind` above 0 and at most `largest`: nan fails every comparison and infinity exceeds any ceiling,
+    and the comparisons come first so that a huge integer never reaches isfinite (which would overflow)."""
+    return isinstance(value, kind) and 0 < value <= largest and math.isfinite(value)

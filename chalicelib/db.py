@@ -21,8 +21,12 @@ from typing import Callable, Optional
 
 import pg8000.native
 from pg8000.core import (
+    AUTHENTICATION_REQUEST,
+    BACKEND_KEY_DATA,
     ERROR_RESPONSE,
+    NOTICE_RESPONSE,
     NULL_BYTE,
+    PARAMETER_STATUS,
     PASSWORD,
     READY_FOR_QUERY,
     Context,
@@ -222,16 +226,81 @@ class ChannelBindingRefused(InterfaceError):
 
 _AUTH_OK, _AUTH_CLEARTEXT, _AUTH_MD5, _AUTH_SASL, _AUTH_SASL_CONTINUE, _AUTH_SASL_FINAL = 0, 3, 5, 10, 11, 12
 _PLUS = "SCRAM-SHA-256-PLUS"
+NEGOTIATE_PROTOCOL_VERSION = b"v"  # pg8000 has no handler for it
+
+# Start-up in three phases. Until AuthenticationOk the server may only ask for authentication, refuse, or say which
+# protocol it speaks (libpq: "expected authentication request from server"): a ReadyForQuery there would let a
+# server that never checked the password take statements. After it, until ReadyForQuery, only the report of the
+# session's settings may come.
+AUTHENTICATING, AUTHENTICATED, ESTABLISHED = "authenticating", "authenticated", "established"
+STARTUP_MESSAGES = {
+    AUTHENTICATING: frozenset((AUTHENTICATION_REQUEST, ERROR_RESPONSE, NEGOTIATE_PROTOCOL_VERSION)),
+    AUTHENTICATED: frozenset((PARAMETER_STATUS, BACKEND_KEY_DATA, NOTICE_RESPONSE, ERROR_RESPONSE, READY_FOR_QUERY)),
+}
+
+
+def startup_refusal(phase: str, code: bytes) -> Optional[str]:
+    """Why a server message of type `code` may not arrive in this phase of start-up; None when it may."""
+    if phase == ESTABLISHED or code in STARTUP_MESSAGES[phase]:
+        return None
+    shown = code.decode("latin-1")
+    if phase == AUTHENTICATING:
+        return f"expected an authentication request from the server, but received {shown!r}"
+    return f"unexpected message {shown!r} from the server after authentication, before it was ready"
+
+
+class _StartupMessages:
+    """pg8000's message handlers as its start-up loop looks them up: each type is first checked against the phase."""
+
+    def __init__(self, conn: "Connection"):
+        self._conn = conn
+
+    def __getitem__(self, code: bytes):
+        refusal = startup_refusal(self._conn._phase, code)
+        if refusal:
+            raise InterfaceError(refusal)
+        if code == NEGOTIATE_PROTOCOL_VERSION:
+            return self._conn.handle_NEGOTIATE_PROTOCOL_VERSION
+        return self._conn._handlers[code]
 
 
 class Connection(pg8000.native.Connection):
-    """pg8000's connection with libpq's channel_binding and a statement runner that knows whether it sent."""
+    """pg8000's connection with libpq's start-up rules and channel_binding, and a statement runner that knows
+    whether it sent."""
+
+    _phase = ESTABLISHED  # what a connection made without __init__ (a unit test's) is
 
     def __init__(self, *args, channel_binding: str = "prefer", **kwargs):
         self._channel_binding = channel_binding
-        self._bound = False  # a SCRAM-SHA-256-PLUS exchange was started
+        self._scram_started = False  # a SCRAM exchange was started
+        self._bound = False  # ... with SCRAM-SHA-256-PLUS, bound to this TLS channel
         self._server_proved = False  # ... and the server's final message carried a signature that checked out
+        self._phase = AUTHENTICATING
         super().__init__(*args, **kwargs)
+        if self._phase != AUTHENTICATED:
+            # pg8000's start-up loop ended without AuthenticationOk: never use such a connection.
+            try:
+                self.close()
+            except Exception:  # pragma: no mutate (closing is a courtesy; the connection is refused regardless)
+                pass
+            raise InterfaceError("the server never completed authentication")
+        self._phase = ESTABLISHED
+
+    @property
+    def message_types(self):
+        return self._handlers if self._phase == ESTABLISHED else _StartupMessages(self)
+
+    @message_types.setter
+    def message_types(self, handlers):
+        # pg8000 assigns its handler table in __init__, just before its start-up loop reads it.
+        self._handlers = handlers
+
+    def handle_NEGOTIATE_PROTOCOL_VERSION(self, data, context):
+        # The client asked for 3.0 without options, which every server since 7.4 speaks: a server answering this
+        # cannot serve it (libpq ends the connection too).
+        newest, unknown = i_unpack(data)[0], data[8:].split(NULL_BYTE)[:-1]
+        raise InterfaceError(f"the server does not speak protocol 3.0 as asked: it offers 3.{newest}"
+                             + (f" and does not know {b', '.join(unknown).decode('latin-1')}" if unknown else ""))
 
     def handle_AUTHENTICATION_REQUEST(self, data, context):
         code = i_unpack(data)[0]
@@ -249,6 +318,12 @@ class Connection(pg8000.native.Connection):
                 raise ChannelBindingRefused(f"channel_binding=require, but SCRAM step {code} came unasked")
             if code not in (_AUTH_OK, _AUTH_SASL_CONTINUE, _AUTH_SASL_FINAL):
                 raise ChannelBindingRefused(f"channel_binding=require refuses authentication {code}")
+        if code in (_AUTH_SASL_CONTINUE, _AUTH_SASL_FINAL) and not self._scram_started:
+            raise InterfaceError(f"the server sent SCRAM step {code} without asking for SCRAM")
+        if code == _AUTH_OK and self._scram_started and not self._server_proved:
+            # A server that started SCRAM finishes it with its own signed proof before "OK" (libpq 16's
+            # require_auth=scram-sha-256 insists as well); "OK" without it comes from someone who cannot make one.
+            raise InterfaceError("the server answered OK without completing SCRAM")
         try:
             result = super().handle_AUTHENTICATION_REQUEST(data, context)
         except Exception as exc:
@@ -258,6 +333,8 @@ class Connection(pg8000.native.Connection):
         if code == _AUTH_SASL_FINAL:
             # pg8000 checked the server's signature in set_server_final(); it raises when it does not match.
             self._server_proved = True
+        elif code == _AUTH_OK:
+            self._phase = AUTHENTICATED
         return result
 
     def _start_scram(self, mechanisms: list) -> None:
@@ -280,6 +357,7 @@ class Connection(pg8000.native.Connection):
             raise InterfaceError("server requesting SCRAM authentication, but no password was provided")
         self.auth = scramp.ScramClient(mechanisms, self.user.decode("utf8"), self.password.decode("utf8"),
                                        channel_binding=binding)
+        self._scram_started = True
         first = self.auth.get_client_first().encode("utf8")
         mechanism = self.auth.mechanism_name.encode("ascii") + NULL_BYTE
         self._send_message(PASSWORD, mechanism + len(first).to_bytes(4, "big") + first)

@@ -20,6 +20,9 @@ FILE_TYPES = {
 UPLOAD_ID_LENGTH = 24
 MAX_EMAIL_LENGTH = 254
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# An Idempotency-Key is a secret: with the body, it replays the create and takes the job over. Our client's keys
+# are UUIDs (36 characters); 32 admits 128-bit hex keys too and refuses the short, guessable ones.
+MIN_IDEMPOTENCY_KEY_LENGTH = 32
 # Tokens we mint are 36 characters; a longer header is refused without touching the database.
 MAX_TOKEN_LENGTH = 128
 # How much of an object the confirm reads: more than any signature below needs.
@@ -99,11 +102,18 @@ class UploadRequest:
     def extension(self) -> str:
         return FILE_TYPES[self.file_type]
 
-    def fingerprint(self) -> str:
-        """A stable digest of the request, to tell an idempotent replay from a reused key."""
+    def fingerprint(self, secret: str) -> str:
+        """A stable digest of the request, to tell an idempotent replay from a reused key. Keyed with the server's
+        secret: a plain hash of email, type and size would let whoever reads the table test a guessed email."""
+        return digest(secret, "fingerprint", self._canonical())
+
+    def legacy_fingerprint(self) -> str:
+        """The unkeyed digest rows written before migration 0006 hold (matched only to replay such a row)."""
+        return hashlib.sha256(self._canonical().encode()).hexdigest()
+
+    def _canonical(self) -> str:
         # A list has no key separator: mutating ":" changes nothing.
-        canonical = json.dumps([self.email, self.file_type, self.file_size], separators=(",", ":"))  # pragma: no mutate
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return json.dumps([self.email, self.file_type, self.file_size], separators=(",", ":"))  # pragma: no mutate
 
 
 def parse_upload_request(body: dict, *, max_bytes: int) -> UploadRequest:
@@ -138,12 +148,31 @@ def parse_upload_request(body: dict, *, max_bytes: int) -> UploadRequest:
 
 
 def parse_idempotency_key(value: str | None) -> str | None:
-    """Accept 1-255 printable ASCII characters, or no key at all."""
+    """Accept 32-255 printable ASCII characters, or no key at all."""
     if value is None:
         return None
-    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH or not all(" " <= ch <= "~" for ch in value):
-        raise ValidationFailed("Idempotency-Key: must be 1 to 255 printable ASCII characters.")
+    if not MIN_IDEMPOTENCY_KEY_LENGTH <= len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH or not all(
+            " " <= ch <= "~" for ch in value):
+        raise ValidationFailed(f"Idempotency-Key: must be {MIN_IDEMPOTENCY_KEY_LENGTH} to {MAX_IDEMPOTENCY_KEY_LENGTH}"
+                               " printable ASCII characters (a random value such as a UUID).")
     return value
+
+
+def digest(secret: str, purpose: str, value: str) -> str:
+    """HMAC-SHA256 (hex) of `value` under the server's secret, separated by `purpose` so that one kind of digest
+    never matches another. Without the secret, a digest cannot be tested against a guessed email or key."""
+    message = f"{purpose}\0{value}".encode("utf-8", "surrogatepass")
+    return hmac.new(secret.encode("utf-8", "surrogatepass"), message, hashlib.sha256).hexdigest()
+
+
+def idempotency_key_digest(secret: str, key: str) -> str:
+    """What `uploads.idempotency_key` holds for a key: its HMAC, tagged, never the key itself."""
+    return "hmac:" + digest(secret, "idempotency-key", key)
+
+
+def legacy_idempotency_key_digest(key: str) -> str:
+    """What migration 0006 left in place of a key stored in clear: its plain SHA-256, tagged (SQL has no secret)."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def new_upload_id() -> str:
@@ -202,13 +231,14 @@ def matches_declared_type(first_bytes: bytes, file_type: str) -> bool:
     return False
 
 
-def rate_limit_key(scope: str, value: str) -> str:
-    """What the rate limits count by: a SHA-256 digest, so the counters hold no address or email in clear.
+def rate_limit_key(secret: str, scope: str, value: str, source_ip: str | None = None) -> str:
+    """What the rate limits count by: an HMAC, so the counters hold no address or email, nor a digest of one that
+    a guess could be tested against.
 
-    Emails are compared lower-cased: `Maya@Example.com` and `maya@example.com` share one limit.
+    Emails are compared lower-cased: `Maya@Example.com` and `maya@example.com` share one limit. The email limit
+    counts per email *and* client address, so that nobody can use up another client's quota for an address.
     """
     normalised = value.strip().lower() if scope == "email" else value.strip()
-    counted = f"{scope}:{normalised}".encode(
-        "utf-8",  # pragma: no mutate (codec names are case-insensitive: "UTF-8" is the same codec)
-        "surrogatepass")
-    return hashlib.sha256(counted).hexdigest()
+    if scope == "email":
+        normalised += "\0" + (source_ip or "").strip()
+    return digest(secret, "rate-limit:" + scope, normalised)

@@ -79,12 +79,13 @@ class UploadNotVerified(UploadError):
     """The object is missing from storage or differs from what was declared.
 
     `reason` says which check failed, for the logs only (the user sees the same message for each):
-    "missing", "size", "type" or "bytes".
+    "missing", "size", "type", "encoding" (stored with a Content-Encoding), "disposition" (stored with a
+    Content-Disposition) or "bytes".
     """
 
     code = "UPLOAD_NOT_VERIFIED"
     message = "We couldn't verify your upload. Let's try again!"
-    REASONS = ("missing", "size", "type", "bytes")
+    REASONS = ("missing", "size", "type", "encoding", "disposition", "bytes")
 
     def __init__(self, message: str | None = None, *, reason: str | None = None):
         super().__init__(message)

@@ -117,44 +117,57 @@ class Uploads:
         fingerprint: str,
         idempotency_key: Optional[str],
         limits: Sequence[LimitCheck] = (),
+        legacy_idempotency_key: Optional[str] = None,
+        legacy_fingerprint: Optional[str] = None,
     ) -> CreateOutcome:
         """Insert a pending job, or, for a replayed Idempotency-Key of the same request, rotate its token.
 
+        `idempotency_key` and `fingerprint` are digests (never the key or the email); the `legacy_` ones are the
+        forms rows written before migration 0006 hold, matched too and upgraded on replay.
         The database decides in one statement, so concurrent replays of one key make exactly one job, and the
         limits are exact under concurrency: each one is a row whose lock serialises the creates of its key.
-        A replay of an existing job counts against no limit; a create refused by one limit is not counted by
-        the limits after it.
+        A replay of an existing job, or a send racing the one that creates it, counts against no limit (see
+        upload_key_taken in migration 0006); a create refused by one limit is not counted by the limits after it.
         """
         params = dict(id=upload_id, email=email, hash=token_hash, key=key, file_type=file_type,
-                      file_size=file_size, idem=idempotency_key, fingerprint=fingerprint, pending=domain.PENDING)
+                      file_size=file_size, idem=idempotency_key, fingerprint=fingerprint,
+                      legacy_idem=legacy_idempotency_key, legacy_fingerprint=legacy_fingerprint, pending=domain.PENDING)
         ctes, admitted = [], []
         if limits:
-            ctes.append("fresh AS (SELECT NOT EXISTS (SELECT 1 FROM uploads WHERE idempotency_key = :idem) AS counts)")
+            ctes.append("fresh AS (SELECT NOT upload_key_taken(:idem, :legacy_idem) AS counts)")
         for n, limit in enumerate(limits):
             ctes.append(_LIMIT_CTE.format(n=n, after=" ".join(admitted)))
             admitted.append(f"AND NOT EXISTS (SELECT 1 FROM limit_{n} WHERE NOT admitted)")
             params.update({f"scope_{n}": limit.scope, f"key_{n}": limit.key, f"count_{n}": limit.count,
                            f"seconds_{n}": limit.seconds})
-        insert = (
-            "INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size,"
+        # A replay of a job this statement's snapshot sees, in either form; a row a racing send committed since is
+        # found again by the re-check of the updated row, or by the insert's ON CONFLICT below.
+        ctes.append(
+            "replayed AS (UPDATE uploads SET session_token_hash = :hash, updated_at = now(),"
+            " idempotency_key = :idem, request_fingerprint = :fingerprint"
+            " WHERE idempotency_key IN (:idem, :legacy_idem)"
+            " AND request_fingerprint IN (:fingerprint, :legacy_fingerprint)"
+            " AND confirmed_at IS NULL AND status = :pending"
+            f" RETURNING {_UPLOAD_COLUMNS}, false AS inserted)"
+        )
+        ctes.append(
+            "created AS (INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size,"
             " idempotency_key, request_fingerprint)"
-            " SELECT :id, :email, :hash, :key, :file_type, :file_size, :idem, :fingerprint WHERE true "
+            " SELECT :id, :email, :hash, :key, :file_type, :file_size, :idem, :fingerprint"
+            " WHERE NOT EXISTS (SELECT 1 FROM replayed)"
+            " AND NOT EXISTS (SELECT 1 FROM uploads WHERE idempotency_key = :legacy_idem) "
             + " ".join(admitted) +
             " ON CONFLICT (idempotency_key) DO UPDATE"
             " SET session_token_hash = EXCLUDED.session_token_hash, updated_at = now()"
             " WHERE uploads.request_fingerprint = EXCLUDED.request_fingerprint"
             " AND uploads.confirmed_at IS NULL AND uploads.status = :pending"
-            f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted"
+            f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted)"
         )
-        if not limits:
-            rows = self._db.run(insert, **params)
-            if not rows:
-                return CreateOutcome(record=None, inserted=False)
-            return CreateOutcome(record=UploadRecord(*rows[0][:-1]), inserted=rows[0][-1])
         refused = ", ".join(f"(SELECT retry_after FROM limit_{n} WHERE NOT admitted)" for n in range(len(limits)))
         rows = self._db.run(
-            "WITH " + ", ".join(ctes) + f", created AS ({insert})"
-            f" SELECT created.*, COALESCE({refused}) FROM (VALUES (1)) AS one LEFT JOIN created ON true",
+            "WITH " + ", ".join(ctes) +
+            f" SELECT job.*, {'COALESCE(' + refused + ')' if limits else 'NULL::int'} FROM (VALUES (1)) AS one"
+            " LEFT JOIN (SELECT * FROM replayed UNION ALL SELECT * FROM created) AS job ON true",
             **params,
         )
         *columns, inserted, retry_after = rows[0]
@@ -162,13 +175,17 @@ class Uploads:
             return CreateOutcome(record=None, inserted=False, retry_after_seconds=retry_after)
         return CreateOutcome(record=UploadRecord(*columns), inserted=inserted)
 
-    def replay_conflict(self, idempotency_key: str, fingerprint: str) -> Optional[ReplayConflict]:
-        """Explain why a replay of this key was refused (None if the key is unknown)."""
+    def replay_conflict(self, idempotency_key: str, fingerprint: str, legacy_idempotency_key: Optional[str] = None,
+                        legacy_fingerprint: Optional[str] = None) -> Optional[ReplayConflict]:
+        """Explain why a replay of this key (digests, as for `create`) was refused (None if the key is unknown)."""
         rows = self._db.run(
-            "SELECT request_fingerprint = :fingerprint, confirmed_at IS NOT NULL, status"
-            " FROM uploads WHERE idempotency_key = :idem",
+            "SELECT coalesce(request_fingerprint IN (:fingerprint, :legacy_fingerprint), false),"
+            " confirmed_at IS NOT NULL, status"
+            " FROM uploads WHERE idempotency_key IN (:idem, :legacy_idem)",
             fingerprint=fingerprint,
             idem=idempotency_key,
+            legacy_fingerprint=legacy_fingerprint,
+            legacy_idem=legacy_idempotency_key,
         )
         return ReplayConflict(*rows[0]) if rows else None
 
@@ -269,9 +286,13 @@ class Uploads:
 
     def clear_old_emails(self, older_than_days: int) -> int:
         """Clear the email of jobs confirmed or finished (domain.FINISHED) more than this many days ago; return how
-        many. The email is kept only while the job may still need to reach its person."""
+        many. The email is kept only while the job may still need to reach its person.
+
+        Everything derived from it goes with it: the request fingerprint (a digest of email, type and size) and
+        the Idempotency-Key's digest, which nothing needs once the job can no longer be replayed."""
         rows = self._db.run(
-            "UPDATE uploads SET email = '' WHERE email <> ''"
+            "UPDATE uploads SET email = '', request_fingerprint = '', idempotency_key = NULL"
+            " WHERE (email <> '' OR request_fingerprint <> '' OR idempotency_key IS NOT NULL)"
             " AND (confirmed_at < now() - make_interval(days => :days)"
             " OR (status = ANY(string_to_array(:finished, ','))"
             " AND updated_at < now() - make_interval(days => :days)))"

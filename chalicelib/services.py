@@ -51,24 +51,30 @@ def create_upload(
     source_ip: Optional[str] = None,
     rate_limit_per_ip=None,
     rate_limit_per_email=None,
+    digest_secret: str,
 ) -> CreatedUpload:
     """Validate the request, create (or replay) the pending job, mint its token and presign its PUT.
 
     `source_ip` is the address API Gateway saw (never a header the client sets); the limits (`RateLimit`s,
-    None for none) are decided by the database in the create's one statement.
+    None for none) are decided by the database in the create's one statement. The key, the fingerprint and the
+    limits' keys reach the database only as HMACs under `digest_secret`.
     """
     request = domain.parse_upload_request(body, max_bytes=max_upload_bytes)
     idempotency_key = domain.parse_idempotency_key(idempotency_key)
     upload_id = domain.new_upload_id()
     token = domain.mint_token()
-    fingerprint = request.fingerprint()
+    replay = dict(fingerprint=request.fingerprint(digest_secret), idempotency_key=None,
+                  legacy_fingerprint=request.legacy_fingerprint(), legacy_idempotency_key=None)
+    if idempotency_key is not None:
+        replay.update(idempotency_key=domain.idempotency_key_digest(digest_secret, idempotency_key),
+                      legacy_idempotency_key=domain.legacy_idempotency_key_digest(idempotency_key))
     limits = []
     if rate_limit_per_ip is not None and source_ip:
-        limits.append(LimitCheck("ip", domain.rate_limit_key("ip", source_ip), rate_limit_per_ip.count,
+        limits.append(LimitCheck("ip", domain.rate_limit_key(digest_secret, "ip", source_ip), rate_limit_per_ip.count,
                                  rate_limit_per_ip.seconds))
     if rate_limit_per_email is not None:
-        limits.append(LimitCheck("email", domain.rate_limit_key("email", request.email), rate_limit_per_email.count,
-                                 rate_limit_per_email.seconds))
+        limits.append(LimitCheck("email", domain.rate_limit_key(digest_secret, "email", request.email, source_ip),
+                                 rate_limit_per_email.count, rate_limit_per_email.seconds))
     token_hash = domain.hash_token(token)
     try:
         outcome = uploads.create(
@@ -78,9 +84,8 @@ def create_upload(
             key=domain.object_key(upload_id, request.extension),
             file_type=request.file_type,
             file_size=request.file_size,
-            fingerprint=fingerprint,
-            idempotency_key=idempotency_key,
             limits=limits,
+            **replay,
         )
     except DatabaseOutcomeUnknown:
         _settle_unanswered_create(uploads, upload_id, token_hash, idempotency_key)
@@ -88,7 +93,9 @@ def create_upload(
     if outcome.retry_after_seconds is not None:
         raise RateLimited(outcome.retry_after_seconds)
     if outcome.record is None:
-        _explain_refused_replay(uploads.replay_conflict(idempotency_key, fingerprint))
+        _explain_refused_replay(uploads.replay_conflict(replay["idempotency_key"], replay["fingerprint"],
+                                                        replay["legacy_idempotency_key"],
+                                                        replay["legacy_fingerprint"]))
     if not outcome.inserted and uploads.claim_owed_report(outcome.record.id, token_hash, "created"):
         # The first attempt created this job but its answer was lost: this replay is the creation the client sees.
         outcome = replace(outcome, inserted=True)
@@ -183,6 +190,11 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
         raise UploadNotVerified(reason="size")
     if _media_type(stored.content_type) != record.file_type:
         raise UploadNotVerified(reason="type")
+    if stored.content_encoding.strip().lower() not in ("", "identity"):
+        # A browser or a processing step would decode these bytes before reading them: not what was checked.
+        raise UploadNotVerified(reason="encoding")
+    if stored.content_disposition:
+        raise UploadNotVerified(reason="disposition")
     if not domain.matches_declared_type(stored.first_bytes, record.file_type):
         raise UploadNotVerified(reason="bytes")
     try:

@@ -18,12 +18,15 @@ _UNSATISFIABLE = {"416", "InvalidRange"}
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What one ranged GET tells about a stored object: its total size, type, ETag and first bytes."""
+    """What one ranged GET tells about a stored object: its total size, type, ETag, first bytes and the headers
+    it would be served with that change how a reader takes those bytes."""
 
     size: int
     content_type: str
     etag: str = ""
     first_bytes: bytes = b""
+    content_encoding: str = ""
+    content_disposition: str = ""
 
 
 def s3_client(*, endpoint_url: str, access_key_id: str, secret_access_key: str, timeout: float):
@@ -92,7 +95,9 @@ class Storage:
         except BotoCoreError as exc:
             raise self._unavailable("get", exc) from exc
         return ObjectInfo(size=_total_size(response), content_type=response.get("ContentType", ""),
-                          etag=response.get("ETag", ""), first_bytes=first_bytes)
+                          etag=response.get("ETag", ""), first_bytes=first_bytes,
+                          content_encoding=response.get("ContentEncoding", ""),
+                          content_disposition=response.get("ContentDisposition", ""))
 
     def delete(self, key: str) -> None:
         """Remove the object at `key` (absent objects are fine)."""

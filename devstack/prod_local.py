@@ -41,7 +41,7 @@ STAGE = "api"
 SSM_PREFIX = "/3d-ultra/prod-local/"
 # Variables of the developer's shell that would bypass SSM or point the function somewhere else.
 NOT_INHERITED = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCOUNT_ID", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY",
-                 "R2_BUCKET", "ALLOWED_ORIGIN", "ALLOWED_ORIGINS", "POSTHOG_API_KEY", "POSTHOG_HOST")
+                 "R2_BUCKET", "ALLOWED_ORIGIN", "ALLOWED_ORIGINS", "POSTHOG_API_KEY", "POSTHOG_HOST", "DIGEST_SECRET")
 
 
 class ProdLocal:
@@ -81,7 +81,8 @@ class ProdLocal:
                 database = pool.submit(self._start_database)
                 storage = pool.submit(self._start_storage)
                 ssm = pool.submit(self._start_ssm)
-                secrets_by_name = {**database.result(), **storage.result()}
+                secrets_by_name = {**database.result(), **storage.result(),
+                                   "DIGEST_SECRET": secrets.token_urlsafe(32)}
                 ssm.result()
             self.ssm.put_secrets({SSM_PREFIX + name.lower().replace("_", "-"): value
                                   for name, value in secrets_by_name.items()})

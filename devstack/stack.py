@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -28,6 +29,8 @@ class LocalStack:
         self.allowed_origins = tuple(allowed_origins)
         environ = dict(os.environ if environ is None else environ)
         self.given_database_url = environ.get("DATABASE_URL")
+        # A fresh secret per run unless one is given (a given database's digests were made with that one).
+        self.digest_secret = environ.get("DIGEST_SECRET") or secrets.token_urlsafe(32)
         self.given_storage = (
             {name: environ[name] for name in (*R2_VARIABLES, "R2_ENDPOINT_URL", "R2_ACCOUNT_ID") if environ.get(name)}
             if all(environ.get(name) for name in R2_VARIABLES)
@@ -47,7 +50,8 @@ class LocalStack:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 db_url = pool.submit(self._start_database)
                 storage = pool.submit(self._start_storage)
-                self.env = {**db_url.result(), **storage.result(), "ALLOWED_ORIGINS": ",".join(self.allowed_origins)}
+                self.env = {**db_url.result(), **storage.result(), "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
+                            "DIGEST_SECRET": self.digest_secret}
         except BaseException:
             self.stop()
             raise

@@ -14,6 +14,7 @@ PLACEHOLDER_ENV = {
     "R2_SECRET_ACCESS_KEY": "placeholder",
     "R2_BUCKET": "uploads",
     "ALLOWED_ORIGIN": ORIGIN,
+    "DIGEST_SECRET": "placeholder digest secret, tests only (32+ chars)",
 }
 for _name, _value in PLACEHOLDER_ENV.items():
     os.environ.setdefault(_name, _value)

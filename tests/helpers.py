@@ -1,6 +1,7 @@
 """Small helpers shared by the integration and browser tests."""
 
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -39,6 +40,13 @@ class ApiClient:
     def cancel(self, upload_id, token):
         headers = {} if token is None else {"x-session-token": token}
         return self.request("DELETE", f"/api/upload/{upload_id}", headers=headers)
+
+
+def stored_key(key):
+    """What `uploads.idempotency_key` holds for a key sent to the test stack (whose secret the test session set)."""
+    from chalicelib.domain import idempotency_key_digest
+
+    return idempotency_key_digest(os.environ["DIGEST_SECRET"], key)
 
 
 def upload_body(email="maya@example.com", file_type="image/png", file_size=68):

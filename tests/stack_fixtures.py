@@ -33,7 +33,9 @@ def live_port():
 def local_stack(live_port):
     """Start the same local stack as `make dev` (never the developer's own DATABASE_URL or R2 settings)."""
     # Its own origin plus one more, as `ALLOWED_ORIGINS=https://preview.3d-ultra.example make dev` would run.
-    stack = LocalStack(allowed_origins=[f"http://127.0.0.1:{live_port}", SECOND_ORIGIN], environ={})
+    # The session's digest secret, so that tests can compute what a key is stored as (tests.helpers.stored_key).
+    stack = LocalStack(allowed_origins=[f"http://127.0.0.1:{live_port}", SECOND_ORIGIN],
+                       environ={"DIGEST_SECRET": os.environ["DIGEST_SECRET"]})
     stack.start()
     yield stack
     stack.stop()

@@ -3,7 +3,7 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.helpers import http, put_object, upload_body
+from tests.helpers import http, put_object, stored_key, upload_body
 from tests.images import SMALL_PNG
 
 
@@ -54,11 +54,12 @@ def test_twenty_concurrent_confirms_give_exactly_one_200(live_server, db):
 
 
 def test_concurrent_creates_with_one_idempotency_key_make_exactly_one_job(live_server, db):
-    headers = {"Idempotency-Key": "concurrent-attempt-1"}
+    headers = {"Idempotency-Key": "concurrent-attempt-1-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"}
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         replies = list(pool.map(lambda _: post_json(f"{live_server}/api/upload", upload_body(), headers), range(10)))
 
     assert sorted(status for status, _ in replies) == [200] * 9 + [201]
     assert len({reply["uploadId"] for _, reply in replies}) == 1
-    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = 'concurrent-attempt-1'") == [[1]]
+    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = :k",
+                  k=stored_key(headers["Idempotency-Key"])) == [[1]]

@@ -18,7 +18,7 @@ from chalicelib.deps import Dependencies
 from chalicelib.errors import DatabaseUnavailable
 from devstack.capture import CaptureServer
 from tests.fault_proxy import FaultProxy
-from tests.helpers import ApiClient, put_object, upload_body
+from tests.helpers import ApiClient, put_object, stored_key, upload_body
 from tests.images import SMALL_PNG
 from tests.stack_fixtures import pooler_for
 
@@ -159,7 +159,7 @@ def test_a_keyed_create_whose_answer_is_held_is_503_runs_once_and_its_retry_gets
           f"{executions('INSERT', upload_id=upload_id)}x")
     assert (lost.status, lost.body) == (503, UNAVAILABLE)
     assert seconds < TIMEOUT + 1
-    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = :k", k=key["idempotency-key"]) == [[1]]
+    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = :k", k=stored_key(key["idempotency-key"])) == [[1]]
     assert executions("INSERT", upload_id=upload_id) == 1
     assert (retried.status, replayed.status) == (201, 200) and replayed.body["uploadId"] == upload_id
     assert len(events(capture, "session_created", upload_id)) == 1

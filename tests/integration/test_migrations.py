@@ -145,3 +145,72 @@ def test_the_status_checks_are_replaced_by_named_ones_whatever_the_server_had_ca
     fresh_db.run("UPDATE uploads SET status = 'cancelled', report_owed = 'cancelled' WHERE id = 'a'")
     with pytest.raises(Exception, match="uploads_status_check"):
         fresh_db.run("UPDATE uploads SET status = 'archived' WHERE id = 'a'")
+
+
+# The statement the release before migration 0006 sends for a keyed create: the key in clear.
+OLD_RELEASE_CREATE = (
+    "INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size, idempotency_key,"
+    " request_fingerprint) VALUES (:id, 'maya@example.com', :hash, :key_path, 'image/png', 68, :idem, :fingerprint)"
+    " ON CONFLICT (idempotency_key) DO UPDATE SET session_token_hash = EXCLUDED.session_token_hash,"
+    " updated_at = now() WHERE uploads.request_fingerprint = EXCLUDED.request_fingerprint"
+    " AND uploads.confirmed_at IS NULL AND uploads.status = 'pending' RETURNING id, (xmax = 0)")
+
+
+def old_release_create(database, key):
+    from chalicelib import domain
+
+    upload_id = domain.new_upload_id()
+    request = domain.UploadRequest("maya@example.com", "image/png", 68)
+    return database.run(OLD_RELEASE_CREATE, id=upload_id, hash=domain.hash_token(domain.mint_token()),
+                        key_path=domain.object_key(upload_id, "png"), idem=key,
+                        fingerprint=request.legacy_fingerprint())[0]
+
+
+def test_0006_digests_keys_stored_in_clear_and_the_new_code_still_replays_them_without_charging_a_limit(
+        fresh_db, tmp_path, live_deps):
+    import uuid
+
+    from chalicelib import domain, services
+    from chalicelib.config import RateLimit
+    from chalicelib.errors import AlreadyConfirmed, RateLimited
+    from chalicelib.migrate import MIGRATIONS_DIR
+    from chalicelib.repository import Uploads
+
+    before = write(tmp_path / "before", {path.name: path.read_text()
+                                         for path in sorted(MIGRATIONS_DIR.glob("*.sql")) if path.name < "0006"})
+    apply_migrations(fresh_db, before)
+    pending, confirmed, during_deploy = (str(uuid.uuid4()) for _ in range(3))
+    pending_id, _ = old_release_create(fresh_db, pending)
+    confirmed_id, _ = old_release_create(fresh_db, confirmed)
+    fresh_db.run("UPDATE uploads SET confirmed_at = now() WHERE id = :id", id=confirmed_id)
+
+    assert apply_migrations(fresh_db) == ["0006_keyed_digests"]
+    # The release still serving during the deploy writes a key in clear: stored as its digest, and its replay
+    # still finds the row.
+    written, inserted = old_release_create(fresh_db, during_deploy)
+    replayed, inserted_again = old_release_create(fresh_db, during_deploy)
+    stored = dict(fresh_db.run("SELECT id, idempotency_key FROM uploads"))
+
+    assert stored == {pending_id: domain.legacy_idempotency_key_digest(pending),
+                      confirmed_id: domain.legacy_idempotency_key_digest(confirmed),
+                      written: domain.legacy_idempotency_key_digest(during_deploy)}
+    assert (inserted, replayed, inserted_again) == (True, written, False)
+
+    secret = live_deps.settings.digest_secret
+    deps = dict(uploads=Uploads(fresh_db), storage=live_deps.storage, analytics=live_deps.analytics,
+                max_upload_bytes=100, url_ttl_seconds=60, digest_secret=secret, source_ip="203.0.113.7",
+                rate_limit_per_ip=RateLimit(1, 600))
+    body = {"email": "maya@example.com", "fileType": "image/png", "fileSize": 68}
+
+    again = services.create_upload(body, pending, **deps)
+    upgraded = fresh_db.run("SELECT idempotency_key, request_fingerprint FROM uploads WHERE id = :id", id=pending_id)
+    with pytest.raises(AlreadyConfirmed):
+        services.create_upload(body, confirmed, **deps)
+    # The replays were not charged: the one create the limit allows is still free.
+    new = services.create_upload(body, None, **deps)
+    with pytest.raises(RateLimited):
+        services.create_upload(body, None, **deps)
+
+    assert (again.upload_id, again.replayed, new.replayed) == (pending_id, True, False)
+    assert upgraded == [[domain.idempotency_key_digest(secret, pending),
+                         domain.UploadRequest("maya@example.com", "image/png", 68).fingerprint(secret)]]

@@ -17,7 +17,7 @@ from chalicelib.repository import Uploads
 from devstack.pgbouncer import PgBouncer
 from devstack.postgres import PostgresCluster
 from devstack.processes import free_port
-from tests.helpers import put_object, self_signed_certificate, upload_body
+from tests.helpers import put_object, self_signed_certificate, stored_key, upload_body
 from tests.images import SMALL_PNG
 
 PASSWORD = "scram-only-p4ss"
@@ -58,14 +58,23 @@ def database(url):
     return Database(DatabaseSettings.from_url(url), timeout=5)
 
 
-def test_a_neon_style_url_with_sslmode_require_connects_encrypted_with_scram(tls_cluster):
-    db = database(tls_cluster.url(query="sslmode=require&channel_binding=require"))
+@pytest.mark.parametrize("host, query", [
+    ("127.0.0.1", "sslmode=require&channel_binding=require"),
+    ("localhost", "sslmode=verify-full&sslrootcert={root}&channel_binding=require"),
+])
+def test_channel_binding_require_completes_scram_plus_with_the_real_server_and_connects_encrypted(
+        tls_cluster, host, query):
+    db = database(tls_cluster.url(host=host, query=query.format(root=tls_cluster.root_cert)))
 
     encrypted = db.run("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
     scram = db.run("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'postgres'")
+    (conn,) = db._idle
+    # The exchange was SCRAM-SHA-256-PLUS, bound to this TLS channel, and the server's final signature checked out.
+    proof = (conn.auth.mechanism_name, conn._bound, conn._server_proved)
     db.close()
 
     print(f"\nserver side: pg_stat_ssl = {encrypted}")
+    assert proof == ("SCRAM-SHA-256-PLUS", True, True)
     assert encrypted[0][0] is True and encrypted[0][1].startswith("TLS")
     assert scram == [[True]]
 
@@ -113,10 +122,12 @@ def pooled_uploads(pooler):
 
 def test_the_whole_job_lifecycle_works_through_a_transaction_mode_pooler(pooled_uploads, live_deps):
     deps = dict(uploads=pooled_uploads, storage=live_deps.storage, analytics=live_deps.analytics)
-    created = services.create_upload(upload_body(file_size=len(SMALL_PNG)), "pooled-key", max_upload_bytes=100,
-                                     url_ttl_seconds=60, **deps)
-    replayed = services.create_upload(upload_body(file_size=len(SMALL_PNG)), "pooled-key", max_upload_bytes=100,
-                                      url_ttl_seconds=60, **deps)
+    key = "pooled-key-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"
+    secret = live_deps.settings.digest_secret
+    created = services.create_upload(upload_body(file_size=len(SMALL_PNG)), key, max_upload_bytes=100,
+                                     url_ttl_seconds=60, digest_secret=secret, **deps)
+    replayed = services.create_upload(upload_body(file_size=len(SMALL_PNG)), key, max_upload_bytes=100,
+                                      url_ttl_seconds=60, digest_secret=secret, **deps)
     put_object(replayed.upload_url, SMALL_PNG, "image/png")
 
     confirmed = services.confirm_upload(created.upload_id, replayed.session_token, **deps)
@@ -146,7 +157,7 @@ def test_migrations_run_through_the_pooler(pooler, db):
 def test_fifty_concurrent_confirms_through_the_pooler_give_exactly_one_winner(pooled_uploads, live_deps):
     deps = dict(uploads=pooled_uploads, storage=live_deps.storage, analytics=live_deps.analytics)
     created = services.create_upload(upload_body(file_size=len(SMALL_PNG)), None, max_upload_bytes=100, url_ttl_seconds=60,
-                                     **deps)
+                                     digest_secret=live_deps.settings.digest_secret, **deps)
     put_object(created.upload_url, SMALL_PNG, "image/png")
 
     def confirm(_):
@@ -163,12 +174,13 @@ def test_fifty_concurrent_confirms_through_the_pooler_give_exactly_one_winner(po
 
 def test_concurrent_idempotent_creates_through_the_pooler_make_one_job(pooled_uploads, live_deps, db):
     def create(_):
-        return services.create_upload(upload_body(), "pooled-concurrent", uploads=pooled_uploads,
+        return services.create_upload(upload_body(), "pooled-concurrent-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", uploads=pooled_uploads,
                                       storage=live_deps.storage, analytics=live_deps.analytics,
-                                      max_upload_bytes=100_000, url_ttl_seconds=60).upload_id
+                                      max_upload_bytes=100_000, url_ttl_seconds=60,
+                                      digest_secret=live_deps.settings.digest_secret).upload_id
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         ids = set(pool.map(create, range(40)))
 
     assert len(ids) == 1
-    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = 'pooled-concurrent'") == [[1]]
+    assert db.run("SELECT count(*) FROM uploads WHERE idempotency_key = :k", k=stored_key("pooled-concurrent-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")) == [[1]]

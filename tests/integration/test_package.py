@@ -127,7 +127,9 @@ def test_the_template_names_the_version_and_the_api_url_and_holds_no_secret(temp
     assert REAL_ORIGIN in variables.values()
     assert template["Outputs"]["ApiUrl"]["Value"] == {
         "Fn::Sub": "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api/"}
-    assert not {"DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY"} & set(variables)
+    assert not {"DATABASE_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY",
+                "DIGEST_SECRET"} & set(variables)
+    assert variables["DIGEST_SECRET_SSM_PARAMETER"] == "/3d-ultra/prod/digest-secret"
     scan = run("-m", "ops.secrets_scan", str(build / "sam.json"))
     assert scan.returncode == 0, scan.stdout
     lint = subprocess.run([str((ROOT / ".venv" / "bin" / "cfn-lint")), str(build / "sam.json")],

@@ -105,6 +105,7 @@ SSM_SETTINGS = {
     "DATABASE_URL_SSM_PARAMETER": "/3d-ultra/test/database-url",
     "R2_ENDPOINT_URL_SSM_PARAMETER": "/3d-ultra/test/r2-endpoint-url",
     "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret", "R2_BUCKET": "uploads",
+    "DIGEST_SECRET_SSM_PARAMETER": "/3d-ultra/test/digest-secret",
     "ALLOWED_ORIGINS": "https://app.3d-ultra.example",
 }
 UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
@@ -113,7 +114,8 @@ UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
 
 @pytest.mark.parametrize("path", ["/api/health", "/", "/api/upload/abcdefghijklmnopqrstuvwx"])
 def test_a_missing_ssm_parameter_answers_503_with_the_reason_in_the_log(ssm, monkeypatch, caplog, path):
-    ssm.put_secrets({"/3d-ultra/test/r2-endpoint-url": "https://acct.r2.cloudflarestorage.com"})
+    ssm.put_secrets({"/3d-ultra/test/r2-endpoint-url": "https://acct.r2.cloudflarestorage.com",
+                     "/3d-ultra/test/digest-secret": "d" * 32})
     for name, value in ssm.client_env().items():
         monkeypatch.setenv(name, value)
 
@@ -129,7 +131,8 @@ def test_an_unreachable_ssm_answers_503_and_a_later_request_recovers(ssm, monkey
     for name, value in {**ssm.client_env(), "AWS_ENDPOINT_URL_SSM": closed}.items():
         monkeypatch.setenv(name, value)
     ssm.put_secrets({"/3d-ultra/test/database-url": stack_env["DATABASE_URL"],
-                     "/3d-ultra/test/r2-endpoint-url": stack_env["R2_ENDPOINT_URL"]})
+                     "/3d-ultra/test/r2-endpoint-url": stack_env["R2_ENDPOINT_URL"],
+                     "/3d-ultra/test/digest-secret": stack_env["DIGEST_SECRET"]})
     settings = Settings.from_env({**SSM_SETTINGS, "R2_ACCESS_KEY_ID": stack_env["R2_ACCESS_KEY_ID"],
                                   "R2_SECRET_ACCESS_KEY": stack_env["R2_SECRET_ACCESS_KEY"],
                                   "R2_BUCKET": stack_env["R2_BUCKET"]})

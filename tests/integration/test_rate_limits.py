@@ -4,6 +4,7 @@ creates, directly and through a transaction-mode pooler, each request a Lambda p
 
 import json
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -110,19 +111,31 @@ def test_fifty_concurrent_creates_from_one_ip_give_exactly_ten_201_and_forty_429
     assert other_ip[0] == 201
 
 
-def test_fifty_concurrent_creates_for_one_email_give_exactly_ten_201_and_forty_429(limited, db):
-    call = limited(rate_limit_per_email=RateLimit(10, 60), rate_limit_per_ip=RateLimit(10, 60))
-    local, domain_part = unique_email().split("@")
+def test_fifty_concurrent_creates_for_one_email_from_one_client_give_exactly_ten_201_and_forty_429(limited, db):
+    call = limited(rate_limit_per_email=RateLimit(10, 60))
+    ip, (local, domain_part) = unique_ip(), unique_email().split("@")
     # The same address in any letter case is one address.
     spellings = [f"{local}@{domain_part}", f"{local.upper()}@{domain_part}", f"{local}@{domain_part.upper()}"]
 
-    replies = call.burst([create_event(unique_ip(), spellings[i % 3]) for i in range(50)])
-    other_email = call(create_event(unique_ip(), unique_email()))
+    replies = call.burst([create_event(ip, spellings[i % 3]) for i in range(50)])
+    other_email = call(create_event(ip, unique_email()))
 
     assert_exactly_ten_created_and_forty_refused(replies)
     assert db.run("SELECT count(*) FROM uploads WHERE lower(email) = :email",
                   email=f"{local}@{domain_part}")[0][0] == 10
     assert other_email[0] == 201
+
+
+def test_a_client_that_used_up_an_emails_quota_locks_out_no_other_client_with_that_email(limited, db):
+    call = limited(rate_limit_per_email=RateLimit(3, 600))
+    victim, attacker, email = unique_ip(), unique_ip(), unique_email()
+
+    attacks = [call(create_event(attacker, email))[0] for _ in range(4)]
+    victims = [call(create_event(victim, email.upper()))[0] for _ in range(4)]
+
+    assert attacks == [201, 201, 201, 429]
+    assert victims == [201, 201, 201, 429]
+    assert db.run("SELECT count(*) FROM uploads WHERE lower(email) = :email", email=email) == [[6]]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +150,8 @@ def test_the_limits_are_just_as_exact_through_a_transaction_mode_pooler(limited,
     ip, email = unique_ip(), unique_email()
 
     by_ip = call.burst([create_event(ip, unique_email()) for _ in range(50)])
-    by_email = call.burst([create_event(unique_ip(), email) for _ in range(50)])
+    client = unique_ip()
+    by_email = call.burst([create_event(client, email) for _ in range(50)])
     other = call(create_event(unique_ip(), unique_email()))
 
     assert_exactly_ten_created_and_forty_refused(by_ip)
@@ -158,8 +172,8 @@ def test_a_replayed_create_does_not_count_against_limits(limited):
     call = limited(rate_limit_per_ip=RateLimit(2, 60), rate_limit_per_email=RateLimit(2, 60))
     ip, email = unique_ip(), unique_email()
 
-    first = call(create_event(ip, email, idempotency_key=f"attempt-{ip}"))
-    replays = [call(create_event(ip, email, idempotency_key=f"attempt-{ip}"))[0] for _ in range(5)]
+    first = call(create_event(ip, email, idempotency_key=f"attempt-{ip}-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"))
+    replays = [call(create_event(ip, email, idempotency_key=f"attempt-{ip}-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"))[0] for _ in range(5)]
     second = call(create_event(ip, email))
     third = call(create_event(ip, email))
 
@@ -167,12 +181,12 @@ def test_a_replayed_create_does_not_count_against_limits(limited):
     assert second[2]["uploadId"] != first[2]["uploadId"]
 
 
-def test_a_slot_frees_when_the_oldest_counted_create_leaves_the_window(limited, db):
+def test_a_slot_frees_when_the_oldest_counted_create_leaves_the_window(limited, db, live_deps):
     call = limited(rate_limit_per_ip=RateLimit(3, 600))
     ip = unique_ip()
     statuses = [call(create_event(ip, unique_email()))[0] for _ in range(4)]
     refused = call(create_event(ip, unique_email()))
-    key = domain.rate_limit_key("ip", ip)
+    key = domain.rate_limit_key(live_deps.settings.digest_secret, "ip", ip)
     # Move the oldest counted create 590 s into the past: it leaves the 600 s window in about 10 s.
     db.run("UPDATE rate_limits SET hits[1] = hits[1] - interval '590 seconds' WHERE scope = 'ip' AND key = :key",
            key=key)
@@ -195,7 +209,8 @@ def test_the_counters_keep_digests_only_and_the_sweep_forgets_stale_ones(limited
     call = limited(rate_limit_per_ip=RateLimit(5, 60), rate_limit_per_email=RateLimit(5, 60))
     ip, email = unique_ip(), unique_email()
     call(create_event(ip, email))
-    keys = [domain.rate_limit_key("ip", ip), domain.rate_limit_key("email", email)]
+    secret = live_deps.settings.digest_secret
+    keys = [domain.rate_limit_key(secret, "ip", ip), domain.rate_limit_key(secret, "email", email, ip)]
     stored = db.run("SELECT scope, key FROM rate_limits WHERE key = ANY(string_to_array(:keys, ','))",
                     keys=",".join(keys))
     db.run("UPDATE rate_limits SET updated_at = now() - interval '61 seconds'"
@@ -208,3 +223,41 @@ def test_the_counters_keep_digests_only_and_the_sweep_forgets_stale_ones(limited
     assert ip not in str(stored) and email not in str(stored)
     assert db.run("SELECT count(*) FROM rate_limits WHERE key = ANY(string_to_array(:keys, ','))",
                   keys=",".join(keys)) == [[0]]
+
+
+def test_racing_sends_of_one_new_key_queued_behind_the_locked_limit_rows_are_charged_once(limited, db, stack_env):
+    import pg8000.native
+
+    from chalicelib.config import DatabaseSettings
+
+    call = limited(rate_limit_per_ip=RateLimit(3, 600), rate_limit_per_email=RateLimit(3, 600))
+    ip, email, key = unique_ip(), unique_email(), str(uuid.uuid4())
+    assert call(create_event(ip, email))[0] == 201  # both limit rows exist now, one of three used in each
+    settings = DatabaseSettings.from_url(stack_env["DATABASE_URL"])
+    holder = pg8000.native.Connection(user=settings.user, host=settings.host, port=settings.port,
+                                      database=settings.database, password=settings.password)
+    try:
+        holder.run("BEGIN")
+        assert len(holder.run("SELECT 1 FROM rate_limits WHERE updated_at > now() - interval '1 minute'"
+                              " FOR UPDATE")) >= 2
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            sends = [pool.submit(call, create_event(ip, email, idempotency_key=key)) for _ in range(6)]
+            # Every send is waiting: one for the limit rows, the others for the key (each statement's snapshot
+            # was taken before any of them committed).
+            deadline = time.monotonic() + 3
+            waiting = 0
+            while waiting < 6 and time.monotonic() < deadline:
+                waiting = db.run("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                 " AND query LIKE '%upload_key_taken%'")[0][0]
+                time.sleep(0.02)
+            holder.run("COMMIT")
+            replies = [send.result() for send in sends]
+    finally:
+        holder.close()
+    after = [call(create_event(ip, email))[0] for _ in range(2)]
+
+    assert waiting == 6
+    assert sorted(status for status, _, _ in replies) == [200] * 5 + [201]
+    assert len({body["uploadId"] for _, _, body in replies}) == 1
+    # One for the first create, one for the racing sends' job: the third slot is still free.
+    assert after == [201, 429]

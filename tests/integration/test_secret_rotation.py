@@ -3,6 +3,7 @@ changes (SCRAM), and a SeaweedFS user whose access key is replaced through its I
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -77,12 +78,14 @@ class Rotation:
         self.key = self.new_storage_key()
         self.put("database-url", self.database_url("first-password"))
         self.put("r2-endpoint-url", self.s3.endpoint_url)
+        self.put("digest-secret", secrets.token_urlsafe(32))
 
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**aws, "R2_BUCKET": "uploads", "ALLOWED_ORIGIN": self.url, "POSTHOG_API_KEY": "",
                # Only SSM names: the test process's own placeholder values must not leak in.
                "DATABASE_URL": "", "R2_ENDPOINT_URL": "", "R2_ACCESS_KEY_ID": "", "R2_SECRET_ACCESS_KEY": "",
+               "DIGEST_SECRET": "", "DIGEST_SECRET_SSM_PARAMETER": f"{PREFIX}/digest-secret",
                "DATABASE_URL_SSM_PARAMETER": f"{PREFIX}/database-url",
                "R2_ENDPOINT_URL_SSM_PARAMETER": f"{PREFIX}/r2-endpoint-url",
                "R2_ACCESS_KEY_ID_SSM_PARAMETER": f"{PREFIX}/r2-access-key-id",

@@ -15,6 +15,7 @@ def test_tokens_and_ids_are_unique_over_10000_creates(live_deps, db):
             analytics=live_deps.analytics,
             max_upload_bytes=live_deps.settings.max_upload_bytes,
             url_ttl_seconds=60,
+            digest_secret=live_deps.settings.digest_secret,
         )
         for i in range(10_000)
     ]

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import put_object, upload_body
+from tests.helpers import http, put_object, upload_body
 from tests.images import heic_header, pillow_bytes, png_bytes, zip_bytes
 
 NOT_VERIFIED = {"error": {"code": "UPLOAD_NOT_VERIFIED", "message": "We couldn't verify your upload. Let's try again!"}}
@@ -107,7 +107,7 @@ def url_lifetime(upload_url):
 
 def test_a_replayed_create_never_hands_out_a_url_that_outlives_the_job(api, db, live_deps):
     abandoned_after = live_deps.settings.abandoned_after_seconds
-    headers = {"idempotency-key": "late-replay"}
+    headers = {"idempotency-key": "late-replay-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"}
     first = api.create(upload_body(), headers=headers).body
     db.run("UPDATE uploads SET created_at = now() - make_interval(secs => :age) WHERE id = :id",
            age=abandoned_after - 120, id=first["uploadId"])
@@ -120,3 +120,34 @@ def test_a_replayed_create_never_hands_out_a_url_that_outlives_the_job(api, db, 
     assert url_lifetime(first["uploadUrl"]) == live_deps.settings.upload_url_ttl_seconds
     assert replay.status == 200 and 100 <= url_lifetime(replay.body["uploadUrl"]) <= 120
     assert too_late.status == 410 and too_late.body["error"]["code"] == "UPLOAD_EXPIRED"
+
+
+@pytest.mark.parametrize("header, value", [
+    ("Content-Encoding", "gzip"),
+    ("Content-Encoding", "br"),
+    ("Content-Disposition", 'attachment; filename="invoice.html"'),
+])
+def test_an_object_stored_with_an_encoding_or_a_disposition_the_url_did_not_sign_is_422_and_nothing_changes(
+        api, db, header, value):
+    data = png_bytes()
+    created = api.create(upload_body(file_type="image/png", file_size=len(data))).body
+    # Storage accepts these headers on a presigned PUT without their being signed.
+    status, _ = http("PUT", created["uploadUrl"], data=data, headers={"Content-Type": "image/png", header: value})
+    before = row(db, created["uploadId"])
+
+    reply = api.confirm(created["uploadId"], created["sessionToken"])
+
+    assert status == 200
+    assert (reply.status, reply.body) == (422, NOT_VERIFIED)
+    assert row(db, created["uploadId"]) == before
+
+
+def test_an_object_stored_as_identity_is_confirmed(api):
+    data = png_bytes()
+    created = api.create(upload_body(file_type="image/png", file_size=len(data))).body
+    status, _ = http("PUT", created["uploadUrl"], data=data,
+                     headers={"Content-Type": "image/png", "Content-Encoding": "identity"})
+
+    reply = api.confirm(created["uploadId"], created["sessionToken"])
+
+    assert (status, reply.status) == (200, 200)

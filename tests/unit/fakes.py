@@ -39,7 +39,7 @@ class FakeUploads:
         return result
 
     def create(self, *, upload_id, email, token_hash, key, file_type, file_size, fingerprint, idempotency_key,
-               limits=()):
+               limits=(), legacy_idempotency_key=None, legacy_fingerprint=None):
         self._check()
         existing = next((r for r in self.rows.values() if idempotency_key and r["idem"] == idempotency_key), None)
         if existing is None:
@@ -62,7 +62,7 @@ class FakeUploads:
                                 "owed": None}
         return self._answer("create", CreateOutcome(record, True))
 
-    def replay_conflict(self, idempotency_key, fingerprint):
+    def replay_conflict(self, idempotency_key, fingerprint, legacy_idempotency_key=None, legacy_fingerprint=None):
         row = next((r for r in self.rows.values() if r["idem"] == idempotency_key), None)
         if row is None:
             return None

@@ -23,6 +23,7 @@ ENV = {
     "R2_ENDPOINT_URL": "http://127.0.0.1:9",
     "R2_ACCESS_KEY_ID": "key-id",
     "R2_SECRET_ACCESS_KEY": "secret-key",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "R2_BUCKET": "photos",
     "ALLOWED_ORIGIN": "http://127.0.0.1:8000",
 }
@@ -484,8 +485,9 @@ def test_sslrootcert_is_the_trusted_authority_for_verified_tls(tmp_path):
 
     for mode in ("require", "verify-ca", "verify-full"):
         assert authorities(mode, cert) == [((("commonName", "Test CA"),),)]
-    # "system" is libpq's name for the platform's own authorities, the same as giving none.
+    # "system" is libpq's name for the platform's own authorities, the same as giving none, and checks the host.
     assert authorities("verify-full", "system") == authorities("verify-full", None)
+    assert ssl_context_for(DatabaseSettings.from_url("postgresql://u@h/d?sslrootcert=system")).check_hostname
 
 
 def test_a_client_error_without_an_error_code_is_storage_unavailable():

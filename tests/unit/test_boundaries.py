@@ -1,6 +1,7 @@
 """Each limit tested on both sides of its edge: the last value accepted and the first refused."""
 
 import hashlib
+import hmac
 
 import pytest
 
@@ -48,15 +49,18 @@ def test_an_empty_or_larger_than_maximum_size_is_refused(size, max_bytes):
         parse({"fileSize": size}, max_bytes)
 
 
-@pytest.mark.parametrize("key", ["a", "~", " ", "!", "x" * 255, " ~" * 127 + "~"])
-def test_idempotency_keys_of_one_to_255_printable_characters_pass(key):
+@pytest.mark.parametrize("key", ["a" * 32, "~" * 32, " " * 32, "!" * 32, "x" * 255, " ~" * 127 + "~"])
+def test_idempotency_keys_of_32_to_255_printable_characters_pass(key):
     assert domain.parse_idempotency_key(key) == key
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "\x7f", "\x1f", "ab\x7f", "é", "a\tb"])
+@pytest.mark.parametrize("key", ["", "a", "x" * 31, "x" * 256, "\x7f" * 32, "\x1f" * 32, "ab\x7f" + "x" * 32,
+                                 "é" * 32, "a\tb" + "x" * 32])
 def test_idempotency_keys_outside_that_range_are_refused(key):
-    with pytest.raises(ValidationFailed, match=r"^Idempotency-Key: must be 1 to 255 printable ASCII characters\.$"):
+    with pytest.raises(ValidationFailed) as caught:
         domain.parse_idempotency_key(key)
+
+    assert caught.value.message == "Idempotency-Key: must be 32 to 255 printable ASCII characters (a random value such as a UUID)."
 
 
 def test_no_idempotency_key_is_no_key():
@@ -79,11 +83,14 @@ def test_a_token_of_129_characters_is_refused_without_a_lookup():
         services.authorize(UPLOAD_ID, "t" * 129, uploads=uploads)
 
 
-def test_the_fingerprint_is_the_sha256_of_the_compact_json_of_the_request():
+def test_the_fingerprint_is_the_hmac_of_the_compact_json_of_the_request_and_the_legacy_one_its_sha256():
     # Stored with each job: changing its form would turn every pending replay into IDEMPOTENCY_KEY_REUSED.
     request = domain.UploadRequest(email="maya@example.com", file_type="image/png", file_size=68)
+    secret = "test digest secret, at least 32 characters"
 
-    assert request.fingerprint() == hashlib.sha256(b'["maya@example.com","image/png",68]').hexdigest()
+    assert request.fingerprint(secret) == hmac.new(
+        secret.encode(), b'fingerprint\0["maya@example.com","image/png",68]', hashlib.sha256).hexdigest()
+    assert request.legacy_fingerprint() == hashlib.sha256(b'["maya@example.com","image/png",68]').hexdigest()
 
 
 def test_the_token_hash_is_the_sha256_hex_of_its_utf8_bytes():

@@ -46,13 +46,13 @@ def test_a_repeated_cancel_is_204_again_and_reports_nothing_more(api, deps):
 
 
 def test_after_a_cancel_status_confirm_and_a_replay_of_the_create_are_410_upload_cancelled(api, deps):
-    job = api.create(key="order-5").body
+    job = api.create(key="order-5-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d").body
     deps.storage.put(job["key"], 68, "image/png")
     api.cancel(job["uploadId"], job["sessionToken"])
 
     assert api.status(job["uploadId"], job["sessionToken"]) == (410, CANCELLED)
     assert api.confirm(job["uploadId"], job["sessionToken"]) == (410, CANCELLED)
-    assert api.create(key="order-5") == (410, CANCELLED)
+    assert api.create(key="order-5-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d") == (410, CANCELLED)
     assert names(deps) == ["session_created", "upload_cancelled"]
 
 

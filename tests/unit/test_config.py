@@ -12,6 +12,7 @@ FULL = {
     "R2_ACCOUNT_ID": "abc123",
     "R2_ACCESS_KEY_ID": "key",
     "R2_SECRET_ACCESS_KEY": "secret",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "R2_BUCKET": "uploads",
     "ALLOWED_ORIGIN": "https://app.example.com",
 }
@@ -32,14 +33,34 @@ def test_every_missing_setting_is_named_at_once():
         Settings.from_env({"R2_BUCKET": "uploads"})
 
     assert str(caught.value) == (
-        "Missing required setting(s): DATABASE_URL, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, ALLOWED_ORIGINS, "
-        "R2_ENDPOINT_URL (or R2_ACCOUNT_ID)"
+        "Missing required setting(s): DATABASE_URL, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, DIGEST_SECRET, "
+        "ALLOWED_ORIGINS, R2_ENDPOINT_URL (or R2_ACCOUNT_ID)"
     )
+
+
+@pytest.mark.parametrize("length, accepted", [(31, False), (32, True)])
+def test_a_digest_secret_shorter_than_32_characters_stops_start_up_without_showing_it(length, accepted):
+    env = {**FULL, "DIGEST_SECRET": "s" * length}
+
+    if accepted:
+        assert Settings.from_env(env).digest_secret == "s" * 32
+    else:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env(env)
+        assert str(caught.value) == "DIGEST_SECRET must be at least 32 characters, got 31"
+
+
+def test_a_short_digest_secret_from_ssm_is_refused_when_it_arrives():
+    env = {k: v for k, v in FULL.items() if k != "DIGEST_SECRET"}
+    settings = Settings.from_env({**env, "DIGEST_SECRET_SSM_PARAMETER": "/p/digest"})
+
+    with pytest.raises(ConfigError, match="^DIGEST_SECRET must be at least 32 characters, got 5$"):
+        settings.with_secrets(lambda names: {"/p/digest": "short"})
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "lots"])
 def test_a_non_positive_or_non_numeric_limit_is_refused_by_name(value):
-    with pytest.raises(ConfigError, match=f"^MAX_UPLOAD_BYTES must be a positive number, got '{value}'$"):
+    with pytest.raises(ConfigError, match=f"^MAX_UPLOAD_BYTES must be a positive whole number no greater than 5368709120, got '{value}'$"):
         Settings.from_env({**FULL, "MAX_UPLOAD_BYTES": value})
 
 
@@ -133,7 +154,8 @@ def test_an_unusable_rate_limit_is_refused_by_name(name, value):
         Settings.from_env({**FULL, name: value})
 
     assert str(caught.value) == (
-        f"{name} must be N/SECONDS with both positive whole numbers (e.g. 20/600), got {value!r}")
+        f"{name} must be N/SECONDS with N from 1 to 1000000 and SECONDS from 1 to 315360000 (e.g. 20/600), "
+        f"got {value!r}")
 
 
 @pytest.mark.parametrize("ttl, abandoned", [("900", "900"), ("3600", "900"), ("86400", None)])
@@ -159,7 +181,8 @@ def test_the_prod_stage_sets_limits_that_parse_and_an_upload_url_shorter_than_a_
     from ops.package import stage_environment
 
     env = {**stage_environment("prod"), "DATABASE_URL": FULL["DATABASE_URL"], "R2_ACCOUNT_ID": "abc123",
-           "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret"}
+           "R2_ACCESS_KEY_ID": "key", "R2_SECRET_ACCESS_KEY": "secret",
+           "DIGEST_SECRET": "test digest secret, at least 32 characters"}
     settings = Settings.from_env(env)
 
     assert settings.rate_limit_per_ip == RateLimit(count=30, seconds=600)

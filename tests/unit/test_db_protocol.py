@@ -205,22 +205,94 @@ def core(monkeypatch):
     return calls
 
 
-def test_a_connection_keeps_its_channel_binding_and_passes_everything_else_to_pg8000(core):
+def authenticating_init(answer_ok):
+    """pg8000's __init__ as far as authentication goes: its loop ends having (or not having) accepted an OK."""
+    def init(self, *args, **kwargs):
+        init.calls.append((args, kwargs))
+        if answer_ok:
+            self._phase = db.AUTHENTICATED
+    init.calls = []
+    return init
+
+
+def test_a_connection_keeps_its_channel_binding_and_passes_everything_else_to_pg8000(monkeypatch):
+    init = authenticating_init(answer_ok=True)
+    monkeypatch.setattr(pg8000.native.Connection, "__init__", init)
+
     conn = Connection("u", host="h", channel_binding="require")
     default = Connection(user="u")
 
     assert (conn._channel_binding, conn._bound, default._channel_binding, default._bound) == (
         "require", False, "prefer", False)
-    assert core == [("init", ("u",), {"host": "h"}), ("init", (), {"user": "u"})]
+    assert (conn._phase, default._phase) == (db.ESTABLISHED, db.ESTABLISHED)
+    assert init.calls == [(("u",), {"host": "h"}), ((), {"user": "u"})]
+
+
+def test_a_start_up_that_ends_without_authentication_ok_is_refused_and_closed(monkeypatch):
+    monkeypatch.setattr(pg8000.native.Connection, "__init__", authenticating_init(answer_ok=False))
+    closed = []
+    monkeypatch.setattr(pg8000.core.CoreConnection, "close", lambda self: closed.append(True))
+
+    with pytest.raises(InterfaceError, match="^the server never completed authentication$"):
+        Connection(user="u")
+    assert closed == [True]
+
+
+@pytest.mark.parametrize("phase, code, refusal", [
+    (db.AUTHENTICATING, b"R", None), (db.AUTHENTICATING, b"E", None), (db.AUTHENTICATING, b"v", None),
+    (db.AUTHENTICATING, b"Z", "expected an authentication request from the server, but received 'Z'"),
+    (db.AUTHENTICATING, b"S", "expected an authentication request from the server, but received 'S'"),
+    (db.AUTHENTICATING, b"K", "expected an authentication request from the server, but received 'K'"),
+    (db.AUTHENTICATING, b"N", "expected an authentication request from the server, but received 'N'"),
+    (db.AUTHENTICATING, b"D", "expected an authentication request from the server, but received 'D'"),
+    (db.AUTHENTICATING, b"\xff", "expected an authentication request from the server, but received '\xff'"),
+    (db.AUTHENTICATED, b"S", None), (db.AUTHENTICATED, b"K", None), (db.AUTHENTICATED, b"N", None),
+    (db.AUTHENTICATED, b"E", None), (db.AUTHENTICATED, b"Z", None),
+    (db.AUTHENTICATED, b"R", "unexpected message 'R' from the server after authentication, before it was ready"),
+    (db.AUTHENTICATED, b"v", "unexpected message 'v' from the server after authentication, before it was ready"),
+    (db.AUTHENTICATED, b"C", "unexpected message 'C' from the server after authentication, before it was ready"),
+    (db.ESTABLISHED, b"D", None), (db.ESTABLISHED, b"Z", None),
+])
+def test_which_messages_each_phase_of_start_up_accepts(phase, code, refusal):
+    assert db.startup_refusal(phase, code) == refusal
+
+
+def test_during_start_up_pg8000_finds_only_the_handlers_the_phase_allows():
+    conn = Connection.__new__(Connection)
+    handlers = {b"R": "auth", b"Z": "ready", b"S": "status"}
+    conn.message_types = handlers  # as pg8000's __init__ assigns it
+    conn._phase = db.AUTHENTICATING
+
+    assert conn.message_types[b"R"] == "auth"
+    assert conn.message_types[b"v"] == conn.handle_NEGOTIATE_PROTOCOL_VERSION
+    with pytest.raises(InterfaceError, match="^expected an authentication request from the server, but received 'Z'$"):
+        conn.message_types[b"Z"]
+    conn._phase = db.AUTHENTICATED
+    assert (conn.message_types[b"Z"], conn.message_types[b"S"]) == ("ready", "status")
+    conn._phase = db.ESTABLISHED
+    assert conn.message_types is handlers
+
+
+@pytest.mark.parametrize("data, refusal", [
+    (struct.pack("!ii", 0, 0), "the server does not speak protocol 3.0 as asked: it offers 3.0"),
+    (struct.pack("!ii", 2, 1) + b"_pq_.x\x00",
+     "the server does not speak protocol 3.0 as asked: it offers 3.2 and does not know _pq_.x"),
+])
+def test_a_protocol_negotiation_ends_the_start_up_with_its_reason(data, refusal):
+    with pytest.raises(InterfaceError) as raised:
+        Connection.__new__(Connection).handle_NEGOTIATE_PROTOCOL_VERSION(data, "ctx")
+    assert str(raised.value) == refusal
 
 
 def auth_request(code, rest=b""):
     return struct.pack("!i", code) + rest
 
 
-def bare(channel_binding, bound=False, proved=False):
+def bare(channel_binding, bound=False, proved=False, started=None):
     conn = Connection.__new__(Connection)
     conn._channel_binding, conn._bound, conn._server_proved = channel_binding, bound, proved
+    conn._scram_started = bound if started is None else started
+    conn._phase = db.AUTHENTICATING
     return conn
 
 
@@ -248,11 +320,34 @@ def test_which_authentication_requests_channel_binding_lets_through(core, mode, 
     if refusal:
         with pytest.raises(ChannelBindingRefused) as raised:
             conn.handle_AUTHENTICATION_REQUEST(data, "ctx")
-        assert str(raised.value) == refusal and core == []
+        assert str(raised.value) == refusal and core == [] and conn._phase == db.AUTHENTICATING
     else:
         conn.handle_AUTHENTICATION_REQUEST(data, "ctx")
         assert core == [("auth", data, "ctx")]
         assert conn._server_proved == (proved or code == 12)  # only the final message proves the server
+        assert conn._phase == (db.AUTHENTICATED if code == 0 else db.AUTHENTICATING)  # only OK ends authentication
+
+
+@pytest.mark.parametrize("mode", ["prefer", "disable"])
+@pytest.mark.parametrize("code, started, proved, refusal", [
+    (11, False, False, "the server sent SCRAM step 11 without asking for SCRAM"),
+    (12, False, False, "the server sent SCRAM step 12 without asking for SCRAM"),
+    # SCRAM started (with or without binding) and "OK" came before the server's signed final message.
+    (0, True, False, "the server answered OK without completing SCRAM"),
+    (0, True, True, None), (11, True, False, None), (12, True, False, None),
+])
+def test_a_scram_exchange_is_finished_by_the_server_before_ok_whatever_the_channel_binding(
+        core, mode, code, started, proved, refusal):
+    conn = bare(mode, proved=proved, started=started)
+    data = auth_request(code, b"x")
+
+    if refusal:
+        with pytest.raises(InterfaceError) as raised:
+            conn.handle_AUTHENTICATION_REQUEST(data, "ctx")
+        assert str(raised.value) == refusal and core == [] and conn._phase == db.AUTHENTICATING
+    else:
+        conn.handle_AUTHENTICATION_REQUEST(data, "ctx")
+        assert core == [("auth", data, "ctx")]
 
 
 def test_a_scram_proof_that_does_not_check_out_is_a_connection_failure_not_a_crash(core, monkeypatch):
@@ -334,7 +429,7 @@ def test_scram_binds_to_the_tls_channel_when_it_can_and_must(scram, mode, tls, m
     binding = ("tls-server-end-point", conn._usock) if bound_to_tls else None
     assert Scram.made == [(mechanisms, "app", "pw", binding)]
     assert conn.sent == [(b"p", mechanisms[0].encode() + b"\x00" + len(FIRST).to_bytes(4, "big") + FIRST)]
-    assert scram == ["sock"] and conn._bound is (mode == "require")
+    assert scram == ["sock"] and conn._bound is (mode == "require") and conn._scram_started is True
 
 
 @pytest.mark.parametrize("tls, offered", [(False, [PLUS, PLAIN]), (True, [PLAIN])])
@@ -345,7 +440,7 @@ def test_required_channel_binding_without_tls_or_without_plus_is_refused_before_
         conn._start_scram(offered)
 
     assert str(raised.value) == "channel_binding=require, but the server does not offer SCRAM-SHA-256-PLUS over TLS"
-    assert (Scram.made, conn.sent, conn._bound) == ([], [], False)
+    assert (Scram.made, conn.sent, conn._bound, conn._scram_started) == ([], [], False, False)
 
 
 def test_scram_without_a_password_is_refused(scram):

@@ -1,6 +1,7 @@
 """Request validation, ids, keys and tokens: pure functions."""
 
 import hashlib
+import hmac
 import re
 
 import pytest
@@ -14,6 +15,8 @@ from chalicelib.errors import (
     UploadExpired,
     ValidationFailed,
 )
+
+SECRET = "test digest secret, at least 32 characters"
 
 MAX = 20 * 1024 * 1024
 
@@ -75,13 +78,16 @@ def test_a_bad_email_is_refused_with_the_reason(email):
     assert caught.value.message.startswith("email: not a valid email address (")
 
 
-def test_the_fingerprint_changes_with_any_field_and_not_otherwise():
-    base = parse().fingerprint()
+def test_the_fingerprint_changes_with_any_field_and_with_the_secret_and_not_otherwise():
+    base = parse().fingerprint(SECRET)
 
-    assert parse().fingerprint() == base
-    assert parse(email="MAYA@example.com").fingerprint() != base
-    assert parse(fileSize=1001).fingerprint() != base
-    assert parse(fileType="image/jpeg").fingerprint() != base
+    assert parse().fingerprint(SECRET) == base
+    assert parse(email="MAYA@example.com").fingerprint(SECRET) != base
+    assert parse(fileSize=1001).fingerprint(SECRET) != base
+    assert parse(fileType="image/jpeg").fingerprint(SECRET) != base
+    assert parse().fingerprint("another-secret-of-at-least-32-chars") != base
+    # Without the secret, a guessed email cannot be tested against it: no plain hash of the request matches.
+    assert base != parse().legacy_fingerprint()
 
 
 def test_tokens_are_random_uuid4_strings_and_unique():
@@ -113,39 +119,61 @@ def test_the_object_key_is_built_from_the_id_and_the_type_extension():
     assert {parse(fileType=t).extension for t in domain.FILE_TYPES} == {"jpg", "png", "webp", "heic"}
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "new\nline"])
+@pytest.mark.parametrize("key", ["", "x" * 31, "x" * 256, "caf\u00e9" + "x" * 32, "new\nline" + "x" * 32])
 def test_bad_idempotency_keys_are_refused(key):
-    with pytest.raises(ValidationFailed, match="^Idempotency-Key: must be 1 to 255 printable ASCII characters.$"):
+    with pytest.raises(ValidationFailed) as caught:
         domain.parse_idempotency_key(key)
+
+    assert caught.value.message == "Idempotency-Key: must be 32 to 255 printable ASCII characters (a random value such as a UUID)."
 
 
 def test_good_idempotency_keys_pass_unchanged():
     assert domain.parse_idempotency_key(None) is None
     assert domain.parse_idempotency_key("x" * 255) == "x" * 255
-    assert domain.parse_idempotency_key("0b6e3a9e-upload attempt #1") == "0b6e3a9e-upload attempt #1"
+    assert domain.parse_idempotency_key("x" * 32) == "x" * 32
+    # Our client's keys: crypto.randomUUID(), 36 characters.
+    assert domain.parse_idempotency_key("0b6e3a9e-5d2c-4f7a-9c1e-4b3d8e6f0a1b") == "0b6e3a9e-5d2c-4f7a-9c1e-4b3d8e6f0a1b"
+
+
+def test_a_key_is_kept_as_a_tagged_hmac_under_the_secret_and_its_pre_0006_form_as_a_tagged_sha256():
+    key = "0b6e3a9e-5d2c-4f7a-9c1e-4b3d8e6f0a1b"
+
+    assert domain.idempotency_key_digest(SECRET, key) == "hmac:" + hmac.new(
+        SECRET.encode(), b"idempotency-key\0" + key.encode(), hashlib.sha256).hexdigest()
+    assert domain.legacy_idempotency_key_digest(key) == "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    assert key not in domain.idempotency_key_digest(SECRET, key)
 
 
 def test_the_per_email_limit_counts_an_address_in_any_letter_case_as_one_and_keeps_no_clear_text():
-    keys = {domain.rate_limit_key("email", email) for email in ("Maya.Lee@Example.com", "maya.lee@example.com ",
-                                                                 "MAYA.LEE@EXAMPLE.COM")}
+    keys = {domain.rate_limit_key(SECRET, "email", email, "203.0.113.7")
+            for email in ("Maya.Lee@Example.com", "maya.lee@example.com ", "MAYA.LEE@EXAMPLE.COM")}
 
     assert len(keys) == 1
     assert re.fullmatch(r"[0-9a-f]{64}", keys.pop())
-    assert domain.rate_limit_key("ip", "203.0.113.7") != domain.rate_limit_key("email", "203.0.113.7")
+    assert domain.rate_limit_key(SECRET, "ip", "203.0.113.7") != domain.rate_limit_key(SECRET, "email", "203.0.113.7")
 
 
-@pytest.mark.parametrize("scope, value, counted", [
-    ("email", " Maya.Lee@Example.com ", "email:maya.lee@example.com"),
-    ("ip", " 2001:DB8::1 ", "ip:2001:DB8::1"),  # only emails are lower-cased
-    ("ip", "203.0.113.7", "ip:203.0.113.7"),
+def test_the_email_limit_counts_each_client_address_apart_so_no_client_uses_up_anothers():
+    mine = domain.rate_limit_key(SECRET, "email", "maya@example.com", "203.0.113.7")
+
+    assert domain.rate_limit_key(SECRET, "email", "maya@example.com", "198.51.100.9") != mine
+    assert domain.rate_limit_key(SECRET, "email", "maya@example.com", " 203.0.113.7 ") == mine
+
+
+@pytest.mark.parametrize("scope, value, source_ip, counted", [
+    ("email", " Maya.Lee@Example.com ", "203.0.113.7", "maya.lee@example.com\0" "203.0.113.7"),
+    ("email", "maya@example.com", None, "maya@example.com\0"),
+    ("ip", " 2001:DB8::1 ", None, "2001:DB8::1"),  # only emails are lower-cased
+    ("ip", "203.0.113.7", None, "203.0.113.7"),
 ])
-def test_a_rate_limit_key_is_the_sha256_of_the_scope_and_the_trimmed_value(scope, value, counted):
-    assert domain.rate_limit_key(scope, value) == hashlib.sha256(counted.encode()).hexdigest()
+def test_a_rate_limit_key_is_the_hmac_of_the_scope_and_the_trimmed_value(scope, value, source_ip, counted):
+    assert domain.rate_limit_key(SECRET, scope, value, source_ip) == hmac.new(
+        SECRET.encode(), f"rate-limit:{scope}\0{counted}".encode(), hashlib.sha256).hexdigest()
 
 
 def test_a_rate_limit_key_of_text_with_a_lone_surrogate_is_still_a_digest():
-    assert domain.rate_limit_key("email", "a\udc80@x") == hashlib.sha256(
-        "email:a\udc80@x".encode("utf-8", "surrogatepass")).hexdigest()
+    assert domain.rate_limit_key(SECRET, "email", "a\udc80@x") == hmac.new(
+        SECRET.encode(), "rate-limit:email\0a\udc80@x\0".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 # The job lifecycle

@@ -40,7 +40,7 @@ def test_a_confirm_answered_normally_is_still_409_on_repeat_with_no_second_repor
 
 
 def test_a_keyed_create_whose_answer_was_lost_is_answered_201_on_retry_and_reported_once(api, deps):
-    key = {"idempotency-key": "lost-answer"}
+    key = {"idempotency-key": "lost-answer-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"}
     deps.uploads.lose_answer_of = "create"
 
     assert api("POST", "/api/upload", api.BODY, headers=key) == (503, UNAVAILABLE)
@@ -71,7 +71,7 @@ def test_when_the_database_stays_down_the_answer_is_503_and_nothing_is_reported(
 
     deps.uploads.owe_report = deps.uploads.forget_unseen = down
     if method == "create":
-        reply = api("POST", "/api/upload", api.BODY, headers={"idempotency-key": "k"})
+        reply = api("POST", "/api/upload", api.BODY, headers={"idempotency-key": "k-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})
     else:
         reply = confirm(api, body)
 

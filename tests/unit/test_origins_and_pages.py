@@ -11,7 +11,8 @@ from chalicelib.http import preflight_response, settings_unavailable, with_cors
 from tests.unit.logcapture import records
 
 REQUIRED = {"DATABASE_URL": "postgresql://app@db.example/app", "R2_ENDPOINT_URL": "https://acc.r2.example",
-            "R2_ACCESS_KEY_ID": "key-id", "R2_SECRET_ACCESS_KEY": "secret-key", "R2_BUCKET": "photos"}
+            "R2_ACCESS_KEY_ID": "key-id", "R2_SECRET_ACCESS_KEY": "secret-key", "R2_BUCKET": "photos",
+            "DIGEST_SECRET": "test digest secret, at least 32 characters"}
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -15,7 +15,7 @@ from chalicelib.errors import DatabaseUnavailable
 from tests.unit.logcapture import records
 
 DIRECT = {"DATABASE_URL": "postgresql://app:one@127.0.0.1/db?sslmode=disable", "R2_ENDPOINT_URL": "http://r2.test",
-          "R2_ACCESS_KEY_ID": "AK1", "R2_SECRET_ACCESS_KEY": "SK1", "R2_BUCKET": "uploads",
+          "R2_ACCESS_KEY_ID": "AK1", "R2_SECRET_ACCESS_KEY": "SK1", "R2_BUCKET": "uploads", "DIGEST_SECRET": "test digest secret, at least 32 characters",
           "ALLOWED_ORIGIN": "https://app.3d-ultra.com"}
 FROM_SSM = {**{k: v for k, v in DIRECT.items() if k not in ("DATABASE_URL", "R2_SECRET_ACCESS_KEY")},
             "DATABASE_URL_SSM_PARAMETER": "/p/db", "R2_SECRET_ACCESS_KEY_SSM_PARAMETER": "/p/r2"}

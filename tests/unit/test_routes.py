@@ -185,8 +185,8 @@ def test_the_client_ip_comes_from_the_gateway_never_from_a_forwarded_header(api,
 
 
 def test_a_replayed_create_does_not_count_against_limits(api, limited):
-    first = api("POST", "/api/upload", BODY, headers={"idempotency-key": "attempt-1"})
-    replays = [api("POST", "/api/upload", BODY, headers={"idempotency-key": "attempt-1"})[0]
+    first = api("POST", "/api/upload", BODY, headers={"idempotency-key": "attempt-1-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})
+    replays = [api("POST", "/api/upload", BODY, headers={"idempotency-key": "attempt-1-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})[0]
                for _ in range(5)]
     second = api("POST", "/api/upload", {**BODY, "email": "other@example.com"})
 
@@ -195,13 +195,13 @@ def test_a_replayed_create_does_not_count_against_limits(api, limited):
 
 def test_a_replay_never_hands_out_a_url_that_outlives_its_job(api, deps):
     deps.settings = replace(deps.settings, upload_url_ttl_seconds=900, abandoned_after_seconds=3600)
-    body = api("POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt"})[1]
+    body = api("POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})[1]
     row = deps.uploads.rows[body["uploadId"]]
     row["record"] = replace(row["record"], created_at=row["record"].created_at - timedelta(seconds=3300))
 
-    replay = api("POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt"})[1]
+    replay = api("POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})[1]
     row["record"] = replace(row["record"], created_at=row["record"].created_at - timedelta(seconds=300))
-    too_late = api("POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt"})
+    too_late = api("POST", "/api/upload", BODY, headers={"idempotency-key": "old-attempt-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})
 
     assert "ttl=900" in body["uploadUrl"]
     ttl = int(replay["uploadUrl"].rsplit("ttl=", 1)[1])

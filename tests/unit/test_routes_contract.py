@@ -56,7 +56,8 @@ def test_create_answers_201_with_everything_the_browser_needs(api, deps):
     assert uuid.UUID(body["sessionToken"]).version == 4
     row = deps.uploads.rows[upload_id]
     assert row["email"] == "Maya@example.com"  # the domain part normalised, the local part kept
-    assert row["fingerprint"] == domain.UploadRequest("Maya@example.com", "image/png", 68).fingerprint()
+    assert row["fingerprint"] == domain.UploadRequest("Maya@example.com", "image/png", 68).fingerprint(
+        deps.secrets.digest_secret)
     assert row["idem"] is None
     assert row["record"].token_hash == domain.hash_token(body["sessionToken"])
     assert deps.analytics.events == [("session_created", upload_id, {"uploadId": upload_id})]
@@ -67,7 +68,8 @@ def test_the_url_expiry_is_in_whole_seconds_in_utc_ttl_from_now():
     before = datetime.now(timezone.utc).replace(microsecond=0)
 
     created = services.create_upload(BODY, None, uploads=deps.uploads, storage=deps.storage,
-                                     analytics=deps.analytics, max_upload_bytes=100, url_ttl_seconds=60)
+                                     analytics=deps.analytics, max_upload_bytes=100, url_ttl_seconds=60,
+                                     digest_secret="s" * 32)
 
     assert created.expires_at.tzinfo == timezone.utc and created.expires_at.microsecond == 0
     assert before + timedelta(seconds=60) <= created.expires_at <= datetime.now(timezone.utc) + timedelta(seconds=60)
@@ -75,15 +77,17 @@ def test_the_url_expiry_is_in_whole_seconds_in_utc_ttl_from_now():
 
 
 def test_a_replay_with_the_same_key_and_body_answers_200_for_the_same_upload_with_a_new_token(api, deps):
-    _, first = create(api, key="order-17")
+    _, first = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
-    status, again = create(api, key="order-17")
+    status, again = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
     assert status == 200
     assert (again["uploadId"], again["key"], again["uploadUrl"]) == (first["uploadId"], first["key"],
                                                                       first["uploadUrl"])
     assert again["sessionToken"] != first["sessionToken"]
-    assert deps.uploads.rows[first["uploadId"]]["idem"] == "order-17"
+    # The key itself is never stored: only its HMAC under the server's secret.
+    assert deps.uploads.rows[first["uploadId"]]["idem"] == domain.idempotency_key_digest(
+        deps.secrets.digest_secret, "order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
     assert len(deps.uploads.rows) == 1
     assert [event for event, _, _ in deps.analytics.events] == ["session_created"]
     # Only the newest token is good: the replaced one no longer opens the job.
@@ -93,28 +97,28 @@ def test_a_replay_with_the_same_key_and_body_answers_200_for_the_same_upload_wit
 
 
 def test_a_key_reused_with_another_body_is_422(api, deps):
-    create(api, key="order-17")
+    create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
-    status, body = create(api, {**BODY, "fileSize": 69}, key="order-17")
+    status, body = create(api, {**BODY, "fileSize": 69}, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
     assert (status, body) == (422, error("IDEMPOTENCY_KEY_REUSED",
                                          "This Idempotency-Key was already used for a different upload."))
 
 
 def test_a_replay_of_a_confirmed_upload_is_409(api, deps):
-    _, created = create(api, key="order-17")
+    _, created = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
     deps.storage.put(created["key"], 68, "image/png")
     confirm(api, created)
 
-    assert create(api, key="order-17") == (409, error("UPLOAD_ALREADY_CONFIRMED",
+    assert create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d") == (409, error("UPLOAD_ALREADY_CONFIRMED",
                                                              "This upload has already been processed."))
 
 
 def test_a_replay_of_an_expired_upload_is_410(api, deps):
-    _, created = create(api, key="order-17")
+    _, created = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
     set_record(deps, created["uploadId"], status="expired")
 
-    assert create(api, key="order-17") == (410, error(
+    assert create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d") == (410, error(
         "UPLOAD_EXPIRED", "This upload has expired. Please upload your photo again."))
 
 
@@ -129,21 +133,34 @@ def test_a_refused_replay_is_explained_by_what_the_first_request_became(conflict
     deps = FakeDeps(None)
     asked = []
     deps.uploads.create = lambda **kwargs: CreateOutcome(None, False)
-    deps.uploads.replay_conflict = lambda key, fingerprint: asked.append((key, fingerprint)) or conflict
+    deps.uploads.replay_conflict = lambda *digests: asked.append(digests) or conflict
 
     with pytest.raises(UploadError) as caught:
-        services.create_upload(BODY, "order-17", uploads=deps.uploads, storage=deps.storage,
-                               analytics=deps.analytics, max_upload_bytes=100, url_ttl_seconds=60)
+        services.create_upload(BODY, "order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", uploads=deps.uploads, storage=deps.storage,
+                               analytics=deps.analytics, max_upload_bytes=100, url_ttl_seconds=60,
+                               digest_secret="s" * 32)
 
     assert type(caught.value) is expected
-    assert asked == [("order-17", domain.UploadRequest("Maya@example.com", "image/png", 68).fingerprint())]
+    request = domain.UploadRequest("Maya@example.com", "image/png", 68)
+    assert asked == [(domain.idempotency_key_digest("s" * 32, "order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"), request.fingerprint("s" * 32),
+                      domain.legacy_idempotency_key_digest("order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"), request.legacy_fingerprint())]
 
 
 def test_a_malformed_idempotency_key_is_400_and_creates_nothing(api, deps):
     status, body = create(api, key="k" * 256)
 
     assert (status, body) == (400, error("VALIDATION_ERROR",
-                                         "Idempotency-Key: must be 1 to 255 printable ASCII characters."))
+                                         "Idempotency-Key: must be 32 to 255 printable ASCII characters"
+                                         " (a random value such as a UUID)."))
+    assert deps.uploads.rows == {}
+
+
+def test_a_key_too_short_to_be_a_secret_is_400_and_creates_nothing(api, deps):
+    status, body = create(api, key="attempt-1")
+
+    assert (status, body) == (400, error("VALIDATION_ERROR",
+                                         "Idempotency-Key: must be 32 to 255 printable ASCII characters"
+                                         " (a random value such as a UUID)."))
     assert deps.uploads.rows == {}
 
 

@@ -5,7 +5,7 @@ from chalicelib.config import Settings
 from chalicelib.deps import Dependencies
 
 ENV = {"DATABASE_URL_SSM_PARAMETER": "/p/db", "R2_ENDPOINT_URL": "http://127.0.0.1:9", "R2_ACCESS_KEY_ID": "k",
-       "R2_SECRET_ACCESS_KEY": "s", "R2_BUCKET": "uploads", "ALLOWED_ORIGIN": "https://app.3d-ultra.com",
+       "R2_SECRET_ACCESS_KEY": "s", "R2_BUCKET": "uploads", "DIGEST_SECRET": "test digest secret, at least 32 characters", "ALLOWED_ORIGIN": "https://app.3d-ultra.com",
        "SECRETS_MAX_AGE_SECONDS": "300"}
 
 

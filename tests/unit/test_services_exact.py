@@ -2,6 +2,7 @@
 at its last second and why a confirm refused (the sweep: test_sweep.py)."""
 
 import hashlib
+import hmac
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -18,8 +19,11 @@ BODY = {"email": "Maya.Lee@Example.com", "fileType": "image/png", "fileSize": 68
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
-def sha256(text):
-    return hashlib.sha256(text.encode()).hexdigest()
+SECRET = "test digest secret, at least 32 characters"
+
+
+def keyed(purpose, text):
+    return hmac.new(SECRET.encode(), f"{purpose}\0{text}".encode(), hashlib.sha256).hexdigest()
 
 
 class FixedNow(datetime):
@@ -36,7 +40,7 @@ def deps(monkeypatch):
 
 def create(deps, key=None, **kwargs):
     return services.create_upload(BODY, key, uploads=deps.uploads, storage=deps.storage, analytics=deps.analytics,
-                                  max_upload_bytes=100, **{"url_ttl_seconds": 900, **kwargs})
+                                  max_upload_bytes=100, digest_secret=SECRET, **{"url_ttl_seconds": 900, **kwargs})
 
 
 # Create: limits
@@ -53,14 +57,33 @@ def recording_create(deps, outcome=None):
     return asked
 
 
-def test_a_create_asks_for_the_ip_and_email_limits_keyed_by_digests_of_the_address_and_lower_cased_email(deps):
+def test_a_create_asks_for_the_ip_limit_and_the_email_and_address_limit_keyed_by_hmacs_under_the_secret(deps):
     asked = recording_create(deps)
 
     create(deps, source_ip="203.0.113.7", rate_limit_per_ip=RateLimit(10, 60),
            rate_limit_per_email=RateLimit(3, 3600))
 
-    assert asked == [[LimitCheck("ip", sha256("ip:203.0.113.7"), 10, 60),
-                      LimitCheck("email", sha256("email:maya.lee@example.com"), 3, 3600)]]
+    assert asked == [[LimitCheck("ip", keyed("rate-limit:ip", "203.0.113.7"), 10, 60),
+                      LimitCheck("email", keyed("rate-limit:email", "maya.lee@example.com\x00203.0.113.7"), 3, 3600)]]
+
+
+def test_a_keyed_create_hands_the_database_hmacs_of_key_and_request_and_the_pre_0006_forms_to_match(deps):
+    asked = []
+    deps.uploads.create = lambda **kwargs: asked.append(kwargs) or CreateOutcome(
+        UploadRecord("ck1", "h", "uploads/ck1/original.png", "image/png", 68, "pending", NOW, None), True)
+    key = "0b6e3a9e-5d2c-4f7a-9c1e-4b3d8e6f0a1b"
+
+    create(deps, key=key)
+
+    canonical = '["Maya.Lee@example.com","image/png",68]'
+    assert {name: asked[0][name] for name in ("idempotency_key", "legacy_idempotency_key", "fingerprint",
+                                              "legacy_fingerprint", "email")} == {
+        "idempotency_key": "hmac:" + keyed("idempotency-key", key),
+        "legacy_idempotency_key": "sha256:" + hashlib.sha256(key.encode()).hexdigest(),
+        "fingerprint": keyed("fingerprint", canonical),
+        "legacy_fingerprint": hashlib.sha256(canonical.encode()).hexdigest(),
+        "email": "Maya.Lee@example.com",
+    }
 
 
 @pytest.mark.parametrize("source_ip, per_ip, per_email, scopes", [
@@ -97,11 +120,11 @@ def test_a_create_over_a_limit_raises_rate_limited_with_the_databases_wait(deps)
     (3600 - 1, 1),      # one second left: a one-second URL
 ])
 def test_a_replay_gets_the_smaller_of_the_ttl_and_what_is_left_of_its_job(deps, age, expected_ttl):
-    first = create(deps, key="k1", abandoned_after_seconds=3600)
+    first = create(deps, key="k1-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", abandoned_after_seconds=3600)
     row = deps.uploads.rows[first.upload_id]
     row["record"] = replace(row["record"], created_at=NOW - timedelta(seconds=age))
 
-    again = create(deps, key="k1", abandoned_after_seconds=3600)
+    again = create(deps, key="k1-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", abandoned_after_seconds=3600)
 
     assert again.upload_url.endswith(f"&ttl={expected_ttl}")
     assert again.expires_at == NOW + timedelta(seconds=expected_ttl) and again.replayed is True
@@ -109,12 +132,12 @@ def test_a_replay_gets_the_smaller_of_the_ttl_and_what_is_left_of_its_job(deps, 
 
 @pytest.mark.parametrize("age", [3600, 3599.5, 3601])
 def test_a_replay_with_less_than_a_second_left_is_expired(deps, age):
-    first = create(deps, key="k1", abandoned_after_seconds=3600)
+    first = create(deps, key="k1-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", abandoned_after_seconds=3600)
     row = deps.uploads.rows[first.upload_id]
     row["record"] = replace(row["record"], created_at=NOW - timedelta(seconds=age))
 
     with pytest.raises(UploadExpired):
-        create(deps, key="k1", abandoned_after_seconds=3600)
+        create(deps, key="k1-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d", abandoned_after_seconds=3600)
 
 
 # Confirm: what it reads and why it refuses
@@ -124,6 +147,10 @@ def test_a_replay_with_less_than_a_second_left_is_expired(deps, age):
     (ObjectInfo(67, "image/png", '"e"', SIGNATURES["image/png"]), "size"),
     (ObjectInfo(68, "image/jpeg", '"e"', SIGNATURES["image/png"]), "type"),
     (ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/jpeg"]), "bytes"),
+    (ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/png"], content_encoding="gzip"), "encoding"),
+    (ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/png"], content_encoding="br, identity"), "encoding"),
+    (ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/png"], content_disposition="attachment; filename=a.html"),
+     "disposition"),
 ])
 def test_a_refused_confirm_names_the_check_that_failed_after_reading_the_first_64_bytes(deps, stored, reason):
     created = create(deps)
@@ -140,3 +167,13 @@ def test_a_refused_confirm_names_the_check_that_failed_after_reading_the_first_6
     assert deps.uploads.get(created.upload_id).confirmed_at is None
 
 
+@pytest.mark.parametrize("encoding", ["", "identity", " Identity "])
+def test_a_confirm_accepts_an_object_stored_without_an_encoding_or_as_identity(deps, encoding):
+    created = create(deps)
+    storage = FakeStorage()
+    storage.objects[created.key] = ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/png"], content_encoding=encoding)
+
+    confirmed = services.confirm_upload(created.upload_id, created.session_token, uploads=deps.uploads,
+                                        storage=storage, analytics=deps.analytics)
+
+    assert confirmed.job_id == created.upload_id

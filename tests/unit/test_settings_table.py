@@ -4,7 +4,8 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from chalicelib.config import ConfigError, DatabaseSettings, RateLimit, Settings, fetch_ssm_parameters, r2_endpoint
+from chalicelib.config import (NUMERIC_SETTINGS, ConfigError, DatabaseSettings, RateLimit, Settings,
+                              fetch_ssm_parameters, r2_endpoint)
 
 REQUIRED = {
     "DATABASE_URL": "postgresql://app@db.example/app",
@@ -12,6 +13,7 @@ REQUIRED = {
     "R2_ACCESS_KEY_ID": "key-id",
     "R2_SECRET_ACCESS_KEY": "secret-key",
     "R2_BUCKET": "photos",
+    "DIGEST_SECRET": "test digest secret, at least 32 characters",
     "ALLOWED_ORIGIN": "https://app.example.com",
 }
 DEFAULTS = {
@@ -20,6 +22,7 @@ DEFAULTS = {
     "r2_access_key_id": "key-id",
     "r2_secret_access_key": "secret-key",
     "r2_bucket": "photos",
+    "digest_secret": "test digest secret, at least 32 characters",
     "posthog_api_key": None,
     "posthog_host": "https://us.i.posthog.com",
     "analytics_budget_seconds": 1.0,
@@ -97,15 +100,51 @@ def test_the_smallest_positive_values_are_accepted(variable, raw, other):
     assert getattr(settings, variable.lower()) == float(raw)
 
 
-@pytest.mark.parametrize("variable, raw", [
-    ("MAX_UPLOAD_BYTES", "1.5"), ("UPLOAD_URL_TTL_SECONDS", "ten"), ("ABANDONED_AFTER_SECONDS", "0"),
-    ("DB_TIMEOUT_SECONDS", "-1"), ("STORAGE_TIMEOUT_SECONDS", "0"), ("ANALYTICS_BUDGET_SECONDS", "soon"),
-])
-def test_an_unusable_number_is_refused_by_its_name(variable, raw):
-    with pytest.raises(ConfigError) as caught:
-        Settings.from_env({**REQUIRED, variable: raw})
+# Every numeric setting: its type and its largest value. A value outside, and nan or infinity, stops start-up.
+CEILINGS = [
+    ("ANALYTICS_BUDGET_SECONDS", float, 900), ("DB_TIMEOUT_SECONDS", float, 900),
+    ("STORAGE_TIMEOUT_SECONDS", float, 900), ("SECRETS_MAX_AGE_SECONDS", float, 86400),
+    ("MAX_UPLOAD_BYTES", int, 5 * 1024 ** 3), ("UPLOAD_URL_TTL_SECONDS", int, 7 * 86400),
+    ("ABANDONED_AFTER_SECONDS", int, 10 * 365 * 86400), ("EMAIL_RETENTION_DAYS", int, 3650),
+]
+# The URL lifetime must stay below the abandoned-job age, so its own ceiling is tried with a longer age.
+ROOM = {"UPLOAD_URL_TTL_SECONDS": {"ABANDONED_AFTER_SECONDS": str(7 * 86400 + 1)}}
 
-    assert str(caught.value) == f"{variable} must be a positive number, got {raw!r}"
+
+def test_every_numeric_setting_has_a_ceiling_in_the_table():
+    numeric = {field.name.upper() for field in fields(Settings) if field.type in ("int", "float")}
+
+    assert numeric == {variable for variable, _, _ in CEILINGS}
+    assert NUMERIC_SETTINGS == {variable: (kind, largest) for variable, kind, largest in CEILINGS}
+
+
+@pytest.mark.parametrize("variable, kind, largest", CEILINGS)
+def test_each_numeric_setting_accepts_its_largest_value(variable, kind, largest):
+    settings = Settings.from_env({**REQUIRED, **ROOM.get(variable, {}), variable: str(largest)})
+
+    assert getattr(settings, variable.lower()) == largest and type(getattr(settings, variable.lower())) is kind
+
+
+@pytest.mark.parametrize("variable, kind, largest", CEILINGS)
+@pytest.mark.parametrize("raw", ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e400", "0", "-1", "ten", "",
+                                 "1" + "0" * 5000, "above"])
+def test_a_numeric_setting_that_is_not_finite_positive_and_at_most_its_ceiling_stops_start_up_by_name(
+        variable, kind, largest, raw):
+    if raw == "":
+        raw = " "  # blank but not empty (empty means the default)
+    if raw == "above":
+        raw = str(largest + 1) if kind is int else f"{largest}.001"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, **ROOM.get(variable, {}), variable: raw})
+
+    whole = "whole " if kind is int else ""
+    assert str(caught.value) == f"{variable} must be a positive {whole}number no greater than {largest}, got {raw!r}"
+
+
+@pytest.mark.parametrize("variable, raw", [("MAX_UPLOAD_BYTES", "1.5"), ("UPLOAD_URL_TTL_SECONDS", "1e3")])
+def test_a_whole_number_setting_refuses_a_fraction_or_an_exponent(variable, raw):
+    with pytest.raises(ConfigError, match=f"^{variable} must be a positive whole number"):
+        Settings.from_env({**REQUIRED, variable: raw})
 
 
 @pytest.mark.parametrize("variable, field", [("RATE_LIMIT_PER_IP", "rate_limit_per_ip"),
@@ -118,13 +157,14 @@ def test_each_rate_limit_is_read_from_its_own_variable_down_to_one_per_second(va
     assert named_fields(settings) == {**DEFAULTS, field: limit}
 
 
-@pytest.mark.parametrize("raw", ["0/60", "10/0", "10/", "x/60", "1/0", "0/1"])
+@pytest.mark.parametrize("raw", ["0/60", "10/0", "10/", "x/60", "1/0", "0/1", "1000001/60", "1/315360001",
+                                 "1" + "0" * 5000 + "/60"])
 def test_a_rate_limit_below_one_per_second_or_malformed_is_refused_by_its_name(raw):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({**REQUIRED, "RATE_LIMIT_PER_EMAIL": raw})
 
-    assert str(caught.value) == ("RATE_LIMIT_PER_EMAIL must be N/SECONDS with both positive whole numbers "
-                                 f"(e.g. 20/600), got {raw!r}")
+    assert str(caught.value) == ("RATE_LIMIT_PER_EMAIL must be N/SECONDS with N from 1 to 1000000 and SECONDS from 1 "
+                                 f"to 315360000 (e.g. 20/600), got {raw!r}")
 
 
 @pytest.mark.parametrize("ttl, abandoned, accepted", [("3599", "3600", True), ("3600", "3600", False),
@@ -157,7 +197,8 @@ def test_a_bad_database_url_fails_at_start_up():
 
 
 def test_every_secret_may_be_named_by_an_ssm_parameter_instead():
-    names = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY")
+    names = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY",
+             "DIGEST_SECRET")
     env = {k: v for k, v in REQUIRED.items() if k not in names}
     env.update({name + "_SSM_PARAMETER": f"/p/{name.lower()}" for name in names})
 
@@ -165,13 +206,15 @@ def test_every_secret_may_be_named_by_an_ssm_parameter_instead():
 
     assert settings.ssm_parameters == tuple((name, f"/p/{name.lower()}") for name in names)
     assert (settings.database_url, settings.r2_endpoint_url, settings.r2_access_key_id,
-            settings.r2_secret_access_key, settings.posthog_api_key) == ("", "", "", "", None)
+            settings.r2_secret_access_key, settings.posthog_api_key, settings.digest_secret) == (
+        "", "", "", "", None, "")
     values = {"/p/database_url": "postgresql://u@h/d", "/p/r2_endpoint_url": "https://e.example",
-              "/p/r2_access_key_id": "AK", "/p/r2_secret_access_key": "SK", "/p/posthog_api_key": "phc"}
+              "/p/r2_access_key_id": "AK", "/p/r2_secret_access_key": "SK", "/p/posthog_api_key": "phc",
+              "/p/digest_secret": "d" * 32}
     resolved = settings.with_secrets(lambda wanted: {name: values[name] for name in wanted})
     assert (resolved.database_url, resolved.r2_endpoint_url, resolved.r2_access_key_id,
-            resolved.r2_secret_access_key, resolved.posthog_api_key, resolved.ssm_parameters) == (
-        "postgresql://u@h/d", "https://e.example", "AK", "SK", "phc", ())
+            resolved.r2_secret_access_key, resolved.posthog_api_key, resolved.digest_secret,
+            resolved.ssm_parameters) == ("postgresql://u@h/d", "https://e.example", "AK", "SK", "phc", "d" * 32, ())
 
 
 def test_a_value_given_directly_wins_over_its_ssm_parameter():
@@ -254,6 +297,25 @@ def test_every_part_of_a_full_url_is_read_and_unquoted():
     assert asdict(db) == {"host": "db.example", "port": 6543, "user": "ap@p", "password": "p/w",
                           "database": "my db", "sslmode": "verify-ca", "sslrootcert": "/etc/ca.pem",
                           "channel_binding": "require"}
+
+
+def test_sslrootcert_system_alone_means_verify_full_as_in_libpq_16():
+    db = DatabaseSettings.from_url("postgresql://u@db.example/d?sslrootcert=system&channel_binding=require")
+
+    assert (db.sslmode, db.sslrootcert, db.channel_binding) == ("verify-full", "system", "require")
+    assert DatabaseSettings.from_url("postgresql://u@h/d?sslrootcert=system&sslmode=verify-full").sslmode == (
+        "verify-full")
+
+
+@pytest.mark.parametrize("sslmode", ["disable", "allow", "prefer", "require", "verify-ca"])
+def test_sslrootcert_system_with_a_weaker_sslmode_stops_start_up_by_name(sslmode):
+    url = f"postgresql://u@db.example/d?sslmode={sslmode}&sslrootcert=system"
+
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, "DATABASE_URL": url})
+
+    assert str(caught.value) == (f"DATABASE_URL has sslrootcert=system with the weaker sslmode {sslmode!r}: "
+                                 "use sslmode=verify-full, or leave sslmode out")
 
 
 @pytest.mark.parametrize("sslmode", ["disable", "allow", "prefer"])
