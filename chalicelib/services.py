@@ -288,7 +288,8 @@ def cancel_upload(upload_id: str, token: Optional[str], *, uploads, storage, ana
     try:
         storage.delete(outcome.key)
     except StorageUnavailable:
-        log.warning("cancelled upload's object not deleted; the sweep will", extra={"uploadId": upload_id})
+        # The request's log context already names the upload.
+        log.warning("cancelled upload's object not deleted; the sweep will")
 
 
 def check_health(*, uploads, storage) -> dict:
