@@ -5,7 +5,7 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from chalice import Chalice, Rate
+from chalice import Chalice, Rate, Response
 
 from chalicelib import logs, metrics, pages, services
 from chalicelib.config import Settings
@@ -130,6 +130,14 @@ def get_upload(upload_id):
     )
 
 
+@app.route("/api/upload/{upload_id}", methods=["DELETE"])
+@api_view
+def cancel_upload(upload_id):
+    services.cancel_upload(upload_id, app.current_request.headers.get("x-session-token"), uploads=deps.uploads,
+                           storage=deps.storage, analytics=deps.analytics)
+    return Response(body="", status_code=204)
+
+
 @app.route("/api/health", methods=["GET"])
 @api_view
 def health():
@@ -216,6 +224,7 @@ def expire_abandoned(event):
     windows = tuple(limit.seconds for limit in (s.rate_limit_per_ip, s.rate_limit_per_email) if limit)
     return services.expire_abandoned_uploads(uploads=deps.uploads, storage=deps.storage,
                                              older_than_seconds=s.abandoned_after_seconds,
+                                             url_ttl_seconds=s.upload_url_ttl_seconds,
                                              email_retention_days=s.email_retention_days,
                                              rate_limit_windows=windows)
 

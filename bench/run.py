@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 DELAY = 0.010
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(56)  # the PNG signature the confirm checks, then filler
-ROUTES = ("create", "confirm", "status", "health")
-DB_FLOOR = {"create": 1, "confirm": 2, "status": 1, "health": 1}
-STORAGE_FLOOR = {"create": 0, "confirm": 1, "status": 0, "health": 1}
+ROUTES = ("create", "confirm", "status", "cancel", "health")
+DB_FLOOR = {"create": 1, "confirm": 2, "status": 1, "cancel": 1, "health": 1}
+STORAGE_FLOOR = {"create": 0, "confirm": 1, "status": 0, "cancel": 1, "health": 1}
 # Far above what the bench sends in a second, so every create is admitted.
 BENCH_LIMIT = "100000/1"
 
@@ -48,7 +48,7 @@ class Driver:
     def call(self, ev):
         self.app_module.deps = self.deps
         response = self.app_module.app(ev, None)
-        return response["statusCode"], json.loads(response["body"])
+        return response["statusCode"], json.loads(response["body"]) if response["body"] else None
 
     def create(self):
         body = json.dumps({"email": "bench@example.com", "fileType": "image/png", "fileSize": len(PNG)})
@@ -69,6 +69,10 @@ class Driver:
         return self.call(event("GET", "/api/upload/{upload_id}", {"upload_id": created["uploadId"]},
                                {"x-session-token": created["sessionToken"]}))
 
+    def cancel(self, created):
+        return self.call(event("DELETE", "/api/upload/{upload_id}", {"upload_id": created["uploadId"]},
+                               {"x-session-token": created["sessionToken"]}))
+
     def health(self):
         return self.call(event("GET", "/api/health"))
 
@@ -85,11 +89,11 @@ def timed_route(driver, route, n):
     """Median wall seconds of `n` requests of one route (setup outside the timing)."""
     samples = []
     for _ in range(n):
-        created = driver.uploaded() if route in ("confirm", "status") else None
+        created = driver.uploaded() if route in ("confirm", "status", "cancel") else None
         started = time.perf_counter()
         status, body = getattr(driver, route)(*([created] if created else []))
         samples.append(time.perf_counter() - started)
-        assert status in (200, 201), (route, status, body)
+        assert status in (200, 201, 204), (route, status, body)
     return statistics.median(samples)
 
 
@@ -234,13 +238,13 @@ def cold_start(env, driver, runs=10):
     for route in ROUTES:
         ours, floor = [], []
         for _ in range(runs):
-            created = driver.uploaded() if route in ("confirm", "status") else None
+            created = driver.uploaded() if route in ("confirm", "status", "cancel") else None
             out = subprocess.run([sys.executable, "-c", COLD_OURS.format(route=route, created=created)],
                                  env=settings_env, cwd=ROOT, capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             ours.append(result["first"])
             imports.append(result["import"])
-            created = driver.uploaded() if route in ("confirm", "status") else None
+            created = driver.uploaded() if route in ("confirm", "status", "cancel") else None
             script = COLD_FLOOR[route].format(
                 db_port=db_port, endpoint=env["R2_ENDPOINT_URL"], key=env["R2_ACCESS_KEY_ID"],
                 secret=env["R2_SECRET_ACCESS_KEY"], bucket=env["R2_BUCKET"],

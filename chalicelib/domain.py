@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from .errors import ValidationFailed
+from .errors import AlreadyConfirmed, UnknownStatus, UploadCancelled, UploadError, UploadExpired, ValidationFailed
 
 # The extension is part of the storage key, so it comes from this table and never from the client.
 FILE_TYPES = {
@@ -29,6 +29,65 @@ MAX_TOKEN_LENGTH = 128
 SIGNATURE_BYTES = 64
 # ISO-BMFF major brands of HEIC/HEIF images (ISO/IEC 23008-12): still images, sequences, and the generic ones.
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"})
+
+
+# --- The job's lifecycle, defined once ------------------------------------------------------------------------
+# The values `uploads.status` may hold. Migration 0005's named CHECK (uploads_status_check), the OpenAPI JobStatus
+# enum and the processing page's texts list the same values; tests/integration/test_lifecycle.py compares all four.
+PENDING = "pending"
+PROCESSING = "processing"  # processing, completed and failed are written by the processing worker, not by this API
+COMPLETED = "completed"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+STATUSES = (PENDING, PROCESSING, COMPLETED, FAILED, EXPIRED, CANCELLED)
+# A confirmed job is stored as `pending` with `confirmed_at` set (the API answers "status": "pending" with a
+# confirmedAt), so "confirmed" is a stage of the lifecycle but never a stored status.
+CONFIRMED = "confirmed"
+# Which stage may move to which; the API's client steps are `confirmed` (the confirm) and `cancelled` (the cancel),
+# the sweep's is `expired`. Stages with no way out are final.
+TRANSITIONS = {
+    PENDING: frozenset({CONFIRMED, EXPIRED, CANCELLED}),
+    CONFIRMED: frozenset({PROCESSING}),
+    PROCESSING: frozenset({COMPLETED, FAILED}),
+    COMPLETED: frozenset(),
+    FAILED: frozenset(),
+    EXPIRED: frozenset(),
+    CANCELLED: frozenset(),
+}
+# Jobs whose person needs reaching no more (their email is cleared after the retention period): the final stages.
+FINISHED = tuple(status for status in STATUSES if not TRANSITIONS[status])
+
+
+def stage_of(status: str, confirmed: bool) -> str:
+    """The lifecycle stage of a stored job; a status the lifecycle does not define raises UnknownStatus."""
+    if status not in STATUSES:
+        raise UnknownStatus(status)
+    return CONFIRMED if status == PENDING and confirmed else status
+
+
+def refusal(stage: str) -> UploadError:
+    """Why a job in this stage can take no client step (confirm, cancel, a replay of its create) any more."""
+    if stage == EXPIRED:
+        return UploadExpired()
+    if stage == CANCELLED:
+        return UploadCancelled()
+    if stage in TRANSITIONS and stage != PENDING:
+        return AlreadyConfirmed()
+    # A pending job refused a step only when a concurrent change made it so, or a caller is wrong: not the user's.
+    return UploadError()
+
+
+def ensure_may(stage: str, step: str) -> None:
+    """Raise the refusal of this stage unless the lifecycle lets it move to `step`."""
+    if step not in TRANSITIONS[stage]:
+        raise refusal(stage)
+
+
+def ensure_visible(stage: str) -> None:
+    """A cancelled job is gone for its owner: its status answers 410 UPLOAD_CANCELLED, like every other step."""
+    if stage == CANCELLED:
+        raise UploadCancelled()
 
 
 @dataclass(frozen=True)

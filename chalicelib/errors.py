@@ -46,6 +46,21 @@ class UploadExpired(UploadError):
     message = "This upload has expired. Please upload your photo again."
 
 
+class UploadCancelled(UploadError):
+    """The upload was cancelled by its owner."""
+
+    code = "UPLOAD_CANCELLED"
+    message = "This upload was cancelled. Please start a new upload."
+
+
+class UnknownStatus(UploadError):
+    """A job holds a status the lifecycle does not define: a bug or a schema ahead of the code, never the user's."""
+
+    def __init__(self, status: object):
+        super().__init__()
+        self.status = status
+
+
 class AlreadyConfirmed(UploadError):
     """The upload was confirmed before."""
 

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 from pg8000.exceptions import DatabaseError
 
+from . import domain
 from .db import Database
 
 # Any constant will do, as long as every migration runner uses the same one.
@@ -50,6 +51,18 @@ class LimitCheck:
     key: str
     count: int
     seconds: int
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What a cancel found and did: the job as it stood before the statement, and whether this call cancelled it."""
+
+    owned: bool
+    status: str
+    confirmed: bool
+    key: str
+    report_owed: Optional[str]
+    cancelled: bool
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,7 @@ class Uploads:
         """
         params = dict(id=upload_id, email=email, hash=token_hash, key=key, file_type=file_type,
                       file_size=file_size, idem=idempotency_key, fingerprint=fingerprint,
-                      legacy_idem=legacy_idempotency_key, legacy_fingerprint=legacy_fingerprint)
+                      legacy_idem=legacy_idempotency_key, legacy_fingerprint=legacy_fingerprint, pending=domain.PENDING)
         ctes, admitted = [], []
         if limits:
             ctes.append("fresh AS (SELECT NOT upload_key_taken(:idem, :legacy_idem) AS counts)")
@@ -134,7 +147,7 @@ class Uploads:
             " idempotency_key = :idem, request_fingerprint = :fingerprint"
             " WHERE idempotency_key IN (:idem, :legacy_idem)"
             " AND request_fingerprint IN (:fingerprint, :legacy_fingerprint)"
-            " AND confirmed_at IS NULL AND status = 'pending'"
+            " AND confirmed_at IS NULL AND status = :pending"
             f" RETURNING {_UPLOAD_COLUMNS}, false AS inserted)"
         )
         ctes.append(
@@ -147,7 +160,7 @@ class Uploads:
             " ON CONFLICT (idempotency_key) DO UPDATE"
             " SET session_token_hash = EXCLUDED.session_token_hash, updated_at = now()"
             " WHERE uploads.request_fingerprint = EXCLUDED.request_fingerprint"
-            " AND uploads.confirmed_at IS NULL AND uploads.status = 'pending'"
+            " AND uploads.confirmed_at IS NULL AND uploads.status = :pending"
             f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted)"
         )
         refused = ", ".join(f"(SELECT retry_after FROM limit_{n} WHERE NOT admitted)" for n in range(len(limits)))
@@ -186,13 +199,37 @@ class Uploads:
         expired, or its token rotated."""
         rows = self._db.run(
             "UPDATE uploads SET confirmed_at = now(), updated_at = now(), etag = :etag"
-            " WHERE id = :id AND session_token_hash = :hash AND confirmed_at IS NULL AND status = 'pending'"
+            " WHERE id = :id AND session_token_hash = :hash AND confirmed_at IS NULL AND status = :pending"
             f" RETURNING {_UPLOAD_COLUMNS}",
             id=upload_id,
             hash=token_hash,
             etag=etag,
+            pending=domain.PENDING,
         )
         return UploadRecord(*rows[0]) if rows else None
+
+    def cancel(self, upload_id: str, token_hash: str) -> Optional[CancelOutcome]:
+        """Cancel a pending, unconfirmed job held by this token, in one statement that also tells why not: None for
+        an unknown id.
+
+        The UPDATE decides (a concurrent confirm, expiry or token rotation makes its condition false); the SELECT
+        reads the row as it stood before this statement, so `cancelled` false with a pending, unconfirmed, owned
+        row means another transaction changed it meanwhile.
+        """
+        rows = self._db.run(
+            "WITH cancelled AS ("
+            " UPDATE uploads SET status = :cancelled, updated_at = now()"
+            " WHERE id = :id AND session_token_hash = :hash AND status = :pending AND confirmed_at IS NULL"
+            " RETURNING id)"
+            " SELECT session_token_hash = :hash, status, confirmed_at IS NOT NULL, original_url, report_owed,"
+            " EXISTS (SELECT 1 FROM cancelled)"
+            " FROM uploads WHERE id = :id",
+            id=upload_id,
+            hash=token_hash,
+            pending=domain.PENDING,
+            cancelled=domain.CANCELLED,
+        )
+        return CancelOutcome(*rows[0]) if rows else None
 
     def expire_abandoned(self, older_than_seconds: int) -> int:
         """Mark pending, unconfirmed jobs older than the age as expired; return how many.
@@ -200,19 +237,34 @@ class Uploads:
         One conditional statement: a job confirmed concurrently is either confirmed or expired, never both.
         """
         rows = self._db.run(
-            "UPDATE uploads SET status = 'expired', updated_at = now()"
-            " WHERE status = 'pending' AND confirmed_at IS NULL"
+            "UPDATE uploads SET status = :expired, updated_at = now()"
+            " WHERE status = :pending AND confirmed_at IS NULL"
             " AND created_at < now() - make_interval(secs => :age) RETURNING id",
             age=older_than_seconds,
+            expired=domain.EXPIRED,
+            pending=domain.PENDING,
         )
         return len(rows)
 
-    def objects_to_delete(self, limit: int) -> list[tuple[str, str]]:
-        """(id, key) of expired jobs whose object has not been removed yet."""
+    def objects_to_delete(self, limit: int, url_ttl_seconds: int) -> list[tuple[str, str]]:
+        """(id, key) of ended, unconfirmed jobs whose object has not been removed for good yet.
+
+        An expired job's URLs died with it (no URL outlives the abandoned age). A cancelled job's last URL may
+        still be valid for `url_ttl_seconds` after the cancel, and a PUT through it puts an object back after the
+        cancel's own delete: its object is deleted (and recorded) only once that URL is dead too.
+        """
         rows = self._db.run(
-            "SELECT id, original_url FROM uploads WHERE status = 'expired' AND object_deleted_at IS NULL"
+            "(SELECT id, original_url, updated_at FROM uploads WHERE status = :expired AND object_deleted_at IS NULL"
+            " ORDER BY updated_at LIMIT :limit)"
+            " UNION ALL"
+            " (SELECT id, original_url, updated_at FROM uploads WHERE status = :cancelled"
+            " AND object_deleted_at IS NULL AND updated_at < now() - make_interval(secs => :ttl)"
+            " ORDER BY updated_at LIMIT :limit)"
             " ORDER BY updated_at LIMIT :limit",
             limit=limit,
+            ttl=url_ttl_seconds,
+            expired=domain.EXPIRED,
+            cancelled=domain.CANCELLED,
         )
         return [(row[0], row[1]) for row in rows]
 
@@ -233,8 +285,8 @@ class Uploads:
         return len(rows)
 
     def clear_old_emails(self, older_than_days: int) -> int:
-        """Clear the email of jobs finished (confirmed, completed, failed or expired) more than this many days
-        ago; return how many. The email is kept only while the job may still need to reach its person.
+        """Clear the email of jobs confirmed or finished (domain.FINISHED) more than this many days ago; return how
+        many. The email is kept only while the job may still need to reach its person.
 
         Everything derived from it goes with it: the request fingerprint (a digest of email, type and size) and
         the Idempotency-Key's digest, which nothing needs once the job can no longer be replayed."""
@@ -242,25 +294,31 @@ class Uploads:
             "UPDATE uploads SET email = '', request_fingerprint = '', idempotency_key = NULL"
             " WHERE (email <> '' OR request_fingerprint <> '' OR idempotency_key IS NOT NULL)"
             " AND (confirmed_at < now() - make_interval(days => :days)"
-            " OR (status IN ('completed', 'failed', 'expired') AND updated_at < now() - make_interval(days => :days)))"
+            " OR (status = ANY(string_to_array(:finished, ','))"
+            " AND updated_at < now() - make_interval(days => :days)))"
             " RETURNING id",
             days=older_than_days,
+            finished=",".join(domain.FINISHED),
         )
         return len(rows)
 
     def owe_report(self, upload_id: str, token_hash: str, event: str) -> None:
-        """Record that this job's `event` ('created' or 'confirmed') was committed but never answered or reported.
+        """Record that this job's `event` ('created', 'confirmed' or 'cancelled') was committed but never answered or
+        reported.
 
         Only a job that is in that state and holds this token is marked: for 'created' the row exists only if our
-        own insert (with our fresh id) committed; for 'confirmed' only if the job is confirmed.
+        own insert (with our fresh id) committed; for 'confirmed' only if the job is confirmed; for 'cancelled'
+        only if it is cancelled.
         """
         self._db.run(
             "UPDATE uploads SET report_owed = :event"
             " WHERE id = :id AND session_token_hash = :hash"
-            " AND (CASE :event WHEN 'confirmed' THEN confirmed_at IS NOT NULL ELSE confirmed_at IS NULL END)",
+            " AND (CASE :event WHEN 'confirmed' THEN confirmed_at IS NOT NULL"
+            " WHEN 'cancelled' THEN status = :cancelled ELSE confirmed_at IS NULL END)",
             id=upload_id,
             hash=token_hash,
             event=event,
+            cancelled=domain.CANCELLED,
         )
 
     def claim_owed_report(self, upload_id: str, token_hash: str, event: str) -> Optional[UploadRecord]:

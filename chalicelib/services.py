@@ -10,12 +10,12 @@ from typing import Optional
 
 from . import domain, metrics
 from .errors import (
-    AlreadyConfirmed,
     DatabaseOutcomeUnknown,
     IdempotencyKeyReused,
     InvalidToken,
     MissingToken,
     RateLimited,
+    StorageUnavailable,
     UploadError,
     UploadExpired,
     UploadNotFound,
@@ -140,21 +140,23 @@ def _settle_unanswered_create(uploads, upload_id: str, token_hash: str, idempote
 def _explain_refused_replay(conflict) -> None:
     if conflict is None or conflict.same_request is False:
         raise IdempotencyKeyReused()
-    if conflict.confirmed:
-        raise AlreadyConfirmed()
-    if conflict.status == "expired":
-        raise UploadExpired()
-    raise UploadError()
+    raise domain.refusal(domain.stage_of(conflict.status, conflict.confirmed))
 
 
-def authorize(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
-    """The session check every job-scoped route uses: the token must belong to this upload."""
+def _presented_token(upload_id: str, token: Optional[str]) -> str:
+    """What can be refused before the database is asked: no token, a malformed id, a token we never mint."""
     if not token:
         raise MissingToken()
     if not domain.is_upload_id(upload_id):
         raise UploadNotFound()
     if len(token) > domain.MAX_TOKEN_LENGTH:
         raise InvalidToken()
+    return token
+
+
+def authorize(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
+    """The session check every job-scoped route uses: the token must belong to this upload."""
+    token = _presented_token(upload_id, token)
     record = uploads.get(upload_id)
     if record is None:
         raise UploadNotFound()
@@ -230,10 +232,11 @@ def _report_confirmed(confirmed: UploadRecord, analytics) -> "ConfirmedUpload":
 
 
 def _ensure_confirmable(record: UploadRecord) -> None:
-    if record.confirmed_at is not None:
-        raise AlreadyConfirmed()
-    if record.status == "expired":
-        raise UploadExpired()
+    domain.ensure_may(_stage(record), domain.CONFIRMED)
+
+
+def _stage(record: UploadRecord) -> str:
+    return domain.stage_of(record.status, record.confirmed_at is not None)
 
 
 def _media_type(content_type: str) -> str:
@@ -242,7 +245,51 @@ def _media_type(content_type: str) -> str:
 
 def get_upload_status(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
     """The job as the processing screen shows it."""
-    return authorize(upload_id, token, uploads=uploads)
+    record = authorize(upload_id, token, uploads=uploads)
+    domain.ensure_visible(_stage(record))
+    return record
+
+
+def cancel_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics) -> None:
+    """Cancel a pending, unconfirmed job, then delete its object; repeating a cancel changes and reports nothing.
+
+    One conditional statement decides (a concurrent confirm or expiry either wins or loses, never both). The
+    object is deleted after the commit: if storage fails now, or a still-valid URL puts the object back later, the
+    hourly sweep removes it once no URL of the job can be valid (see `expire_abandoned_uploads`).
+    """
+    token_hash = domain.hash_token(_presented_token(upload_id, token))
+    try:
+        outcome = uploads.cancel(upload_id, token_hash)
+    except DatabaseOutcomeUnknown:
+        try:
+            uploads.owe_report(upload_id, token_hash, "cancelled")
+        except UploadError:
+            pass  # still unreachable: the cancel stays unreported rather than risk reporting it twice
+        raise
+    if outcome is None:
+        raise UploadNotFound()
+    if not outcome.owned:
+        raise InvalidToken()
+    if not outcome.cancelled:
+        stage = domain.stage_of(outcome.status, outcome.confirmed)
+        if stage == domain.PENDING:
+            # Another transaction changed the job after this statement's snapshot: look at what it did.
+            current = uploads.get(upload_id)
+            if current is None:
+                raise UploadNotFound()
+            if not domain.token_matches(token, current.token_hash):
+                raise InvalidToken()
+            stage = _stage(current)
+        if stage != domain.CANCELLED:
+            raise domain.refusal(stage)
+        if outcome.report_owed != "cancelled" or uploads.claim_owed_report(upload_id, token_hash, "cancelled") is None:
+            return  # cancelled before, and reported then
+    analytics.capture("upload_cancelled", upload_id, {"uploadId": upload_id})
+    try:
+        storage.delete(outcome.key)
+    except StorageUnavailable:
+        # The request's log context already names the upload.
+        log.warning("cancelled upload's object not deleted; the sweep will")
 
 
 @dataclass(frozen=True)
@@ -270,18 +317,20 @@ def check_health(*, uploads, storage) -> dict:
     return checks
 
 
-def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, email_retention_days: int | None = None,
-                             rate_limit_windows: tuple = (), batch_size: int = 200) -> dict:
-    """Expire jobs created but never confirmed, delete their objects, clear emails past their retention and forget
-    rate-limit rows older than the longest window in `rate_limit_windows` (seconds); safe to repeat or run
-    concurrently. Ends with one summary line that is also the sweep's heartbeat metric."""
+def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_ttl_seconds: int,
+                             email_retention_days: int | None = None, rate_limit_windows: tuple = (),
+                             batch_size: int = 200) -> dict:
+    """Expire jobs created but never confirmed, delete the objects of expired and cancelled jobs (a cancelled one's
+    once `url_ttl_seconds` have passed since the cancel, so that no upload URL outlives its job), clear emails past
+    their retention and forget rate-limit rows older than the longest window in `rate_limit_windows` (seconds);
+    safe to repeat or run concurrently. Ends with one summary line that is also the sweep's heartbeat metric."""
     started = time.monotonic()
     if rate_limit_windows:
         uploads.forget_rate_limits(max(rate_limit_windows))
     expired = uploads.expire_abandoned(older_than_seconds)
     deleted = 0
     while True:
-        pending = uploads.objects_to_delete(batch_size)
+        pending = uploads.objects_to_delete(batch_size, url_ttl_seconds)
         if not pending:
             break
         for _, key in pending:

@@ -37,6 +37,10 @@ class ApiClient:
         headers = {} if token is None else {"x-session-token": token}
         return self.request("GET", f"/api/upload/{upload_id}", headers=headers)
 
+    def cancel(self, upload_id, token):
+        headers = {} if token is None else {"x-session-token": token}
+        return self.request("DELETE", f"/api/upload/{upload_id}", headers=headers)
+
 
 def stored_key(key):
     """What `uploads.idempotency_key` holds for a key sent to the test stack (whose secret the test session set)."""
@@ -90,3 +94,26 @@ class SilentServer:
         self._sock.close()
         for conn in self._held:
             conn.close()
+
+
+def self_signed_certificate(hostname: str) -> tuple[bytes, bytes]:
+    """(certificate, key) in PEM: a self-signed CA certificate for `hostname`, valid for a day."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem

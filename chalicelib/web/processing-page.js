@@ -10,24 +10,23 @@ const status = byId("status");
 const notice = byId("notice");
 const error = byId("error");
 const startOver = byId("start-over");
-const LABELS = {
-    pending: "Waiting to be processed",
-    confirmed: "Waiting to be processed",
-    processing: "Being turned into 3D",
-    completed: "Ready",
-    failed: "Processing failed",
-    expired: "Expired",
-    cancelled: "Cancelled",
-};
-// What the status means for the person waiting (the label itself is in the list above it).
-const NEXT = {
-    pending: "We have your photo. We'll email you when your model is ready; you can close this page.",
-    confirmed: "We have your photo. We'll email you when your model is ready; you can close this page.",
-    processing: "We're building your model now. We'll email you when it's ready; you can close this page.",
-    completed: "Your model is ready. Check your email for the link.",
-    failed: "We couldn't build a model from this photo. Please try another photo.",
-    expired: "This upload expired before it was finished. Please upload your photo again.",
-    cancelled: "This upload was cancelled. Please upload your photo again.",
+// One entry per job status, as chalicelib/domain.py defines them: its label, and what it means for the person
+// waiting. The type is the OpenAPI enum, so tsc refuses a status left out; tests/integration/test_lifecycle.py
+// checks that this list, the domain's, the database's and the enum agree. A confirmed job is "pending" with
+// confirmedAt set; a cancelled job's status answers 410 UPLOAD_CANCELLED (see MESSAGES).
+const STATUSES = {
+    pending: {
+        label: "Waiting to be processed",
+        next: "We have your photo. We'll email you when your model is ready; you can close this page.",
+    },
+    processing: {
+        label: "Being turned into 3D",
+        next: "We're building your model now. We'll email you when it's ready; you can close this page.",
+    },
+    completed: { label: "Ready", next: "Your model is ready. Check your email for the link." },
+    failed: { label: "Processing failed", next: "We couldn't build a model from this photo. Please try another photo." },
+    expired: { label: "Expired", next: "This upload expired before it was finished. Please upload your photo again." },
+    cancelled: { label: "Cancelled", next: "This upload was cancelled. Please upload your photo again." },
 };
 const FORMATS = { "image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/heic": "HEIC" };
 const START_OVER = "Please start a new upload.";
@@ -60,12 +59,14 @@ function size(bytes) {
 function show(job) {
     byId("job").hidden = false;
     byId("job-id").textContent = job.jobId;
-    byId("job-status").textContent = LABELS[job.status] ?? job.status;
+    // A status this page does not know yet is shown as it is, never as a crash.
+    const known = STATUSES[job.status];
+    byId("job-status").textContent = known?.label ?? job.status;
     byId("job-file").textContent = `${FORMATS[job.fileType] ?? job.fileType}, ${size(job.fileSize)}`;
     byId("job-confirmed").textContent = job.confirmedAt ? new Date(job.confirmedAt).toLocaleString() : "Not yet";
     status.textContent = job.status === "pending" && !job.confirmedAt
         ? "Your photo hasn't arrived yet. If you closed the upload page, please upload it again."
-        : NEXT[job.status] ?? "";
+        : known?.next ?? "";
     page.dataset["state"] = job.status;
     startOver.textContent = "Upload another photo";
     startOver.hidden = false;

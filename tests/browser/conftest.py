@@ -95,6 +95,27 @@ def set_timing(page, **timing):
     page.add_init_script(f"globalThis.threeDUltraTiming = {json.dumps(timing)};")
 
 
+# Records every value the progress bar takes, in sessionStorage, which survives the navigation that follows.
+RECORD_PROGRESS = """
+new MutationObserver(() => {
+  const bar = document.getElementById('progress');
+  const status = document.getElementById('status');
+  if (!bar || !status || bar.dataset.watched) return;
+  bar.dataset.watched = '1';
+  const record = (key, value) => {
+    const seen = JSON.parse(sessionStorage.getItem(key) || '[]');
+    seen.push(value);
+    sessionStorage.setItem(key, JSON.stringify(seen));
+  };
+  new MutationObserver(() => record('progress-seen', Number(bar.value)))
+    .observe(bar, { attributes: true, attributeFilter: ['value'] });
+  // What the status live region says, which is what a screen reader announces.
+  new MutationObserver(() => record('status-seen', status.textContent))
+    .observe(status, { childList: true, characterData: true, subtree: true });
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
 # Where a finished upload lands; the group is the job id.
 PROCESSING_URL = re.compile(r".*/processing/([a-z0-9]{24})$")
 

@@ -112,4 +112,10 @@ def test_the_processing_page_has_no_violations_in_any_state(page, live_server, l
     page.get_by_role("link", name="Continue to your last upload").wait_for()
     look(page, "upload-continue")
 
+    assert http("DELETE", f"{live_server}/api/upload/{job['uploadId']}",
+                headers={"X-Session-Token": job["sessionToken"]})[0] == 204
+    page.goto(f"/processing/{job['uploadId']}")
+    page.get_by_role("alert").filter(has_text="This upload was cancelled.").wait_for()
+    look(page, "processing-cancelled")
+
     assert look.found == {state: [] for state in look.found}, look.found

@@ -7,8 +7,7 @@ import re
 import pytest
 
 from devstack.frontend import FrontendServer
-from tests.browser.conftest import set_timing
-from tests.browser.test_upload_pages import RECORD_PROGRESS
+from tests.browser.conftest import RECORD_PROGRESS, set_timing
 from tests.images import png_bytes
 
 JOB_ID = r"([a-z0-9]{24})"

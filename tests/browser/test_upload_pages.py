@@ -1,31 +1,16 @@
 """The upload page and the processing page, end to end in real Chromium against the real local stack."""
 
 import json
+import re
+import time
 
 import pytest
 
-from tests.browser.conftest import PROCESSING_URL, submit_upload
+from tests.browser.conftest import PROCESSING_URL, RECORD_PROGRESS, set_timing, submit_upload
+from tests.helpers import http
 from tests.images import png_bytes
 
-# Records every value the progress bar takes, in sessionStorage, which survives the navigation that follows.
-RECORD_PROGRESS = """
-new MutationObserver(() => {
-  const bar = document.getElementById('progress');
-  const status = document.getElementById('status');
-  if (!bar || !status || bar.dataset.watched) return;
-  bar.dataset.watched = '1';
-  const record = (key, value) => {
-    const seen = JSON.parse(sessionStorage.getItem(key) || '[]');
-    seen.push(value);
-    sessionStorage.setItem(key, JSON.stringify(seen));
-  };
-  new MutationObserver(() => record('progress-seen', Number(bar.value)))
-    .observe(bar, { attributes: true, attributeFilter: ['value'] });
-  // What the status live region says, which is what a screen reader announces.
-  new MutationObserver(() => record('status-seen', status.textContent))
-    .observe(status, { childList: true, characterData: true, subtree: true });
-}).observe(document, { childList: true, subtree: true });
-"""
+STORAGE_PUT = re.compile(r".*/uploads/uploads/.*")
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +182,49 @@ def test_the_whole_upload_works_by_keyboard_alone(page, photo, screenshots):
     page.keyboard.press("Enter")
 
     page.wait_for_url(PROCESSING_URL)
+
+
+def test_cancel_once_the_job_exists_cancels_it_on_the_server_once(page, photo, db, screenshots):
+    page.route(STORAGE_PUT, lambda route: None)  # the PUT hangs: the job exists, its photo is on its way
+    cancels = []
+    page.on("request", lambda request: cancels.append(request.url) if request.method == "DELETE" else None)
+    submit_upload(page, photo)
+    page.get_by_role("status").filter(has_text="Uploading your photo").wait_for()
+
+    with page.expect_response(lambda response: response.request.method == "DELETE") as answer:
+        page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("status").filter(has_text="Upload cancelled.").wait_for()
+
+    assert answer.value.status == 204
+    job_id = cancels[0].rsplit("/", 1)[1]
+    assert job_row(db, job_id) == [["cancelled", False]]
+    page.wait_for_timeout(500)
+    assert len(cancels) == 1
+    screenshots(page, "upload-cancelled-on-the-server")
+
+
+def test_the_processing_page_stops_polling_when_the_job_is_cancelled_and_offers_a_new_upload(
+        page, live_server, screenshots):
+    status, body = http("POST", f"{live_server}/api/upload", json.dumps(
+        {"email": "maya@example.com", "fileType": "image/png", "fileSize": 68}).encode(),
+        {"Content-Type": "application/json"})
+    job = json.loads(body)
+    polls = []
+    page.on("request", lambda request: polls.append(time.monotonic())
+            if request.method == "GET" and request.url.endswith(f"/api/upload/{job['uploadId']}") else None)
+    set_timing(page, pollStartMs=200, pollFactor=1, pollMaxMs=200)
+    page.add_init_script(f"localStorage.setItem('3d-ultra-session-{job['uploadId']}', '{job['sessionToken']}')")
+    page.goto(f"/processing/{job['uploadId']}")
+    page.get_by_text("Your photo hasn't arrived yet").wait_for()
+
+    cancelled = http("DELETE", f"{live_server}/api/upload/{job['uploadId']}",
+                     headers={"X-Session-Token": job["sessionToken"]})
+
+    page.get_by_role("alert").filter(has_text="This upload was cancelled. Please start a new upload.").wait_for()
+    assert (status, cancelled) == (201, (204, b""))
+    assert page.get_by_role("link", name="Start a new upload").is_visible()
+    assert page.evaluate(f"() => localStorage.getItem('3d-ultra-session-{job['uploadId']}')") is None
+    seen = len(polls)
+    page.wait_for_timeout(1000)
+    assert len(polls) == seen  # five polling periods later, nothing more was asked
+    screenshots(page, "processing-cancelled")

@@ -13,7 +13,7 @@ def age(db, upload_id, hours):
 
 def sweep(live_deps):
     return services.expire_abandoned_uploads(uploads=live_deps.uploads, storage=live_deps.storage,
-                                             older_than_seconds=24 * 3600)
+                                             older_than_seconds=24 * 3600, url_ttl_seconds=900)
 
 
 def test_old_unconfirmed_jobs_expire_and_lose_their_objects_and_nothing_else_changes(api, db, live_deps):
@@ -88,7 +88,8 @@ def test_the_sweep_clears_emails_of_finished_jobs_after_their_retention_and_logs
     previous = handler.setStream(io.StringIO())
     try:
         summary = services.expire_abandoned_uploads(uploads=live_deps.uploads, storage=live_deps.storage,
-                                                    older_than_seconds=24 * 3600, email_retention_days=30)
+                                                    older_than_seconds=24 * 3600, url_ttl_seconds=900,
+                                                    email_retention_days=30)
         lines = [json.loads(line) for line in handler.stream.getvalue().splitlines()]
     finally:
         handler.setStream(previous)

@@ -14,7 +14,7 @@ import pytest
 from chalicelib.config import DatabaseSettings
 from chalicelib.db import Database
 from chalicelib.errors import DatabaseUnavailable
-from tests.integration.test_neon_realism import self_signed_certificate
+from tests.helpers import self_signed_certificate
 
 PASSWORD = "the-real-p4ssword"
 PLUS = b"SCRAM-SHA-256-PLUS"

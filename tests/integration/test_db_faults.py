@@ -27,6 +27,7 @@ UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
                          "message": "The service is temporarily unavailable. Please try again in a moment."}}
 CONFIRM = b"SET confirmed_at"
 INSERT = b"INSERT INTO uploads"
+CANCEL = b"SET status = ('cancelled')"
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,28 @@ def test_a_confirm_whose_answer_is_lost_is_503_runs_once_and_its_retry_gets_200_
     assert repeated.body["error"]["code"] == "UPLOAD_ALREADY_CONFIRMED"
     assert len(events(capture, "upload_confirmed", body["uploadId"])) == 1
     assert len(events(capture, "upload_completed", body["uploadId"])) == 1
+
+
+@pytest.mark.parametrize("fault", ["hold", "cut"])
+def test_a_cancel_whose_answer_is_lost_is_503_runs_once_and_its_retry_gets_204_deletes_and_reports_once(
+        proxied, proxy, capture, db, live_deps, fault):
+    body = uploaded(proxied)
+    proxy.arm(CANCEL, fault)
+
+    lost = proxied.cancel(body["uploadId"], body["sessionToken"])
+    sent_by_the_lost_attempt = proxy.sent(CANCEL)
+    stored_after_the_lost_answer = live_deps.storage.peek(body["key"], 8)
+    retried = proxied.cancel(body["uploadId"], body["sessionToken"])
+    repeated = proxied.cancel(body["uploadId"], body["sessionToken"])
+
+    assert (lost.status, lost.body) == (503, UNAVAILABLE)
+    assert sent_by_the_lost_attempt == 1  # never resent: it may have committed
+    assert stored_after_the_lost_answer is not None  # the lost attempt never got as far as the delete
+    assert (retried.status, repeated.status) == (204, 204)
+    assert db.run("SELECT status, report_owed FROM uploads WHERE id = :id", id=body["uploadId"]) == [
+        ["cancelled", None]]
+    assert live_deps.storage.peek(body["key"], 8) is None
+    assert len(events(capture, "upload_cancelled", body["uploadId"])) == 1
 
 
 def test_a_keyed_create_whose_answer_is_held_is_503_runs_once_and_its_retry_gets_201_and_one_report(

@@ -120,6 +120,33 @@ def _connect_args(database):
     return dict(user=s.user, password=s.password, host=s.host, port=s.port, database=s.database)
 
 
+def test_the_status_checks_are_replaced_by_named_ones_whatever_the_server_had_called_them(fresh_db, tmp_path):
+    earlier = write(tmp_path / "earlier", {f"{version}.sql": sql for version, sql in available_migrations()
+                                           if version < "0005"})
+    apply_migrations(fresh_db, earlier)
+    # A database whose unnamed CHECKs got other names than this server would give them.
+    for column, name in (("status", "legacy_status_rule"), ("report_owed", "legacy_owed_rule")):
+        (current,) = fresh_db.run(
+            "SELECT c.conname FROM pg_constraint c JOIN pg_attribute a"
+            " ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)"
+            " WHERE c.conrelid = 'uploads'::regclass AND c.contype = 'c' AND a.attname = :column", column=column)[0]
+        fresh_db.run(f'ALTER TABLE uploads RENAME CONSTRAINT "{current}" TO {name}')
+    fresh_db.run("INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size,"
+                 " request_fingerprint, status) VALUES ('a', '', 'h', 'k', 'image/png', 1, '', 'expired')")
+
+    applied = apply_migrations(fresh_db)
+
+    assert [version for version in applied if version.startswith("0005")] == [
+        "0005_named_status_checks_with_cancelled"]
+    checks = fresh_db.run("SELECT conname FROM pg_constraint WHERE conrelid = 'uploads'::regclass AND contype = 'c'"
+                          " ORDER BY conname")
+    assert [name for (name,) in checks if "status" in name or "owed" in name] == [
+        "uploads_report_owed_check", "uploads_status_check"]
+    fresh_db.run("UPDATE uploads SET status = 'cancelled', report_owed = 'cancelled' WHERE id = 'a'")
+    with pytest.raises(Exception, match="uploads_status_check"):
+        fresh_db.run("UPDATE uploads SET status = 'archived' WHERE id = 'a'")
+
+
 # The statement the release before migration 0006 sends for a keyed create: the key in clear.
 OLD_RELEASE_CREATE = (
     "INSERT INTO uploads (id, email, session_token_hash, original_url, file_type, file_size, idempotency_key,"

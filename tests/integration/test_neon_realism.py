@@ -1,6 +1,5 @@
 """What Neon adds to a plain PostgreSQL: TLS with SCRAM passwords, and a transaction-mode pooler in front."""
 
-import datetime
 import shutil
 import tempfile
 import threading
@@ -8,10 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from chalicelib import services
 from chalicelib.config import DatabaseSettings
@@ -22,25 +17,10 @@ from chalicelib.repository import Uploads
 from devstack.pgbouncer import PgBouncer
 from devstack.postgres import PostgresCluster
 from devstack.processes import free_port
-from tests.helpers import put_object, stored_key, upload_body
+from tests.helpers import put_object, self_signed_certificate, stored_key, upload_body
 from tests.images import SMALL_PNG
 
 PASSWORD = "scram-only-p4ss"
-
-
-def self_signed_certificate(hostname: str) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +138,8 @@ def test_the_whole_job_lifecycle_works_through_a_transaction_mode_pooler(pooled_
     with pytest.raises(AlreadyConfirmed):
         services.confirm_upload(created.upload_id, replayed.session_token, **deps)
     assert services.expire_abandoned_uploads(uploads=pooled_uploads, storage=live_deps.storage,
-                                             older_than_seconds=10 ** 8) == {"expired": 0, "objectsDeleted": 0}
+                                             older_than_seconds=10 ** 8, url_ttl_seconds=10 ** 8) == {
+        "expired": 0, "objectsDeleted": 0}
 
 
 def test_migrations_run_through_the_pooler(pooler, db):

@@ -217,7 +217,7 @@ def test_the_counters_keep_digests_only_and_the_sweep_forgets_stale_ones(limited
            " WHERE key = ANY(string_to_array(:keys, ','))", keys=",".join(keys))
 
     services.expire_abandoned_uploads(uploads=live_deps.uploads, storage=live_deps.storage,
-                                      older_than_seconds=86400, rate_limit_windows=(60, 60))
+                                      older_than_seconds=86400, url_ttl_seconds=900, rate_limit_windows=(60, 60))
 
     assert sorted(map(tuple, stored)) == sorted([("email", keys[1]), ("ip", keys[0])])
     assert ip not in str(stored) and email not in str(stored)

@@ -5,7 +5,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable
-from chalicelib.repository import CreateOutcome, ReplayConflict, UploadRecord
+from chalicelib import domain
+from chalicelib.repository import CancelOutcome, CreateOutcome, ReplayConflict, UploadRecord
 from chalicelib.storage import ObjectInfo
 
 
@@ -82,11 +83,31 @@ class FakeUploads:
         self.rows[upload_id]["record"] = replace(record, confirmed_at=datetime.now(timezone.utc))
         return self._answer("mark_confirmed", self.rows[upload_id]["record"])
 
+    def cancel(self, upload_id, token_hash):
+        self._check()
+        row = self.rows.get(upload_id)
+        if row is None:
+            return None
+        record = row["record"]
+        owned = record.token_hash == token_hash
+        cancelled = owned and record.status == domain.PENDING and record.confirmed_at is None
+        if cancelled:
+            row["record"] = replace(record, status=domain.CANCELLED)
+        outcome = CancelOutcome(owned, record.status, record.confirmed_at is not None, record.key, row["owed"],
+                                cancelled)
+        return self._answer("cancel", outcome)
+
     def owe_report(self, upload_id, token_hash, event):
         self._check()
         row = self.rows.get(upload_id)
-        if row and row["record"].token_hash == token_hash and (row["record"].confirmed_at is not None) == (
-                event == "confirmed"):
+        if not row or row["record"].token_hash != token_hash:
+            return
+        record = row["record"]
+        if event == "cancelled":
+            in_state = record.status == domain.CANCELLED
+        else:
+            in_state = (record.confirmed_at is not None) == (event == "confirmed")
+        if in_state:
             row["owed"] = event
 
     def claim_owed_report(self, upload_id, token_hash, event):
@@ -108,14 +129,20 @@ class FakeUploads:
 
 
 class FakeStorage:
+    """Objects in a dict; `failure` (an exception) is raised by every call that reaches storage; `peeks` records
+    each peek's arguments by keyword, `deleted` each deleted key."""
+
     def __init__(self):
         self.objects = {}
         self.failure = None
+        self.peeks = []
+        self.deleted = []
 
     def presign_put(self, key, *, content_type, content_length, expires_in):
         return f"https://storage.test/{key}?type={content_type}&length={content_length}&ttl={expires_in}"
 
     def peek(self, key, length):
+        self.peeks.append({"key": key, "length": length})
         if self.failure:
             raise self.failure
         stored = self.objects.get(key)
@@ -125,6 +152,12 @@ class FakeStorage:
         if first_bytes is None:
             first_bytes = SIGNATURES.get(content_type, b"")
         self.objects[key] = ObjectInfo(size, content_type, etag=f'"etag-of-{key}"', first_bytes=first_bytes)
+
+    def delete(self, key):
+        if self.failure:
+            raise self.failure
+        self.deleted.append(key)
+        self.objects.pop(key, None)
 
     def ping(self):
         if self.failure:
@@ -156,26 +189,27 @@ class FakeDeps:
 
 
 class SweepUploads:
-    """What the abandoned-upload sweep asks of the uploads table, recorded; objects handed out in batches."""
+    """What the abandoned-upload sweep asks of the uploads table, recorded as (method, {keyword: value}); objects
+    handed out in batches."""
 
     def __init__(self, keys=(), emails_cleared=3):
         self.keys, self.emails_cleared, self.calls = list(keys), emails_cleared, []
 
     def forget_rate_limits(self, older_than_seconds):
-        self.calls.append(("forget", older_than_seconds))
+        self.calls.append(("forget_rate_limits", {"older_than_seconds": older_than_seconds}))
 
     def expire_abandoned(self, older_than_seconds):
-        self.calls.append(("expire", older_than_seconds))
+        self.calls.append(("expire_abandoned", {"older_than_seconds": older_than_seconds}))
         return 7
 
-    def objects_to_delete(self, limit):
-        self.calls.append(("list", limit))
+    def objects_to_delete(self, limit, url_ttl_seconds):
+        self.calls.append(("objects_to_delete", {"limit": limit, "url_ttl_seconds": url_ttl_seconds}))
         return [(f"id{i}", key) for i, key in enumerate(self.keys[:limit])]
 
     def mark_objects_deleted(self, upload_ids):
-        self.calls.append(("deleted", upload_ids))
+        self.calls.append(("mark_objects_deleted", {"upload_ids": upload_ids}))
         self.keys = self.keys[len(upload_ids):]
 
-    def clear_old_emails(self, days):
-        self.calls.append(("clear emails", days))
+    def clear_old_emails(self, older_than_days):
+        self.calls.append(("clear_old_emails", {"older_than_days": older_than_days}))
         return self.emails_cleared

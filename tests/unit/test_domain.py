@@ -7,7 +7,14 @@ import re
 import pytest
 
 from chalicelib import domain
-from chalicelib.errors import ValidationFailed
+from chalicelib.errors import (
+    AlreadyConfirmed,
+    UnknownStatus,
+    UploadCancelled,
+    UploadError,
+    UploadExpired,
+    ValidationFailed,
+)
 
 SECRET = "test digest secret, at least 32 characters"
 
@@ -167,3 +174,68 @@ def test_a_rate_limit_key_is_the_hmac_of_the_scope_and_the_trimmed_value(scope, 
 def test_a_rate_limit_key_of_text_with_a_lone_surrogate_is_still_a_digest():
     assert domain.rate_limit_key(SECRET, "email", "a\udc80@x") == hmac.new(
         SECRET.encode(), "rate-limit:email\0a\udc80@x\0".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+# The job lifecycle
+
+@pytest.mark.parametrize("status, confirmed, stage", [
+    ("pending", False, "pending"),
+    ("pending", True, "confirmed"),
+    ("processing", True, "processing"),
+    ("completed", True, "completed"),
+    ("failed", True, "failed"),
+    ("expired", False, "expired"),
+    ("cancelled", False, "cancelled"),
+])
+def test_a_stored_status_and_its_confirmation_give_the_stage(status, confirmed, stage):
+    assert domain.stage_of(status, confirmed) == stage
+
+
+@pytest.mark.parametrize("status", ["archived", "Pending", "", None, "confirmed"])
+def test_a_status_the_lifecycle_does_not_define_is_an_unknown_status_carrying_its_value(status):
+    with pytest.raises(UnknownStatus) as unknown:
+        domain.stage_of(status, False)
+
+    assert (unknown.value.status, unknown.value.code) == (status, "INTERNAL_ERROR")
+
+
+@pytest.mark.parametrize("stage, refused", [
+    ("confirmed", AlreadyConfirmed),
+    ("processing", AlreadyConfirmed),
+    ("completed", AlreadyConfirmed),
+    ("failed", AlreadyConfirmed),
+    ("expired", UploadExpired),
+    ("cancelled", UploadCancelled),
+])
+def test_a_job_past_pending_refuses_every_client_step_with_the_error_of_its_stage(stage, refused):
+    assert type(domain.refusal(stage)) is refused
+    for step in ("confirmed", "cancelled"):
+        with pytest.raises(refused):
+            domain.ensure_may(stage, step)
+
+
+def test_a_pending_job_may_be_confirmed_or_cancelled_and_a_refusal_of_it_is_no_users_fault():
+    domain.ensure_may("pending", "confirmed")
+    domain.ensure_may("pending", "cancelled")
+    assert type(domain.refusal("pending")) is UploadError
+    assert type(domain.refusal("no such stage")) is UploadError
+
+
+def test_only_a_cancelled_job_is_hidden_from_its_status():
+    for stage in domain.TRANSITIONS:
+        if stage == "cancelled":
+            with pytest.raises(UploadCancelled):
+                domain.ensure_visible(stage)
+        else:
+            domain.ensure_visible(stage)
+
+
+def test_the_lifecycle_lists_each_stored_status_once_and_confirmed_only_as_a_stage():
+    assert len(set(domain.STATUSES)) == len(domain.STATUSES) and domain.CONFIRMED not in domain.STATUSES
+    assert set(domain.TRANSITIONS) == {*domain.STATUSES, domain.CONFIRMED}
+    assert {"completed", "failed", "expired", "cancelled"} <= set(domain.FINISHED)
+    assert not {"pending", "processing"} & set(domain.FINISHED)
+    assert domain.TRANSITIONS["pending"] == {"confirmed", "expired", "cancelled"}
+    assert domain.TRANSITIONS["confirmed"] == {"processing"}
+    assert domain.TRANSITIONS["processing"] == {"completed", "failed"}
+    assert all(not domain.TRANSITIONS[final] for final in domain.FINISHED)

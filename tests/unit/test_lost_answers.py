@@ -4,7 +4,6 @@ and each event reported exactly once (in-memory dependencies; the real thing is 
 import pytest
 
 from chalicelib.errors import DatabaseUnavailable
-from tests.unit.test_routes import BODY, call
 
 UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
                          "message": "The service is temporarily unavailable. Please try again in a moment."}}
@@ -14,55 +13,55 @@ def names(deps):
     return [event for event, _, _ in deps.analytics.events]
 
 
-def confirm(client, body):
-    return call(client, "POST", f"/api/upload/{body['uploadId']}/confirm",
+def confirm(api, body):
+    return api("POST", f"/api/upload/{body['uploadId']}/confirm",
                 headers={"x-session-token": body["sessionToken"]})
 
 
-def test_a_confirm_whose_answer_was_lost_is_answered_200_on_retry_and_reported_once(client, deps):
-    body = call(client, "POST", "/api/upload", BODY)[1]
+def test_a_confirm_whose_answer_was_lost_is_answered_200_on_retry_and_reported_once(api, deps):
+    body = api("POST", "/api/upload", api.BODY)[1]
     deps.storage.put(body["key"], 68, "image/png")
     deps.uploads.lose_answer_of = "mark_confirmed"
 
-    assert confirm(client, body) == (503, UNAVAILABLE)
+    assert confirm(api, body) == (503, UNAVAILABLE)
     assert names(deps) == ["session_created"]
-    assert confirm(client, body) == (200, {"success": True, "jobId": body["uploadId"], "status": "pending"})
-    assert confirm(client, body)[1]["error"]["code"] == "UPLOAD_ALREADY_CONFIRMED"
+    assert confirm(api, body) == (200, {"success": True, "jobId": body["uploadId"], "status": "pending"})
+    assert confirm(api, body)[1]["error"]["code"] == "UPLOAD_ALREADY_CONFIRMED"
     assert names(deps) == ["session_created", "upload_confirmed", "upload_completed"]
 
 
-def test_a_confirm_answered_normally_is_still_409_on_repeat_with_no_second_report(client, deps):
-    body = call(client, "POST", "/api/upload", BODY)[1]
+def test_a_confirm_answered_normally_is_still_409_on_repeat_with_no_second_report(api, deps):
+    body = api("POST", "/api/upload", api.BODY)[1]
     deps.storage.put(body["key"], 68, "image/png")
 
-    assert confirm(client, body)[0] == 200
-    assert confirm(client, body)[0] == 409
+    assert confirm(api, body)[0] == 200
+    assert confirm(api, body)[0] == 409
     assert names(deps) == ["session_created", "upload_confirmed", "upload_completed"]
 
 
-def test_a_keyed_create_whose_answer_was_lost_is_answered_201_on_retry_and_reported_once(client, deps):
+def test_a_keyed_create_whose_answer_was_lost_is_answered_201_on_retry_and_reported_once(api, deps):
     key = {"idempotency-key": "lost-answer-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"}
     deps.uploads.lose_answer_of = "create"
 
-    assert call(client, "POST", "/api/upload", BODY, headers=key) == (503, UNAVAILABLE)
-    retried = call(client, "POST", "/api/upload", BODY, headers=key)
-    replayed = call(client, "POST", "/api/upload", BODY, headers=key)
+    assert api("POST", "/api/upload", api.BODY, headers=key) == (503, UNAVAILABLE)
+    retried = api("POST", "/api/upload", api.BODY, headers=key)
+    replayed = api("POST", "/api/upload", api.BODY, headers=key)
 
     assert retried[0] == 201 and replayed[0] == 200 and replayed[1]["uploadId"] == retried[1]["uploadId"]
     assert names(deps) == ["session_created"] and len(deps.uploads.rows) == 1
 
 
-def test_an_unkeyed_create_whose_answer_was_lost_leaves_no_job_nobody_can_reach(client, deps):
+def test_an_unkeyed_create_whose_answer_was_lost_leaves_no_job_nobody_can_reach(api, deps):
     deps.uploads.lose_answer_of = "create"
 
-    assert call(client, "POST", "/api/upload", BODY) == (503, UNAVAILABLE)
+    assert api("POST", "/api/upload", api.BODY) == (503, UNAVAILABLE)
     assert deps.uploads.rows == {} and names(deps) == []
-    assert call(client, "POST", "/api/upload", BODY)[0] == 201
+    assert api("POST", "/api/upload", api.BODY)[0] == 201
 
 
 @pytest.mark.parametrize("method", ["create", "mark_confirmed"])
-def test_when_the_database_stays_down_the_answer_is_503_and_nothing_is_reported(client, deps, method):
-    body = call(client, "POST", "/api/upload", BODY)[1]
+def test_when_the_database_stays_down_the_answer_is_503_and_nothing_is_reported(api, deps, method):
+    body = api("POST", "/api/upload", api.BODY)[1]
     deps.storage.put(body["key"], 68, "image/png")
     deps.analytics.events.clear()
     deps.uploads.lose_answer_of = method
@@ -72,8 +71,21 @@ def test_when_the_database_stays_down_the_answer_is_503_and_nothing_is_reported(
 
     deps.uploads.owe_report = deps.uploads.forget_unseen = down
     if method == "create":
-        reply = call(client, "POST", "/api/upload", BODY, headers={"idempotency-key": "k-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})
+        reply = api("POST", "/api/upload", api.BODY, headers={"idempotency-key": "k-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"})
     else:
-        reply = confirm(client, body)
+        reply = confirm(api, body)
 
     assert reply == (503, UNAVAILABLE) and deps.analytics.events == []
+
+
+def test_a_cancel_whose_answer_was_lost_is_204_on_retry_and_reported_and_deleted_once(api, deps):
+    body = api.create().body
+    deps.storage.put(body["key"], 68, "image/png")
+    deps.uploads.lose_answer_of = "cancel"
+
+    assert api.cancel(body["uploadId"], body["sessionToken"]) == (503, UNAVAILABLE)
+    assert names(deps) == ["session_created"] and deps.storage.deleted == []
+    assert api.cancel(body["uploadId"], body["sessionToken"]) == (204, None)
+    assert api.cancel(body["uploadId"], body["sessionToken"]) == (204, None)
+    assert names(deps) == ["session_created", "upload_cancelled"]
+    assert deps.storage.deleted == [body["key"]]

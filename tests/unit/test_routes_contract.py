@@ -1,6 +1,5 @@
 """The API contract through Chalice's test client with in-memory dependencies: whole bodies, statuses, headers."""
 
-import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -10,30 +9,17 @@ import pytest
 from chalicelib import domain, services
 from chalicelib.errors import AlreadyConfirmed, IdempotencyKeyReused, UploadError, UploadExpired
 from chalicelib.repository import CreateOutcome, ReplayConflict
-from tests.unit.fakes import SIGNATURES, FakeDeps, SweepUploads
+from tests.unit.fakes import SIGNATURES, FakeDeps
 
 BODY = {"email": "Maya@Example.com", "fileType": "image/png", "fileSize": 68}
-JSON = {"content-type": "application/json"}
 
 
-def post(client, path, body=None, headers=None):
-    response = client.http.post(path, body="" if body is None else json.dumps(body), headers={**JSON, **(headers or {})})
-    return response.status_code, json.loads(response.body), response.headers
+def create(api, body=BODY, key=None):
+    return api.create(body, key)
 
 
-def get(client, path, headers=None):
-    response = client.http.get(path, headers=headers or {})
-    return response.status_code, json.loads(response.body)
-
-
-def create(client, body=BODY, key=None):
-    return post(client, "/api/upload", body, {"idempotency-key": key} if key else None)
-
-
-def confirm(client, created, token=None):
-    status, body, _ = post(client, f"/api/upload/{created['uploadId']}/confirm",
-                           headers={"x-session-token": token or created["sessionToken"]})
-    return status, body
+def confirm(api, created, token=None):
+    return api.confirm(created["uploadId"], token or created["sessionToken"])
 
 
 def error(code, message):
@@ -48,9 +34,10 @@ def set_record(deps, upload_id, **changes):
     deps.uploads.rows[upload_id]["record"] = replace(record_of(deps, upload_id), **changes)
 
 
-def test_create_answers_201_with_everything_the_browser_needs(client, deps):
+def test_create_answers_201_with_everything_the_browser_needs(api, deps):
     before = datetime.now(timezone.utc).replace(microsecond=0)
-    status, body, headers = create(client)
+    reply = create(api)
+    (status, body), headers = reply, reply.headers
     after = datetime.now(timezone.utc)
 
     assert status == 201 and headers["Content-Type"] == "application/json"
@@ -89,10 +76,10 @@ def test_the_url_expiry_is_in_whole_seconds_in_utc_ttl_from_now():
     assert created.replayed is False
 
 
-def test_a_replay_with_the_same_key_and_body_answers_200_for_the_same_upload_with_a_new_token(client, deps):
-    _, first, _ = create(client, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
+def test_a_replay_with_the_same_key_and_body_answers_200_for_the_same_upload_with_a_new_token(api, deps):
+    _, first = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
-    status, again, _ = create(client, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
+    status, again = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
     assert status == 200
     assert (again["uploadId"], again["key"], again["uploadUrl"]) == (first["uploadId"], first["key"],
@@ -104,34 +91,34 @@ def test_a_replay_with_the_same_key_and_body_answers_200_for_the_same_upload_wit
     assert len(deps.uploads.rows) == 1
     assert [event for event, _, _ in deps.analytics.events] == ["session_created"]
     # Only the newest token is good: the replaced one no longer opens the job.
-    assert get(client, f"/api/upload/{first['uploadId']}", {"x-session-token": again["sessionToken"]})[0] == 200
-    assert get(client, f"/api/upload/{first['uploadId']}", {"x-session-token": first["sessionToken"]}) == (
+    assert api("GET", f"/api/upload/{first['uploadId']}", headers={"x-session-token": again["sessionToken"]})[0] == 200
+    assert api("GET", f"/api/upload/{first['uploadId']}", headers={"x-session-token": first["sessionToken"]}) == (
         401, error("INVALID_TOKEN", "This session token is not valid for this upload."))
 
 
-def test_a_key_reused_with_another_body_is_422(client, deps):
-    create(client, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
+def test_a_key_reused_with_another_body_is_422(api, deps):
+    create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
-    status, body, _ = create(client, {**BODY, "fileSize": 69}, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
+    status, body = create(api, {**BODY, "fileSize": 69}, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
 
     assert (status, body) == (422, error("IDEMPOTENCY_KEY_REUSED",
                                          "This Idempotency-Key was already used for a different upload."))
 
 
-def test_a_replay_of_a_confirmed_upload_is_409(client, deps):
-    _, created, _ = create(client, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
+def test_a_replay_of_a_confirmed_upload_is_409(api, deps):
+    _, created = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
     deps.storage.put(created["key"], 68, "image/png")
-    confirm(client, created)
+    confirm(api, created)
 
-    assert create(client, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")[:2] == (409, error("UPLOAD_ALREADY_CONFIRMED",
+    assert create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d") == (409, error("UPLOAD_ALREADY_CONFIRMED",
                                                              "This upload has already been processed."))
 
 
-def test_a_replay_of_an_expired_upload_is_410(client, deps):
-    _, created, _ = create(client, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
+def test_a_replay_of_an_expired_upload_is_410(api, deps):
+    _, created = create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")
     set_record(deps, created["uploadId"], status="expired")
 
-    assert create(client, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d")[:2] == (410, error(
+    assert create(api, key="order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d") == (410, error(
         "UPLOAD_EXPIRED", "This upload has expired. Please upload your photo again."))
 
 
@@ -159,8 +146,8 @@ def test_a_refused_replay_is_explained_by_what_the_first_request_became(conflict
                       domain.legacy_idempotency_key_digest("order-17-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d"), request.legacy_fingerprint())]
 
 
-def test_a_malformed_idempotency_key_is_400_and_creates_nothing(client, deps):
-    status, body, _ = create(client, key="k" * 256)
+def test_a_malformed_idempotency_key_is_400_and_creates_nothing(api, deps):
+    status, body = create(api, key="k" * 256)
 
     assert (status, body) == (400, error("VALIDATION_ERROR",
                                          "Idempotency-Key: must be 32 to 255 printable ASCII characters"
@@ -168,8 +155,8 @@ def test_a_malformed_idempotency_key_is_400_and_creates_nothing(client, deps):
     assert deps.uploads.rows == {}
 
 
-def test_a_key_too_short_to_be_a_secret_is_400_and_creates_nothing(client, deps):
-    status, body, _ = create(client, key="attempt-1")
+def test_a_key_too_short_to_be_a_secret_is_400_and_creates_nothing(api, deps):
+    status, body = create(api, key="attempt-1")
 
     assert (status, body) == (400, error("VALIDATION_ERROR",
                                          "Idempotency-Key: must be 32 to 255 printable ASCII characters"
@@ -177,11 +164,11 @@ def test_a_key_too_short_to_be_a_secret_is_400_and_creates_nothing(client, deps)
     assert deps.uploads.rows == {}
 
 
-def test_status_answers_the_whole_job(client, deps):
-    _, created, _ = create(client)
+def test_status_answers_the_whole_job(api, deps):
+    _, created = create(api)
     record = record_of(deps, created["uploadId"])
 
-    status, body = get(client, f"/api/upload/{created['uploadId']}", {"x-session-token": created["sessionToken"]})
+    status, body = api("GET", f"/api/upload/{created['uploadId']}", headers={"x-session-token": created["sessionToken"]})
 
     assert (status, body) == (200, {
         "jobId": created["uploadId"], "status": "pending", "fileType": "image/png", "fileSize": 68,
@@ -189,67 +176,67 @@ def test_status_answers_the_whole_job(client, deps):
         "confirmedAt": None})
 
 
-def test_status_after_confirm_shows_when(client, deps):
-    _, created, _ = create(client)
+def test_status_after_confirm_shows_when(api, deps):
+    _, created = create(api)
     deps.storage.put(created["key"], 68, "image/png")
-    confirm(client, created)
+    confirm(api, created)
     confirmed_at = record_of(deps, created["uploadId"]).confirmed_at
 
-    _, body = get(client, f"/api/upload/{created['uploadId']}", {"x-session-token": created["sessionToken"]})
+    _, body = api("GET", f"/api/upload/{created['uploadId']}", headers={"x-session-token": created["sessionToken"]})
 
     assert body["confirmedAt"] == confirmed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize("stored", [None, (67, "image/png"), (69, "image/png"), (68, "image/jpeg"),
                                     (68, "image/png2"), (68, "")])
-def test_confirm_of_a_missing_or_different_object_is_422_and_leaves_the_job_pending(client, deps, stored):
-    _, created, _ = create(client)
+def test_confirm_of_a_missing_or_different_object_is_422_and_leaves_the_job_pending(api, deps, stored):
+    _, created = create(api)
     if stored:
         deps.storage.put(created["key"], *stored)
 
-    assert confirm(client, created) == (422, error("UPLOAD_NOT_VERIFIED",
+    assert confirm(api, created) == (422, error("UPLOAD_NOT_VERIFIED",
                                                    "We couldn't verify your upload. Let's try again!"))
     assert record_of(deps, created["uploadId"]).confirmed_at is None
 
 
 @pytest.mark.parametrize("content_type", ["image/png", "IMAGE/PNG", " image/png ; charset=binary",
                                           "image/png;a=1;b=2"])
-def test_confirm_accepts_the_declared_type_with_any_case_or_parameters(client, deps, content_type):
-    _, created, _ = create(client)
+def test_confirm_accepts_the_declared_type_with_any_case_or_parameters(api, deps, content_type):
+    _, created = create(api)
     deps.storage.put(created["key"], 68, content_type, first_bytes=SIGNATURES["image/png"])
 
-    assert confirm(client, created) == (200, {"success": True, "jobId": created["uploadId"], "status": "pending"})
+    assert confirm(api, created) == (200, {"success": True, "jobId": created["uploadId"], "status": "pending"})
 
 
-def test_confirm_refuses_a_type_whose_parameters_hide_a_different_type(client, deps):
-    _, created, _ = create(client)
+def test_confirm_refuses_a_type_whose_parameters_hide_a_different_type(api, deps):
+    _, created = create(api)
     deps.storage.put(created["key"], 68, "image/jpeg;x=image/png")
 
-    assert confirm(client, created)[0] == 422
+    assert confirm(api, created)[0] == 422
 
 
-def test_confirm_without_a_token_with_a_wrong_one_or_for_an_unknown_id(client, deps):
-    _, created, _ = create(client)
+def test_confirm_without_a_token_with_a_wrong_one_or_for_an_unknown_id(api, deps):
+    _, created = create(api)
     path = f"/api/upload/{created['uploadId']}/confirm"
 
-    assert post(client, path)[:2] == (401, error("MISSING_TOKEN",
+    assert api("POST", path) == (401, error("MISSING_TOKEN",
                                                  "This request needs the session token of your upload."))
-    assert confirm(client, created, token=str(uuid.uuid4())) == (401, error(
+    assert confirm(api, created, token=str(uuid.uuid4())) == (401, error(
         "INVALID_TOKEN", "This session token is not valid for this upload."))
-    assert confirm(client, {**created, "uploadId": "ckzzzzzzzzzzzzzzzzzzzzzz"}) == (404, error(
+    assert confirm(api, {**created, "uploadId": "ckzzzzzzzzzzzzzzzzzzzzzz"}) == (404, error(
         "UPLOAD_NOT_FOUND", "Upload not found. Please try again."))
 
 
-def test_confirm_of_an_expired_job_is_410_and_of_a_confirmed_one_409(client, deps):
-    _, expired, _ = create(client)
+def test_confirm_of_an_expired_job_is_410_and_of_a_confirmed_one_409(api, deps):
+    _, expired = create(api)
     set_record(deps, expired["uploadId"], status="expired")
-    _, done, _ = create(client, {**BODY, "fileSize": 70})
+    _, done = create(api, {**BODY, "fileSize": 70})
     deps.storage.put(done["key"], 70, "image/png")
-    confirm(client, done)
+    confirm(api, done)
 
-    assert confirm(client, expired) == (410, error("UPLOAD_EXPIRED",
+    assert confirm(api, expired) == (410, error("UPLOAD_EXPIRED",
                                                    "This upload has expired. Please upload your photo again."))
-    assert confirm(client, done) == (409, error("UPLOAD_ALREADY_CONFIRMED", "This upload has already been processed."))
+    assert confirm(api, done) == (409, error("UPLOAD_ALREADY_CONFIRMED", "This upload has already been processed."))
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -258,8 +245,8 @@ def test_confirm_of_an_expired_job_is_410_and_of_a_confirmed_one_409(client, dep
     ("expired", (410, "UPLOAD_EXPIRED")),
     ("token replaced", (401, "INVALID_TOKEN")),
 ])
-def test_a_confirm_that_loses_a_race_says_what_happened_instead(client, deps, monkeypatch, change, expected):
-    _, created, _ = create(client)
+def test_a_confirm_that_loses_a_race_says_what_happened_instead(api, deps, monkeypatch, change, expected):
+    _, created = create(api)
     deps.storage.put(created["key"], 68, "image/png")
     upload_id = created["uploadId"]
 
@@ -278,14 +265,14 @@ def test_a_confirm_that_loses_a_race_says_what_happened_instead(client, deps, mo
 
     monkeypatch.setattr(deps.uploads, "mark_confirmed", changed_meanwhile)
 
-    status, body = confirm(client, created)
+    status, body = confirm(api, created)
 
     assert (status, body["error"]["code"]) == expected
     assert [event for event, _, _ in deps.analytics.events] == ["session_created"]
 
 
-def test_confirm_sends_both_events_with_their_properties_and_the_duration_in_milliseconds(client, deps, monkeypatch):
-    _, created, _ = create(client, {**BODY, "fileType": "image/webp", "fileSize": 4096})
+def test_confirm_sends_both_events_with_their_properties_and_the_duration_in_milliseconds(api, deps, monkeypatch):
+    _, created = create(api, {**BODY, "fileType": "image/webp", "fileSize": 4096})
     deps.storage.put(created["key"], 4096, "image/webp")
     upload_id = created["uploadId"]
     record = record_of(deps, upload_id)
@@ -293,37 +280,9 @@ def test_confirm_sends_both_events_with_their_properties_and_the_duration_in_mil
         record, confirmed_at=record.created_at + timedelta(seconds=2, microseconds=345_900)))
     deps.analytics.events.clear()
 
-    assert confirm(client, created)[0] == 200
+    assert confirm(api, created)[0] == 200
     assert deps.analytics.events == [
         ("upload_confirmed", upload_id, {"uploadId": upload_id}),
         ("upload_completed", upload_id, {"uploadId": upload_id, "fileSize": 4096, "fileType": "image/webp",
                                          "durationMs": 2345}),
     ]
-
-
-class DeletingStorage:
-    def __init__(self):
-        self.deleted = []
-
-    def delete(self, key):
-        self.deleted.append(key)
-
-
-def test_expiring_abandoned_uploads_deletes_every_object_batch_by_batch():
-    uploads, storage = SweepUploads(["k0", "k1", "k2", "k3", "k4"]), DeletingStorage()
-
-    result = services.expire_abandoned_uploads(uploads=uploads, storage=storage, older_than_seconds=3600,
-                                               batch_size=2)
-
-    assert result == {"expired": 7, "objectsDeleted": 5}
-    assert storage.deleted == ["k0", "k1", "k2", "k3", "k4"]
-    assert uploads.calls == [("expire", 3600), ("list", 2), ("deleted", ["id0", "id1"]), ("list", 2),
-                             ("deleted", ["id0", "id1"]), ("list", 2), ("deleted", ["id0"]), ("list", 2)]
-
-
-def test_expiring_with_nothing_to_delete_asks_once_in_batches_of_200():
-    uploads = SweepUploads([])
-
-    assert services.expire_abandoned_uploads(uploads=uploads, storage=DeletingStorage(), older_than_seconds=60) == {
-        "expired": 7, "objectsDeleted": 0}
-    assert uploads.calls == [("expire", 60), ("list", 200)]

@@ -1,11 +1,10 @@
 """The use cases' exact effects: which limits a create asks the database to check, the URL lifetime of a replay
-at its last second, why a confirm refused, and what a sweep does, reports and logs."""
+at its last second and why a confirm refused (the sweep: test_sweep.py)."""
 
 import hashlib
 import hmac
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import pytest
 
@@ -14,8 +13,7 @@ from chalicelib.config import RateLimit
 from chalicelib.errors import RateLimited, UploadExpired, UploadNotVerified
 from chalicelib.repository import CreateOutcome, LimitCheck, UploadRecord
 from chalicelib.storage import ObjectInfo
-from tests.unit.fakes import SIGNATURES, FakeDeps, SweepUploads
-from tests.unit.logcapture import records
+from tests.unit.fakes import SIGNATURES, FakeDeps, FakeStorage
 
 BODY = {"email": "Maya.Lee@Example.com", "fileType": "image/png", "fileSize": 68}
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -144,15 +142,6 @@ def test_a_replay_with_less_than_a_second_left_is_expired(deps, age):
 
 # Confirm: what it reads and why it refuses
 
-class PeekingStorage:
-    def __init__(self, stored):
-        self.stored, self.peeks = stored, []
-
-    def peek(self, key, length):
-        self.peeks.append((key, length))
-        return self.stored
-
-
 @pytest.mark.parametrize("stored, reason", [
     (None, "missing"),
     (ObjectInfo(67, "image/png", '"e"', SIGNATURES["image/png"]), "size"),
@@ -165,80 +154,26 @@ class PeekingStorage:
 ])
 def test_a_refused_confirm_names_the_check_that_failed_after_reading_the_first_64_bytes(deps, stored, reason):
     created = create(deps)
-    storage = PeekingStorage(stored)
+    storage = FakeStorage()
+    if stored is not None:
+        storage.objects[created.key] = stored
 
     with pytest.raises(UploadNotVerified) as caught:
         services.confirm_upload(created.upload_id, created.session_token, uploads=deps.uploads, storage=storage,
                                 analytics=deps.analytics)
 
     assert caught.value.reason == reason
-    assert storage.peeks == [(created.key, 64)]
+    assert storage.peeks == [{"key": created.key, "length": 64}]
     assert deps.uploads.get(created.upload_id).confirmed_at is None
 
 
 @pytest.mark.parametrize("encoding", ["", "identity", " Identity "])
 def test_a_confirm_accepts_an_object_stored_without_an_encoding_or_as_identity(deps, encoding):
     created = create(deps)
-    storage = PeekingStorage(ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/png"], content_encoding=encoding))
+    storage = FakeStorage()
+    storage.objects[created.key] = ObjectInfo(68, "image/png", '"e"', SIGNATURES["image/png"], content_encoding=encoding)
 
     confirmed = services.confirm_upload(created.upload_id, created.session_token, uploads=deps.uploads,
                                         storage=storage, analytics=deps.analytics)
 
     assert confirmed.job_id == created.upload_id
-
-
-# The sweep
-
-@pytest.fixture
-def clock(monkeypatch):
-    ticks = iter([100.0, 102.34567])
-    monkeypatch.setattr(services, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
-
-
-def sweep_line(caplog):
-    (record,) = records(caplog, "chalicelib.services")
-    return record
-
-
-def test_a_sweep_forgets_rate_limits_past_the_longest_window_and_clears_old_emails(clock, service_logs):
-    uploads = SweepUploads(["k0", "k1"])
-    deleted = []
-
-    summary = services.expire_abandoned_uploads(
-        uploads=uploads, storage=SimpleNamespace(delete=deleted.append), older_than_seconds=86400,
-        email_retention_days=30, rate_limit_windows=(600, 3600, 60))
-
-    assert summary == {"expired": 7, "objectsDeleted": 2, "emailsCleared": 3}
-    assert uploads.calls == [("forget", 3600), ("expire", 86400), ("list", 200), ("deleted", ["id0", "id1"]),
-                             ("list", 200), ("clear emails", 30)]
-    assert deleted == ["k0", "k1"]
-
-
-def test_a_sweep_without_limits_or_retention_neither_forgets_nor_clears(clock, service_logs):
-    uploads = SweepUploads()
-
-    summary = services.expire_abandoned_uploads(uploads=uploads, storage=None, older_than_seconds=60)
-
-    assert summary == {"expired": 7, "objectsDeleted": 0}
-    assert uploads.calls == [("expire", 60), ("list", 200)]
-    record = sweep_line(service_logs)
-    assert (record.EmailsCleared, "emailsCleared" in vars(record)) == (0, False)
-
-
-def test_a_sweep_ends_with_one_summary_line_that_is_also_its_heartbeat_metric(clock, service_logs, monkeypatch):
-    monkeypatch.setattr(services.metrics, "_stage", "prod")
-    uploads = SweepUploads(["k0"], emails_cleared=4)
-
-    services.expire_abandoned_uploads(uploads=uploads, storage=SimpleNamespace(delete=lambda key: None),
-                                      older_than_seconds=60, email_retention_days=30)
-
-    record = sweep_line(service_logs)
-    assert (record.levelname, record.getMessage()) == ("INFO", "sweep finished")
-    assert {name: getattr(record, name) for name in ("expired", "objectsDeleted", "emailsCleared", "seconds",
-                                                     "SweepHeartbeat", "UploadsExpired", "ObjectsDeleted",
-                                                     "EmailsCleared", "Stage")} == {
-        "expired": 7, "objectsDeleted": 1, "emailsCleared": 4, "seconds": 2.346, "SweepHeartbeat": 1,
-        "UploadsExpired": 7, "ObjectsDeleted": 1, "EmailsCleared": 4, "Stage": "prod"}
-    (directive,) = record._aws["CloudWatchMetrics"]
-    assert directive["Metrics"] == [{"Name": name, "Unit": "Count"} for name in
-                                    ("SweepHeartbeat", "UploadsExpired", "ObjectsDeleted", "EmailsCleared")]
