@@ -335,4 +335,4 @@ def test_the_limits_route_is_its_own_literal_resource_beside_the_upload_id(templ
     paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
 
     assert set(paths["/api/upload/limits"]) == {"get", "options"}
-    assert set(paths["/api/upload/{upload_id}"]) == {"get", "options"}
+    assert set(paths["/api/upload/{upload_id}"]) == {"get", "delete", "options"}
