@@ -187,3 +187,45 @@ def test_0006_digests_keys_stored_in_clear_and_the_new_code_still_replays_them_w
     assert (again.upload_id, again.replayed, new.replayed) == (pending_id, True, False)
     assert upgraded == [[domain.idempotency_key_digest(secret, pending),
                          domain.UploadRequest("maya@example.com", "image/png", 68).fingerprint(secret)]]
+
+
+def test_0006_leaves_no_key_in_clear_when_the_previous_release_writes_one_while_the_migration_runs(fresh_db, tmp_path):
+    import time
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib import domain
+    from chalicelib.migrate import MIGRATIONS_DIR
+
+    before = write(tmp_path / "before", {path.name: path.read_text()
+                                         for path in sorted(MIGRATIONS_DIR.glob("*.sql")) if path.name < "0006"})
+    apply_migrations(fresh_db, before)
+    existing_id, _ = old_release_create(fresh_db, str(uuid.uuid4()))
+    during_migration = str(uuid.uuid4())
+    holder = fresh_db._connect(**_connect_args(fresh_db))
+    try:
+        # A request of the previous release holds one keyed row (as its replay's update would): the migration's
+        # conversion waits for it, and in the meantime that release keeps creating jobs with keys in clear.
+        holder.run("BEGIN")
+        holder.run("SELECT 1 FROM uploads WHERE id = :id FOR UPDATE", id=existing_id)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            migration = pool.submit(apply_migrations, fresh_db)
+            deadline = time.monotonic() + 10
+            while not holder.run("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                 " AND wait_event_type = 'Lock'")[0][0]:
+                assert time.monotonic() < deadline, "the migration never waited for the held row"
+                time.sleep(0.02)
+            written = pool.submit(old_release_create, fresh_db, during_migration)
+            time.sleep(0.3)  # the previous release's create ran, or queued behind the migration
+            holder.run("COMMIT")
+            assert migration.result(timeout=30) == ["0006_keyed_digests"]
+            written_id, inserted = written.result(timeout=30)
+    finally:
+        holder.close()
+    replayed_id, inserted_again = old_release_create(fresh_db, during_migration)
+
+    in_clear = fresh_db.run("SELECT idempotency_key FROM uploads WHERE idempotency_key !~ '^(hmac|sha256):'")
+    assert in_clear == []
+    assert dict(fresh_db.run("SELECT id, idempotency_key FROM uploads WHERE id = :id", id=written_id)) == {
+        written_id: domain.legacy_idempotency_key_digest(during_migration)}
+    assert (inserted, replayed_id, inserted_again) == (True, written_id, False)
