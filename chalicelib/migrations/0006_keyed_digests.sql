@@ -10,8 +10,9 @@
 -- check, so that code's replays still find their row). To be dropped once no such code runs.
 -- The trigger comes first: creating it waits for that code's writes in flight and then holds them off until this
 -- migration commits, so none can commit a key in clear after the conversion below took its snapshot (such a row
--- would keep its key in clear, and the new code would never find it again). The wait lasts as long as the
--- conversion, which touches only the keyed rows retention has not cleared yet.
+-- would keep its key in clear, and the new code would never find it again), and none can deadlock with it (a replay
+-- of that code waiting for a converted row while the trigger waits for the replay's table lock). The wait lasts as
+-- long as the conversion, which touches only the keyed rows retention has not cleared yet.
 CREATE FUNCTION uploads_digest_idempotency_key() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF NEW.idempotency_key IS NOT NULL AND NEW.idempotency_key !~ '^(hmac|sha256):[0-9a-f]{64}$' THEN
