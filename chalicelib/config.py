@@ -74,6 +74,12 @@ class DatabaseSettings:
         if sslrootcert == "system" and sslmode != "verify-full":
             raise ConfigError(f"DATABASE_URL has sslrootcert=system with the weaker sslmode {sslmode!r}: "
                               "use sslmode=verify-full, or leave sslmode out")
+        if sslmode == "verify-ca" and not sslrootcert:
+            # libpq refuses this too: the system's authorities would be trusted without the host name being
+            # checked, and anyone who owns a domain gets a certificate they vouch for.
+            raise ConfigError("DATABASE_URL has sslmode=verify-ca without sslrootcert: the system's authorities "
+                              "vouch for any public name, so name the CA file in sslrootcert, or use "
+                              "sslmode=verify-full")
         channel_binding = query.get("channel_binding", "prefer")
         if channel_binding not in CHANNEL_BINDING_MODES:
             raise ConfigError(f"DATABASE_URL has an unknown channel_binding {channel_binding!r}")

@@ -129,6 +129,24 @@ def check_account_concurrency(output: str, stage: str) -> None:
             "(Service Quotas, \"Lambda concurrent executions\") before deploying")
 
 
+def named_parameters(build: Path, stage: str) -> list[str]:
+    """Every SSM parameter the packaged functions name, and the direct database URL the deploy migrates with."""
+    template = json.loads((build / "sam.json").read_text())
+    named = {value for logical_id in function_names(stage)
+             for variable, value in template["Resources"][logical_id]["Properties"]["Environment"]["Variables"].items()
+             if variable.endswith("_SSM_PARAMETER")}
+    return sorted(named | {direct_database_parameter(stage)})
+
+
+def check_parameters_exist(output: str) -> None:
+    """`aws ssm get-parameters --query InvalidParameters` lists the names that do not exist: there must be none,
+    or the new functions would fail every request at start-up, after the migration already ran."""
+    missing = json.loads(output) or []
+    if missing:
+        raise DeployError(f"the functions name SSM parameters that do not exist: {', '.join(sorted(missing))};"
+                          " store them (see the README's Deploy section) before deploying")
+
+
 def deploy_steps(*, stage: str, region: str, template: str, parameters: list[str], bucket: str,
                  prefix: str) -> list[Step]:
     # --s3-bucket: the CLI refuses a template over 51,200 bytes without it (ours is larger); it uploads the
@@ -182,6 +200,10 @@ def plan(*, stage: str, region: str, bucket: str, version: str, build: Path, ala
     names = function_names(stage)
     return [
         *checks,
+        # Only the names of those missing are printed (InvalidParameters), never a value.
+        Step("check the secrets the functions name are stored",
+             ["aws", "ssm", "get-parameters", "--region", region, "--names", *named_parameters(build, stage),
+              "--query", "InvalidParameters", "--output", "json"], capture="MissingParameters", check="parameters"),
         Step("read Neon's direct connection string",
              ["aws", "ssm", "get-parameter", "--region", region, "--name", direct_database_parameter(stage),
               "--with-decryption", "--query", "Parameter.Value", "--output", "text"], capture="DirectDatabaseUrl"),
@@ -236,6 +258,8 @@ def execute(steps: list[Step], *, stage: str = "prod") -> dict[str, str]:
             raise DeployError(f"step failed ({step.name}): exit {result.returncode}")
         if step.capture:
             outputs[step.capture] = result.stdout.strip()
+        if step.check == "parameters":
+            check_parameters_exist(outputs[step.capture])
         if step.check == "concurrency":
             check_account_concurrency(outputs[step.capture], stage)
         if step.check == "function_error":

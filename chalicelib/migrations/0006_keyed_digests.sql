@@ -4,12 +4,15 @@
 -- a key stored in clear (SQL has no access to the secret). The code matches both forms, upgrading a `sha256:` row to
 -- `hmac:` when it is replayed; a `sha256:` row still pending is at most ABANDONED_AFTER_SECONDS old, and a key of our
 -- client is a random UUID, whose plain SHA-256 cannot be inverted.
-UPDATE uploads SET idempotency_key = 'sha256:' || encode(sha256(convert_to(idempotency_key, 'UTF8')), 'hex')
-WHERE idempotency_key IS NOT NULL;
 
 -- Code deployed before this migration keeps running for a minute or two after it and writes keys in clear: they
 -- are turned into the same `sha256:` digest before they are stored (BEFORE triggers run before ON CONFLICT's
 -- check, so that code's replays still find their row). To be dropped once no such code runs.
+-- The trigger comes first: creating it waits for that code's writes in flight and then holds them off until this
+-- migration commits, so none can commit a key in clear after the conversion below took its snapshot (such a row
+-- would keep its key in clear, and the new code would never find it again), and none can deadlock with it (a replay
+-- of that code waiting for a converted row while the trigger waits for the replay's table lock). The wait lasts as
+-- long as the conversion, which touches only the keyed rows retention has not cleared yet.
 CREATE FUNCTION uploads_digest_idempotency_key() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF NEW.idempotency_key IS NOT NULL AND NEW.idempotency_key !~ '^(hmac|sha256):[0-9a-f]{64}$' THEN
@@ -20,6 +23,9 @@ END
 $fn$;
 CREATE TRIGGER uploads_digest_idempotency_key BEFORE INSERT OR UPDATE OF idempotency_key ON uploads
     FOR EACH ROW EXECUTE FUNCTION uploads_digest_idempotency_key();
+
+UPDATE uploads SET idempotency_key = 'sha256:' || encode(sha256(convert_to(idempotency_key, 'UTF8')), 'hex')
+WHERE idempotency_key IS NOT NULL;
 
 -- Whether a create with this key replays a job (so counts against no rate limit). Racing sends of one new key
 -- must be charged once: a statement's own snapshot cannot see a job a racing send committed after it began, so

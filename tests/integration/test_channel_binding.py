@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from chalicelib.config import DatabaseSettings
+from chalicelib.config import ConfigError, DatabaseSettings
 from chalicelib.db import Database
 from chalicelib.errors import DatabaseUnavailable
 from tests.helpers import self_signed_certificate
@@ -48,10 +48,11 @@ class FakeServer:
     """Accepts one connection: TLS if asked, reads the start-up message, sends `greeting`, then answers the
     client's messages in turn from `replies` (bytes, or a function of the client's message) and records them all."""
 
-    def __init__(self, greeting: bytes, *replies):
+    def __init__(self, greeting: bytes, *replies, certificate_for: str = "localhost"):
         self.greeting, self.replies = greeting, list(replies)
         self.messages = []  # (type, payload) of every message the client sent after its start-up message
-        cert, key = self_signed_certificate("localhost")
+        cert, key = self_signed_certificate(certificate_for)
+        self.certificate = cert
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:
             pem.write(cert + key)
@@ -188,6 +189,30 @@ def test_under_the_system_roots_a_self_signed_impostor_asking_for_the_cleartext_
     server.finish()
 
     assert (server.statements, server.passwords, server.messages) == (0, 0, [])  # TLS was refused: nothing at all
+
+
+def test_verify_ca_without_a_root_certificate_stops_start_up_before_an_impostor_with_a_public_certificate_is_met(
+        monkeypatch, tmp_path):
+    # The impostor holds a certificate the system's authorities vouch for, issued for a name of its own: whoever
+    # owns a domain can get one. Checking the authority without the host name would accept it (libpq refuses
+    # verify-ca without sslrootcert for this reason).
+    server = FakeServer(CLEARTEXT, OK + READY, certificate_for="impostor.example")
+    system_roots = tmp_path / "system-roots.pem"
+    system_roots.write_bytes(server.certificate)
+    monkeypatch.setenv("SSL_CERT_FILE", str(system_roots))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    with pytest.raises(Exception) as caught:
+        connect(server, "sslmode=verify-ca")
+    with socket.create_connection(("127.0.0.1", server.port)):
+        pass  # lets the impostor's accept return when nobody came, so that it finishes
+    server.finish()
+
+    assert (server.statements, server.passwords) == (0, 0)
+    assert caught.type is ConfigError
+    assert str(caught.value) == ("DATABASE_URL has sslmode=verify-ca without sslrootcert: the system's authorities "
+                                 "vouch for any public name, so name the CA file in sslrootcert, or use "
+                                 "sslmode=verify-full")
 
 
 def test_channel_binding_prefer_answers_a_cleartext_request_as_libpq_does():

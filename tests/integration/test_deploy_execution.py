@@ -29,6 +29,8 @@ from ops.deploy import DeployError, artifact_prefix, check_health, deploy_steps,
 from ops.package import package
 
 BUCKET = "3d-ultra-artifacts"
+STORED_SECRETS = [f"/3d-ultra/prod/{name}" for name in ("database-url", "r2-endpoint-url", "r2-access-key-id",
+                                                        "r2-secret-access-key", "posthog-api-key", "digest-secret")]
 REAL_AWS = Path(sys.executable).parent / "aws"
 
 STAND_IN = '''#!{python}
@@ -105,7 +107,8 @@ def aws(tmp_path, monkeypatch, moto, db, stack_env):
     client = s3(moto)
     if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    moto.put_secrets({"/3d-ultra/prod/database-url-direct": direct_url})
+    # Every parameter the functions name (their values are never read here), and the direct URL the deploy uses.
+    moto.put_secrets({**{name: "stored" for name in STORED_SECRETS}, "/3d-ultra/prod/database-url-direct": direct_url})
     yield tmp_path, direct_url
     db.run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -157,7 +160,8 @@ def test_a_deploy_checks_the_account_migrates_first_uploads_then_deploys_and_run
     body = check_health(outputs["ApiUrl"], "v9.9.9")
 
     assert calls(log_dir) == [["lambda", "get-account-settings"], ["s3api", "head-bucket"],
-                              ["ssm", "get-parameter"], ["cloudformation", "package"], ["s3", "cp"],
+                              ["ssm", "get-parameters"], ["ssm", "get-parameter"], ["cloudformation", "package"],
+                              ["s3", "cp"],
                               ["cloudformation", "deploy"], ["schema at deploy", len(available_migrations())],
                               ["cloudformation", "describe-stacks"], ["lambda", "invoke"], ["lambda", "invoke"]]
     assert applied_migrations(direct_url) == [version for version, _ in available_migrations()]
@@ -192,6 +196,24 @@ def test_a_missing_artefact_bucket_stops_the_deploy_before_migrating(aws, build,
     assert calls(log_dir) == [["lambda", "get-account-settings"], ["s3api", "head-bucket"]]
     assert "Not Found" in capfd.readouterr().err
     assert applied_migrations(direct_url) == []
+
+
+def test_a_secret_the_new_functions_need_but_nobody_stored_stops_the_deploy_before_migrating(aws, build, moto):
+    # The release that introduced the digest secret needs `/3d-ultra/prod/digest-secret`: deployed without it, the
+    # migration would have run and then every request of the new code failed at start-up.
+    log_dir, direct_url = aws
+    ssm = boto3.client("ssm", endpoint_url=moto.endpoint_url, region_name=REGION,
+                       aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    ssm.delete_parameter(Name="/3d-ultra/prod/digest-secret")
+
+    with pytest.raises(DeployError) as caught:
+        execute(steps_for(build))
+
+    assert str(caught.value) == ("the functions name SSM parameters that do not exist: /3d-ultra/prod/digest-secret;"
+                                 " store them (see the README's Deploy section) before deploying")
+    assert applied_migrations(direct_url) == []
+    assert ["cloudformation", "deploy"] not in calls(log_dir)
 
 
 def test_a_migrate_function_that_raised_stops_the_deploy_although_the_cli_exited_0(aws, build, health_server,

@@ -214,3 +214,98 @@ def test_0006_digests_keys_stored_in_clear_and_the_new_code_still_replays_them_w
     assert (again.upload_id, again.replayed, new.replayed) == (pending_id, True, False)
     assert upgraded == [[domain.idempotency_key_digest(secret, pending),
                          domain.UploadRequest("maya@example.com", "image/png", 68).fingerprint(secret)]]
+
+
+def test_0006_leaves_no_key_in_clear_when_the_previous_release_writes_one_while_the_migration_runs(fresh_db, tmp_path):
+    import time
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib import domain
+    from chalicelib.migrate import MIGRATIONS_DIR
+
+    before = write(tmp_path / "before", {path.name: path.read_text()
+                                         for path in sorted(MIGRATIONS_DIR.glob("*.sql")) if path.name < "0006"})
+    apply_migrations(fresh_db, before)
+    existing_id, _ = old_release_create(fresh_db, str(uuid.uuid4()))
+    during_migration = str(uuid.uuid4())
+    holder = fresh_db._connect(**_connect_args(fresh_db))
+    previous_release = Database(fresh_db._settings, application_name="previous-release")
+    previous_release.run("SELECT 1")  # connected now: the migration gives up on a lock after 2 s
+    try:
+        # A request of the previous release holds one keyed row (as its replay's update would): the migration's
+        # conversion waits for it, and in the meantime that release keeps creating jobs with keys in clear.
+        holder.run("BEGIN")
+        holder.run("SELECT 1 FROM uploads WHERE id = :id FOR UPDATE", id=existing_id)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            migration = pool.submit(apply_migrations, fresh_db)
+            deadline = time.monotonic() + 10
+            while not holder.run("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                 " AND wait_event_type = 'Lock'")[0][0]:
+                assert time.monotonic() < deadline, "the migration never waited for the held row"
+                time.sleep(0.02)
+            written = pool.submit(old_release_create, previous_release, during_migration)
+            time.sleep(0.3)  # the previous release's create ran, or queued behind the migration
+            holder.run("COMMIT")
+            assert migration.result(timeout=30) == ["0006_keyed_digests"]
+            written_id, inserted = written.result(timeout=30)
+    finally:
+        holder.close()
+        previous_release.close()
+    replayed_id, inserted_again = old_release_create(fresh_db, during_migration)
+
+    in_clear = fresh_db.run("SELECT idempotency_key FROM uploads WHERE idempotency_key !~ '^(hmac|sha256):'")
+    assert in_clear == []
+    assert dict(fresh_db.run("SELECT id, idempotency_key FROM uploads WHERE id = :id", id=written_id)) == {
+        written_id: domain.legacy_idempotency_key_digest(during_migration)}
+    assert (inserted, replayed_id, inserted_again) == (True, written_id, False)
+
+
+def test_0006_lets_a_replay_of_the_previous_release_wait_for_it_and_then_find_its_job(fresh_db, tmp_path):
+    import time
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib import domain
+    from chalicelib.migrate import MIGRATIONS_DIR
+
+    before = write(tmp_path / "before", {path.name: path.read_text()
+                                         for path in sorted(MIGRATIONS_DIR.glob("*.sql")) if path.name < "0006"})
+    apply_migrations(fresh_db, before)
+    replayed_key = str(uuid.uuid4())
+    replayed_id, _ = old_release_create(fresh_db, replayed_key)  # converted first (the table is read in order)
+    held_id, _ = old_release_create(fresh_db, str(uuid.uuid4()))
+    holder = fresh_db._connect(**_connect_args(fresh_db))
+    previous_release = Database(fresh_db._settings, application_name="previous-release")
+    previous_release.run("SELECT 1")  # connected now: the migration gives up on a lock after 2 s
+    try:
+        # The conversion has rewritten the first job's key and waits for the second job's row; meanwhile the
+        # previous release replays the first job's key, which waits for the conversion's transaction.
+        holder.run("BEGIN")
+        holder.run("SELECT 1 FROM uploads WHERE id = :id FOR UPDATE", id=held_id)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            migration = pool.submit(apply_migrations, fresh_db)
+
+            def waiting() -> int:
+                return holder.run("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                  " AND wait_event_type = 'Lock'")[0][0]
+
+            deadline = time.monotonic() + 10
+            while waiting() < 1:
+                assert time.monotonic() < deadline, "the migration never waited for the held row"
+                time.sleep(0.02)
+            replay = pool.submit(old_release_create, previous_release, replayed_key)
+            while waiting() < 2:
+                assert time.monotonic() < deadline, "the replay never waited"
+                time.sleep(0.02)
+            holder.run("COMMIT")
+            applied = migration.result(timeout=30)
+            found_id, inserted = replay.result(timeout=30)
+    finally:
+        holder.close()
+        previous_release.close()
+
+    assert applied == ["0006_keyed_digests"]
+    assert (found_id, inserted) == (replayed_id, False)
+    assert fresh_db.run("SELECT idempotency_key FROM uploads WHERE id = :id", id=replayed_id) == [
+        [domain.legacy_idempotency_key_digest(replayed_key)]]

@@ -260,6 +260,10 @@ def test_the_dry_run_prints_the_exact_aws_calls_in_order(deploy_dry_run):
     assert commands == [
         "aws lambda get-account-settings --region eu-central-1 --output json",
         "aws s3api head-bucket --region eu-central-1 --bucket 3d-ultra-artifacts",
+        "aws ssm get-parameters --region eu-central-1 --names /3d-ultra/prod/database-url"
+        " /3d-ultra/prod/database-url-direct /3d-ultra/prod/digest-secret /3d-ultra/prod/posthog-api-key"
+        " /3d-ultra/prod/r2-access-key-id /3d-ultra/prod/r2-endpoint-url /3d-ultra/prod/r2-secret-access-key"
+        " --query InvalidParameters --output json",
         "aws ssm get-parameter --region eu-central-1 --name /3d-ultra/prod/database-url-direct --with-decryption"
         " --query Parameter.Value --output text",
         f"DATABASE_URL=<DirectDatabaseUrl> {sys.executable} -m chalicelib.migrate",

@@ -86,7 +86,8 @@ def test_bad_database_urls_are_refused_with_a_reason(url, message):
 
 def test_sslmode_maps_to_libpq_meanings_and_never_falls_back_to_plaintext_when_tls_was_asked_for():
     def context(mode):
-        return ssl_context_for(DatabaseSettings.from_url(f"postgresql://u@h/db?sslmode={mode}"))
+        root = "&sslrootcert=/etc/ssl/certs/ca-certificates.crt" if mode == "verify-ca" else ""
+        return ssl_context_for(DatabaseSettings.from_url(f"postgresql://u@h/db?sslmode={mode}{root}"))
 
     assert context("disable") is False
     assert context("prefer") is None and context("allow") is None

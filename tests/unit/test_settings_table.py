@@ -318,6 +318,16 @@ def test_sslrootcert_system_with_a_weaker_sslmode_stops_start_up_by_name(sslmode
                                  "use sslmode=verify-full, or leave sslmode out")
 
 
+def test_verify_ca_without_a_root_certificate_stops_start_up_by_name():
+    # Only the authority would be checked, against the system's: any public certificate for any name would pass.
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, "DATABASE_URL": "postgresql://u@db.example/d?sslmode=verify-ca"})
+
+    assert str(caught.value) == ("DATABASE_URL has sslmode=verify-ca without sslrootcert: the system's authorities "
+                                 "vouch for any public name, so name the CA file in sslrootcert, or use "
+                                 "sslmode=verify-full")
+
+
 @pytest.mark.parametrize("sslmode", ["disable", "allow", "prefer"])
 def test_channel_binding_cannot_be_required_without_tls(sslmode):
     with pytest.raises(ConfigError, match="channel_binding=require without sslmode=require"):
@@ -326,7 +336,8 @@ def test_channel_binding_cannot_be_required_without_tls(sslmode):
 
 @pytest.mark.parametrize("sslmode", ["require", "verify-ca", "verify-full"])
 def test_channel_binding_may_be_required_with_tls(sslmode):
-    db = DatabaseSettings.from_url(f"postgresql://u@h/d?sslmode={sslmode}&channel_binding=require")
+    db = DatabaseSettings.from_url(f"postgresql://u@h/d?sslmode={sslmode}&channel_binding=require"
+                                   "&sslrootcert=/etc/ca.pem")
 
     assert (db.sslmode, db.channel_binding) == (sslmode, "require")
 
