@@ -7,6 +7,7 @@
 import { ApiError, MissingSessionError, abortError, isAbort, toApiError } from "./errors.js";
 import { detectType, isImageType } from "./filetype.js";
 import { randomId } from "./ids.js";
+import { Listeners } from "./listeners.js";
 import { EMPTY_MESSAGE, NO_FILE_MESSAGE, TYPE_MESSAGE, UNRECOGNISED_MESSAGE, tooLargeMessage } from "./messages.js";
 import { putFile } from "./put.js";
 import { withRetry } from "./retry.js";
@@ -64,7 +65,7 @@ export class UploadEngine {
     maxBytes;
     put;
     now;
-    listeners = new Set();
+    listeners = new Listeners();
     current = IDLE_STATE;
     attempt = null;
     controller = null;
@@ -79,15 +80,11 @@ export class UploadEngine {
     }
     /** Be told of every event with the state after it; returns the function that stops it. */
     subscribe(listener) {
-        this.listeners.add(listener);
-        return () => {
-            this.listeners.delete(listener);
-        };
+        return this.listeners.add(listener);
     }
     emit(event, change) {
         this.current = Object.freeze({ ...this.current, ...change });
-        for (const listener of [...this.listeners])
-            listener(event, this.current);
+        this.listeners.notify(event, this.current);
     }
     get sessionOptions() {
         return { onError: this.client.onError };

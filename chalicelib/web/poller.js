@@ -3,6 +3,7 @@
 // while the page is hidden (and look at once when it is shown), wait out offline spells, and stop for good on a
 // final status or on an answer no later poll can change (410, no token, a token refused).
 import { ApiError, isAbort, toApiError } from "./errors.js";
+import { Listeners } from "./listeners.js";
 import { browserIsOnline, nextPollDelay, waitUntilOnline } from "./retry.js";
 import { clearSession } from "./session.js";
 /** Statuses after which nothing changes any more. */
@@ -32,7 +33,7 @@ export function documentVisibility() {
 export class JobPoller {
     options;
     visibility;
-    listeners = new Set();
+    listeners = new Listeners();
     current = INITIAL_POLL_STATE;
     delay;
     timer = null;
@@ -49,10 +50,7 @@ export class JobPoller {
         return this.current;
     }
     subscribe(listener) {
-        this.listeners.add(listener);
-        return () => {
-            this.listeners.delete(listener);
-        };
+        return this.listeners.add(listener);
     }
     /** Poll now, then with backoff until stopped. */
     start() {
@@ -72,8 +70,7 @@ export class JobPoller {
     }
     set(change) {
         this.current = Object.freeze({ ...this.current, ...change });
-        for (const listener of [...this.listeners])
-            listener(this.current);
+        this.listeners.notify(this.current);
     }
     get active() {
         return this.controller !== null && !this.current.stopped;

@@ -8,6 +8,7 @@ import type { FileType, UploadClient, UploadCreated } from "./api.js";
 import { ApiError, MissingSessionError, abortError, isAbort, toApiError } from "./errors.js";
 import { detectType, isImageType, type PhotoFile } from "./filetype.js";
 import { randomId } from "./ids.js";
+import { Listeners } from "./listeners.js";
 import { EMPTY_MESSAGE, NO_FILE_MESSAGE, TYPE_MESSAGE, UNRECOGNISED_MESSAGE, tooLargeMessage } from "./messages.js";
 import { putFile, type PutFile } from "./put.js";
 import { withRetry, type RetryWait } from "./retry.js";
@@ -136,7 +137,7 @@ export class UploadEngine {
   maxBytes: number | null;
   private readonly put: PutFile;
   private readonly now: () => number;
-  private readonly listeners = new Set<UploadListener>();
+  private readonly listeners = new Listeners<UploadListener>();
   private current: UploadState = IDLE_STATE;
   private attempt: Attempt | null = null;
   private controller: AbortController | null = null;
@@ -154,15 +155,12 @@ export class UploadEngine {
 
   /** Be told of every event with the state after it; returns the function that stops it. */
   subscribe(listener: UploadListener): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.listeners.add(listener);
   }
 
   private emit(event: UploadEvent, change: Partial<UploadState>): void {
     this.current = Object.freeze({ ...this.current, ...change });
-    for (const listener of [...this.listeners]) listener(event, this.current);
+    this.listeners.notify(event, this.current);
   }
 
   private get sessionOptions(): SessionOptions {

@@ -4,6 +4,7 @@
 
 import type { JobStatus, UploadClient } from "./api.js";
 import { ApiError, isAbort, toApiError } from "./errors.js";
+import { Listeners } from "./listeners.js";
 import { browserIsOnline, nextPollDelay, waitUntilOnline } from "./retry.js";
 import { clearSession } from "./session.js";
 
@@ -68,7 +69,7 @@ export type JobPollListener = (state: JobPollState) => void;
 export class JobPoller {
   private readonly options: JobPollerOptions;
   private readonly visibility: Visibility;
-  private readonly listeners = new Set<JobPollListener>();
+  private readonly listeners = new Listeners<JobPollListener>();
   private current: JobPollState = INITIAL_POLL_STATE;
   private delay: number;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -88,10 +89,7 @@ export class JobPoller {
   }
 
   subscribe(listener: JobPollListener): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.listeners.add(listener);
   }
 
   /** Poll now, then with backoff until stopped. */
@@ -113,7 +111,7 @@ export class JobPoller {
 
   private set(change: Partial<JobPollState>): void {
     this.current = Object.freeze({ ...this.current, ...change });
-    for (const listener of [...this.listeners]) listener(this.current);
+    this.listeners.notify(this.current);
   }
 
   private get active(): boolean {
