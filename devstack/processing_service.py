@@ -329,7 +329,7 @@ class Handler(BaseHTTPRequestHandler):
             if match and route_method == method:
                 break
         else:
-            self.reply(404 if method == "GET" or path.startswith("/v1/") else 405, {"detail": "Not found."})
+            self.reply(404, {"detail": "Not found."})
             return
         if path.startswith("/v1/"):
             self.api(name, match.groupdict(), body)
