@@ -1,4 +1,4 @@
-"""Create the uploads bucket if needed and give it the CORS rule the browser's PUT needs."""
+"""Create the uploads bucket if needed and give it the CORS rule the browser's PUT and the 3D viewer's GET need."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key
         CORSConfiguration={
             "CORSRules": [{
                 "AllowedOrigins": list(allowed_origins),
-                "AllowedMethods": ["PUT", "HEAD"],
+                # PUT for the photo; GET for the processing page's 3D viewer, which fetches the model.
+                "AllowedMethods": ["PUT", "HEAD", "GET"],
                 "AllowedHeaders": CORS_ALLOWED_HEADERS,
                 "ExposeHeaders": ["ETag"],
                 "MaxAgeSeconds": 3600,

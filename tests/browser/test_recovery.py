@@ -102,9 +102,9 @@ def test_a_missing_token_says_what_to_do_and_stops_polling(page, live_server):
     requests = status_requests(page)
     page.goto(f"/processing/{job_id}")
 
-    page.get_by_role("alert").filter(has_text="We couldn't find this upload's session on this device. "
-                                              "Please start a new upload. If you uploaded from another browser "
-                                              "or device, open this page there.").wait_for()
+    page.get_by_role("alert").filter(has_text="This device has no access to this upload. Open this page in the "
+                                              "browser you uploaded from, or use the link in the email we send "
+                                              "when your model is ready.").wait_for()
     page.wait_for_timeout(500)
     assert requests == []
 

@@ -184,9 +184,9 @@ def test_a_page_carries_the_size_limit_and_a_csp_naming_only_this_api_and_the_st
     assert response.headers == {
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-store",
-        "Content-Security-Policy": "default-src 'self'; connect-src 'self' https://acc.r2.cloudflarestorage.com; "
-                                   "img-src 'self' data:; base-uri 'none'; form-action 'self'; "
-                                   "frame-ancestors 'none'",
+        "Content-Security-Policy": "default-src 'self'; connect-src 'self' https://acc.r2.cloudflarestorage.com blob:; "
+                                   "img-src 'self' data: blob: https://acc.r2.cloudflarestorage.com; "
+                                   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
     }
