@@ -8,6 +8,7 @@ import { OFFLINE_MESSAGE } from "./messages.js";
 import { byId, pageClient } from "./page-common.js";
 import { JobPoller, type JobPollState } from "./poller.js";
 import { getSession, sessionPersistence, takeViewToken } from "./session.js";
+import { STATUSES } from "./status-texts.js";
 
 // The 3D viewer (@google/model-viewer with three.js, about 1 MB): imported only once there is a model to show.
 const MODEL_VIEWER_MODULE = "./model-viewer.js";
@@ -29,21 +30,6 @@ const failed = byId("failed");
 const retryButton = byId<HTMLButtonElement>("retry");
 const retryError = byId("retry-error");
 
-// One entry per job status, as chalicelib/domain.py defines them: its label, and what it means for the person
-// waiting. The type is the OpenAPI enum, so tsc refuses a status left out; tests/integration/test_lifecycle.py
-// checks that this list, the domain's, the database's and the enum agree. A confirmed job is "pending" with
-// confirmedAt set; a cancelled job's status answers 410 UPLOAD_CANCELLED (see MESSAGES).
-const STATUSES: Record<JobStatus["status"], { label: string; next: string }> = {
-  pending: {
-    label: "Waiting to be processed",
-    next: "We have your photo. It's waiting its turn to be turned into a 3D model: keep this page open to watch.",
-  },
-  processing: { label: "Being turned into 3D", next: "We're turning your photo into a 3D model." },
-  completed: { label: "Ready", next: "Your model is ready." },
-  failed: { label: "Processing failed", next: "We couldn't build a model from this photo." },
-  expired: { label: "Expired", next: "This upload expired before it was finished. Please upload your photo again." },
-  cancelled: { label: "Cancelled", next: "This upload was cancelled. Please upload your photo again." },
-};
 const FORMATS: Record<string, string> = { "image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/heic": "HEIC" };
 const START_OVER = "Please start a new upload.";
 const NO_SESSION = "This device has no access to this upload. Open this page in the browser you uploaded from, "

@@ -87,7 +87,8 @@ def test_one_job_from_upload_to_its_model_on_the_served_pages(tab, jobs, photo, 
     tab.wait_for_function("() => Number(document.getElementById('progress').value) > 0", timeout=30_000)
     tab.locator("#preview-image").wait_for()
     tab.wait_for_function("() => document.getElementById('preview-image').naturalWidth > 0", timeout=10_000)
-    assert tab.locator("#processing-page > #status").inner_text() == "We're turning your photo into a 3D model."
+    assert tab.locator("#processing-page > #status").inner_text() == (
+        "We're turning your photo into a 3D model. We'll also email you a link when it's ready.")
     assert tab.get_by_role("img", name="The photo you uploaded").is_visible()
     look(tab, "processing-progress")
 
