@@ -173,3 +173,54 @@ def test_without_crypto_random_uuid_the_upload_still_goes_through_with_an_idempo
     assert app_tab.evaluate("() => typeof crypto.randomUUID") == "undefined"
     assert len(keys) == 1 and keys[0] and len(keys[0]) >= 16
     assert app_tab.errors == []
+
+
+@pytest.fixture
+def jobs_tab(browser, jobs_server, tmp_path_factory):
+    """A tab on the second origin serving the example built for jobs_server (whose worker processes jobs)."""
+    dist = build_for(jobs_server["url"], tmp_path_factory)
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    context.grant_permissions(["local-network-access"], origin=SECOND_ORIGIN)
+    context.route(f"{SECOND_ORIGIN}/**", serve_from(dist, SECOND_ORIGIN))
+    page = context.new_page()
+    page.origin = SECOND_ORIGIN
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    yield page
+    context.close()
+    jobs_server["control"].reset()
+
+
+def test_the_example_follows_one_job_to_its_model_with_progress_and_preview(jobs_tab, jobs_server, photo,
+                                                                             screenshots):
+    jobs_server["control"].set(delay=0.6)
+    submit(jobs_tab, photo)
+    jobs_tab.wait_for_url(PROCESSING, timeout=20000)
+    status = jobs_tab.locator("main > [role=status]")
+
+    jobs_tab.get_by_role("progressbar", name="Progress").wait_for(timeout=30000)
+    jobs_tab.get_by_role("img", name="Your photo").wait_for(timeout=30000)
+    jobs_tab.wait_for_function("() => document.querySelector('img[alt=\"Your photo\"]').naturalWidth > 0")
+    assert status.inner_text() == "processing"
+    screenshots(jobs_tab, "example-processing")
+
+    jobs_tab.wait_for_function("() => document.querySelector('model-viewer')?.loaded === true", timeout=60000)
+    assert status.inner_text() == "completed"
+    assert jobs_tab.get_by_role("link", name="Download the model").get_attribute("href").startswith("http")
+    screenshots(jobs_tab, "example-completed")
+    assert jobs_tab.errors == []
+
+
+def test_the_example_retries_a_failed_job_to_completed(jobs_tab, jobs_server, photo):
+    jobs_server["control"].set(mode="fail", delay=0.05)
+    submit(jobs_tab, photo)
+    jobs_tab.wait_for_url(PROCESSING, timeout=20000)
+    status = jobs_tab.locator("main > [role=status]")
+    jobs_tab.get_by_role("button", name="Try again").wait_for(timeout=60000)
+    assert status.inner_text() == "failed"
+
+    jobs_server["control"].set(mode="ok")
+    jobs_tab.get_by_role("button", name="Try again").click()
+    jobs_tab.wait_for_function("() => document.querySelector('model-viewer')?.loaded === true", timeout=60000)
+    assert status.inner_text() == "completed"
+    assert jobs_tab.errors == []
