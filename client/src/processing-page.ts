@@ -37,7 +37,7 @@ const NO_SESSION = "This device has no access to this upload. Open this page in 
 const MESSAGES: Record<string, string> = {
   NO_SESSION,
   MISSING_TOKEN: NO_SESSION,
-  INVALID_TOKEN: `This device's access to the upload was refused. ${START_OVER}`,
+  INVALID_TOKEN: `This device's session for the upload was refused. ${START_OVER}`,
   UPLOAD_NOT_FOUND: `We couldn't find this upload. ${START_OVER}`,
   UPLOAD_EXPIRED: `This upload expired before it was finished. ${START_OVER}`,
   UPLOAD_CANCELLED: `This upload was cancelled. ${START_OVER}`,

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 import app as app_module
+from chalicelib import pages
 from chalicelib.config import ConfigError
 from chalicelib.http import cors_headers, preflight_response, with_cors
 from chalice import Response
@@ -160,7 +161,9 @@ def test_the_page_csp_uses_the_resolved_storage_endpoint_not_the_unresolved_sett
     headers = call(gateway, "GET", "/api/")[1]
 
     assert headers["Content-Security-Policy"] == (
-        "default-src 'self'; connect-src 'self' https://resolved.r2.cloudflarestorage.com blob:; "
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+        f"style-src 'self' {' '.join(pages.viewer_style_hashes())}; "
+        "connect-src 'self' https://resolved.r2.cloudflarestorage.com blob:; "
         "img-src 'self' data: blob: https://resolved.r2.cloudflarestorage.com; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
