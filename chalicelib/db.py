@@ -60,12 +60,14 @@ class UnsafePlaceholder(ValueError):
 
 _IDENT_START = re.compile(r"[A-Za-z_]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+# PostgreSQL's lexer takes every byte from 0x80 up as a letter of a name or a dollar-quote tag: in UTF-8, every
+# character beyond ASCII.
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010FFFF][A-Za-z0-9_\u0080-\U0010FFFF]*)?\$")
 _PLACEHOLDER_INSIDE = re.compile(r"(?<![:\w]):[A-Za-z_]")
 
 
 def _is_word(char: str) -> bool:
-    return bool(char) and (char.isalnum() or char in "_$")
+    return bool(char) and (char.isalnum() or char in "_$" or char >= "\u0080")
 
 
 @functools.lru_cache(maxsize=256)  # statements are constants: lex each once per container
@@ -172,14 +174,16 @@ def sql_literal(value) -> str:
         if "\x00" in value:
             raise ValueError("PostgreSQL text cannot hold the NUL character")
         value.encode("utf-8")  # a lone surrogate fails here, before anything is sent
-        return "('" + value.replace("'", "''") + "')"
+        # An escape string reads a backslash the same way whatever standard_conforming_strings says (a plain one
+        # does not, and the setting can change after connect), so backslashes are doubled and quotes doubled.
+        return "(E'" + value.replace("\\", "\\\\").replace("'", "''") + "')"
     if isinstance(value, datetime):
         kind = "timestamp" if value.utcoffset() is None else "timestamptz"  # a tzinfo may give no offset
         return f"({pg8000.native.literal(value)}::{kind})"
     if isinstance(value, date):
         return f"({pg8000.native.literal(value)}::date)"
     if isinstance(value, (bytes, bytearray)):
-        return f"('\\x{bytes(value).hex()}'::bytea)"
+        return f"(E'\\\\x{bytes(value).hex()}'::bytea)"
     raise TypeError(f"no SQL literal for a value of type {type(value).__name__}")
 
 
@@ -188,7 +192,8 @@ def render(sql: str, params: dict) -> str:
 
     Statements then travel in one simple-protocol round trip, which also stays correct behind a
     transaction-mode pooler (pg8000's extended protocol spans several Syncs and takes three round trips).
-    Escaping relies on standard_conforming_strings=on, which `Database` checks on every connection.
+    Values are escaped to mean the same under either standard_conforming_strings; the statements' own text is lexed
+    with it on, which `Database` checks on every connection.
     """
     out = []
     for kind, text in _scan(sql):
@@ -541,8 +546,9 @@ class Database:
         except (InterfaceError, OSError, DatabaseError) as exc:
             log.error("cannot connect to the database: %s: %s", type(exc).__name__, exc)
             raise DatabaseUnavailable() from exc
-        # Literals are escaped for standard strings; refuse a server that reads backslashes as escapes.
-        if conn.parameter_statuses.get("standard_conforming_strings", "on") != "on":
+        # The statements' text is lexed for standard strings; refuse a server that reads backslashes in them as
+        # escapes, or that does not say (every PostgreSQL and PgBouncer reports the setting at start-up).
+        if conn.parameter_statuses.get("standard_conforming_strings", "off") != "on":
             self._discard(conn)
             log.error("the database must run with standard_conforming_strings=on; refusing the connection")
             raise DatabaseUnavailable()

@@ -14,7 +14,7 @@ from chalicelib.analytics import Analytics, build_analytics
 from chalicelib.config import DatabaseSettings, Settings
 from chalicelib.db import Database, ssl_context_for
 from chalicelib.deps import Dependencies, RotatingS3Client
-from chalicelib.errors import DatabaseOutcomeUnknown, StorageUnavailable
+from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable, StorageUnavailable
 from chalicelib.storage import ObjectInfo, Storage, s3_client
 from tests.unit.logcapture import records
 
@@ -439,7 +439,7 @@ def test_a_statement_without_placeholders_is_sent_as_written_and_values_are_esca
     database.run("SELECT '10:30', x::int FROM t")
     database.run("SELECT :a", a="it's")
 
-    assert recording.opened[0].statements == [sent("SELECT '10:30', x::int FROM t"), sent("SELECT ('it''s')")]
+    assert recording.opened[0].statements == [sent("SELECT '10:30', x::int FROM t"), sent("SELECT (E'it''s')")]
 
 
 def test_a_connection_is_opened_with_the_settings_of_the_url(recording):
@@ -567,10 +567,13 @@ def test_other_database_errors_reach_the_caller_and_keep_the_connection(failing,
     assert not conn.closed and database.run("SELECT 2") == [[1]]
 
 
-def test_a_server_that_does_not_report_standard_conforming_strings_is_accepted(recording):
+def test_a_server_that_does_not_report_standard_conforming_strings_counts_as_off_and_is_refused(recording):
     class Quiet(RecordingConnection):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.parameter_statuses = {}
 
-    assert Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=Quiet).run("SELECT 1") == [[1]]
+    with pytest.raises(DatabaseUnavailable):
+        Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=Quiet).run("SELECT 1")
+    (conn,) = recording.opened
+    assert conn.closed and conn.statements == []
