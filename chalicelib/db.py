@@ -210,16 +210,20 @@ def render(sql: str, params: dict) -> str:
 
 def ssl_context_for(settings: DatabaseSettings):
     """Map libpq's sslmode onto what pg8000 takes: False (plain), None (try TLS), True or a context (TLS only)."""
-    mode = settings.sslmode
+    return _ssl_context(settings.sslmode, settings.sslrootcert)
+
+
+@functools.lru_cache(maxsize=8)  # one per TLS setting: loading the authorities costs milliseconds on each connect
+def _ssl_context(mode: str, sslrootcert: Optional[str]):
     if mode == "disable":
         return False
     if mode in ("allow", "prefer"):
         return None
-    if mode == "require" and not settings.sslrootcert:
+    if mode == "require" and not sslrootcert:
         return True
     import ssl  # only for verified TLS; plain and unverified connections never load it here
 
-    cafile = None if settings.sslrootcert in (None, "system") else settings.sslrootcert
+    cafile = None if sslrootcert in (None, "system") else sslrootcert
     context = ssl.create_default_context(cafile=cafile)
     context.check_hostname = mode == "verify-full"
     return context

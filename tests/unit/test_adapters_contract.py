@@ -490,6 +490,21 @@ def test_sslrootcert_is_the_trusted_authority_for_verified_tls(tmp_path):
     assert ssl_context_for(DatabaseSettings.from_url("postgresql://u@h/d?sslrootcert=system")).check_hostname
 
 
+def test_the_tls_context_is_built_once_per_tls_setting_and_shared_by_every_connection(tmp_path, recording):
+    cert = self_signed_authority(tmp_path / "ca.pem")
+    url = f"postgresql://app@127.0.0.1:9/app?sslmode=verify-full&sslrootcert={cert}"
+    database = Database(DatabaseSettings.from_url(url), connect=recording, max_idle=0)
+
+    database.run("SELECT 1")
+    database.run("SELECT 1")
+    rotated = DatabaseSettings.from_url(url.replace("app@", "app:new-password@"))
+    other = DatabaseSettings.from_url(url.replace("verify-full", "verify-ca"))
+
+    first, second = (conn.kwargs["ssl_context"] for conn in recording.opened)
+    assert first is second is ssl_context_for(rotated)
+    assert ssl_context_for(other) is not first and not ssl_context_for(other).check_hostname
+
+
 def test_a_client_error_without_an_error_code_is_storage_unavailable():
     bare = ClientError({"ResponseMetadata": {"HTTPStatusCode": 500}}, "GetObject")
 
