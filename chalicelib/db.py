@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import select
+import struct
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -285,15 +286,24 @@ class Connection(pg8000.native.Connection):
         self._bound = False  # ... with SCRAM-SHA-256-PLUS, bound to this TLS channel
         self._server_proved = False  # ... and the server's final message carried a signature that checked out
         self._phase = AUTHENTICATING
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except (ValueError, IndexError, struct.error) as exc:
+            # A message too short for its type or with a length below its own header's (pg8000 would read a
+            # negative count): a server that speaks garbage is as good as none.
+            self._close_quietly()
+            raise InterfaceError(f"malformed message from the server during start-up: {exc}") from exc
         if self._phase != AUTHENTICATED:
             # pg8000's start-up loop ended without AuthenticationOk: never use such a connection.
-            try:
-                self.close()
-            except Exception:  # pragma: no mutate (closing is a courtesy; the connection is refused regardless)
-                pass
+            self._close_quietly()
             raise InterfaceError("the server never completed authentication")
         self._phase = ESTABLISHED
+
+    def _close_quietly(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no mutate (closing is a courtesy; the connection is refused regardless)
+            pass
 
     @property
     def message_types(self):
@@ -392,6 +402,8 @@ class Connection(pg8000.native.Connection):
         first, code = True, None
         while code != READY_FOR_QUERY:
             code, length = ci_unpack(_read(self._sock, 5))
+            if length < 4:
+                raise InterfaceError(f"malformed message from the server: length {length}")
             self.message_types[code](_read(self._sock, length - 4), context)
             if code == ERROR_RESPONSE and _severity(context.error) in ("FATAL", "PANIC"):
                 # The server ends the connection after this; no ReadyForQuery will come.
