@@ -23,6 +23,7 @@ from chalicelib.http import (
     request_id,
     settings_unavailable,
     upload_id_of,
+    with_cache_policy,
     with_cors,
 )
 
@@ -51,6 +52,7 @@ def finish_request(request, get_response):
             response = (settings_unavailable(lambda: deps.secrets) or refuse_oversized(request)
                         or normalise_chalice_error(get_response(request)))
             response = with_cors(response, request.headers.get("origin"), deps.settings.allowed_origins)
+            response = with_cache_policy(response, request.path)
         analytics = deps.built("analytics")
         if analytics is not None:
             analytics.flush()

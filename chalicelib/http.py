@@ -48,6 +48,9 @@ CORS_MAX_AGE_SECONDS = 7200
 # The limits change only with a deploy: an hour in a browser or a shared cache saves a request per page load, and
 # a lowered limit is still enforced by the create (a stale page gets 400, never an accepted oversized upload).
 LIMITS_CACHE_CONTROL = "public, max-age=3600"
+# The API's answers carry session tokens, presigned URLs and a job's state: no browser or shared cache may keep one,
+# errors included (a cached 404 or 409 would outlive the job's next change). A route that wants caching says so.
+API_CACHE_CONTROL = "no-store"
 # A valid create body is well under 1 KiB; anything this large is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
 
@@ -168,6 +171,13 @@ def normalise_chalice_error(response: Response) -> Response:
             message = errors.UploadError.message
         response.body = {"error": {"code": code, "message": message}}
         response.headers["Content-Type"] = "application/json"
+    return response
+
+
+def with_cache_policy(response: Response, path: str | None) -> Response:
+    """`response` with `Cache-Control: no-store` if it answers an API route that set no policy of its own."""
+    if (path or "").startswith("/api/") and not any(name.lower() == "cache-control" for name in response.headers):
+        response.headers["Cache-Control"] = API_CACHE_CONTROL
     return response
 
 
