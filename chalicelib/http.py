@@ -69,8 +69,9 @@ def error_response(exc: errors.UploadError) -> Response:
     return response
 
 
-def api_view(view):
-    """Wrap a route so that every failure leaves as a JSON error, never as a traceback."""
+def api_view(view, report=None):
+    """Wrap a route so that every failure leaves as a JSON error, never as a traceback; an unexpected one is also
+    handed to `report(exc, view_name)` (error tracking), whose own failure changes nothing."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -87,15 +88,33 @@ def api_view(view):
                 logs.bind(reason=reason)  # the access line of this request carries it too
                 log.warning("%s: %s", exc.code, reason, extra={"code": exc.code})
             return error_response(exc)
-        except Exception:
+        except Exception as exc:
             # The client still gets the JSON 500 (never a trace). Lambda's Errors metric only counts an
             # invocation that fails, which would replace this answer with API Gateway's 502; the line records
             # an UnhandledErrors metric instead (Embedded Metric Format: no API call), which an alarm watches.
             log.exception("unhandled error in %s", view.__name__,
                           extra={"code": errors.UploadError.code, **metrics.emf(UnhandledErrors=1)})
+            if report is not None:
+                try:
+                    report(exc, view.__name__)
+                except Exception as cause:
+                    log.warning("error tracking failed: %s", type(cause).__name__)
             return error_response(errors.UploadError())
 
     return wrapper
+
+
+def request_secrets(request) -> tuple[str, ...]:
+    """The values of a request that no report may repeat: its session token, Idempotency-Key and email."""
+    headers = getattr(request, "headers", None) or {}
+    values = [headers.get("x-session-token"), headers.get("idempotency-key")]
+    try:
+        body = json.loads(getattr(request, "raw_body", None) or b"null")
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("email"), str):
+        values.append(body["email"])
+    return tuple(value for value in values if value)
 
 
 def iso_utc(moment):

@@ -176,6 +176,18 @@ class FakeAnalytics:
         self.flushes += 1
 
 
+class FakeErrorTracking:
+    def __init__(self):
+        self.captured = []  # (exception, {keyword: value})
+        self.flushes = 0
+
+    def capture(self, exc, **context):
+        self.captured.append((exc, context))
+
+    def flush(self):
+        self.flushes += 1
+
+
 class FakeDeps:
     def __init__(self, settings):
         self.settings = settings
@@ -183,6 +195,7 @@ class FakeDeps:
         self.uploads = FakeUploads()
         self.storage = FakeStorage()
         self.analytics = FakeAnalytics()
+        self.error_tracking = FakeErrorTracking()
 
     def built(self, name):
         return getattr(self, name)
