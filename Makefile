@@ -13,7 +13,7 @@ NODE_STAMP := tests/js/node_modules/.installed
 # client/package-lock.json.
 CLIENT_STAMP := client/node_modules/.installed
 # The client package as a front end gets it (`npm pack`'s tarball), and the example app installed from it.
-CLIENT_VERSION = $(shell node -p "require('./client/package.json').version")
+CLIENT_VERSION = $(shell node -p "require('./client/package.json').version" 2>/dev/null)
 CLIENT_TARBALL = client/3d-ultra-upload-client-$(CLIENT_VERSION).tgz
 CLIENT_SOURCES := $(shell find client/src client/scripts -type f 2>/dev/null) client/package.json \
 	client/package-lock.json client/tsconfig.json client/tsconfig.build.json
@@ -22,7 +22,7 @@ EXAMPLE_STAMP := $(EXAMPLE_DIR)/node_modules/.installed
 
 STAGE ?= prod
 
-.PHONY: dev prod-local test unit package deploy sweep bench mutation client-pack example clean print-python
+.PHONY: dev prod-local test unit example-lock system-dev system-prod-local system-test package deploy sweep bench mutation client-pack example clean print-python
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@if [ -x $(BIN)/python ] && [ ! -e $(STAMP) ]; then echo "rebuilding $(VENV) for Python $(PYTHON_VERSION)"; rm -rf $(VENV); fi
@@ -42,27 +42,36 @@ $(CLIENT_STAMP): client/package.json client/package-lock.json
 $(CLIENT_TARBALL): $(CLIENT_STAMP) $(CLIENT_SOURCES)
 	cd client && npm pack --loglevel=error >/dev/null
 
-# npm ci installs the toolchain the lockfile pins; the package then comes from the tarball just packed (npm ci
-# alone would take the cached copy whose integrity the lockfile names, not the client's current build).
+# npm ci installs what the lockfile pins, and the package from the tarball just packed: the lockfile names the
+# tarball without a hash of its bytes, which change with every change to client/src (see `make example-lock`).
 $(EXAMPLE_STAMP): $(CLIENT_TARBALL) $(EXAMPLE_DIR)/package.json $(EXAMPLE_DIR)/package-lock.json
-	cd $(EXAMPLE_DIR) && npm ci --no-audit --no-fund --loglevel=error \
-		&& npm install --no-save --no-audit --no-fund --loglevel=error ../../$(CLIENT_TARBALL)
+	cd $(EXAMPLE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+## example-lock: rewrite the example's lockfile after changing its package.json, keeping the local tarball unpinned
+example-lock: $(CLIENT_TARBALL)
+	cd $(EXAMPLE_DIR) && npm install --package-lock-only --no-audit --no-fund --loglevel=error
+	node client/scripts/unpin-local-lock.mjs $(EXAMPLE_DIR)/package-lock.json
 
 ## example: pack client/, install the example from the tarball, tsc --strict and vite build it (examples/react-vite/dist)
 example: $(EXAMPLE_STAMP)
 	cd $(EXAMPLE_DIR) && npm run build --silent
 
+# The system packages each stack needs (PostgreSQL, PgBouncer, Chromium, Node.js, npm), from one list that
+# .ci/run uses too: installed when run as root, otherwise named in one apt-get line, and make stops.
+system-dev system-prod-local system-test:
+	@devstack/system-packages $(@:system-%=%)
+
 ## dev: start PostgreSQL and S3 locally and serve the API on http://127.0.0.1:$${PORT:-8000}
-dev: $(STAMP)
+dev: system-dev $(STAMP)
 	$(BIN)/python -m devstack
 
 ## prod-local: the production topology: front end, API under its stage prefix, storage (three origins), SSM, TLS PostgreSQL behind PgBouncer
-prod-local: $(STAMP)
+prod-local: system-prod-local $(STAMP)
 	$(BIN)/python -m devstack.prod_local
 
 ## test: run the whole suite against a local stack the fixtures start
-test: $(STAMP) $(NODE_STAMP) $(CLIENT_STAMP) example
+test: system-test $(STAMP) $(NODE_STAMP) $(CLIENT_STAMP) example
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## unit: only the fast tests that do no I/O

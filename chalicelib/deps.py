@@ -135,6 +135,26 @@ class Dependencies:
 
         return build_error_tracking(self.posthog, self.settings.analytics_budget_seconds, self.settings.version)
 
+    @cached_property
+    def queue(self):
+        """The hand-off queue, or None on a stack without one (JOBS_QUEUE_URL unset)."""
+        if not self.settings.jobs_queue_url:
+            return None
+        from .queue import JobQueue, sqs_client
+
+        return JobQueue(sqs_client(timeout=self.settings.queue_timeout_seconds), self.settings.jobs_queue_url)
+
+    @cached_property
+    def processing(self):
+        """The processing service (Replicate's API), or None where this function's settings name none."""
+        s = self.secrets
+        if not s.processing_configured:
+            return None
+        from .processing.replicate import Replicate
+
+        return Replicate(base_url=s.processing_api_url, token=s.processing_api_token,
+                         model_version=s.processing_model_version, timeout=s.processing_timeout_seconds)
+
     def built(self, name: str):
         """The dependency if it was built already, else None (so a request never builds one just to flush it)."""
         return self.__dict__.get(name)

@@ -19,6 +19,8 @@ STATUS = {
     errors.InvalidToken: 401,
     errors.UploadNotFound: 404,
     errors.AlreadyConfirmed: 409,
+    errors.JobNotRetryable: 409,
+    errors.RetryLimitReached: 409,
     errors.UploadExpired: 410,
     errors.UploadCancelled: 410,
     errors.PayloadTooLarge: 413,
@@ -29,6 +31,7 @@ STATUS = {
     errors.StorageUnavailable: 500,
     errors.DatabaseUnavailable: 503,
     errors.SettingsUnavailable: 503,
+    errors.ProcessingUnavailable: 503,
 }
 # Chalice answers some requests itself (wrong method, wrong media type); give those our error shape too.
 CHALICE_CODES = {

@@ -1,6 +1,7 @@
 """Shared fixtures. Importing `app` needs settings; unit tests get harmless placeholders that reach nothing."""
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -29,3 +30,23 @@ def output_dir():
     os.makedirs(path, exist_ok=True)
     return path
 
+
+
+def _skipped(config) -> list:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return reporter.stats.get("skipped", []) if reporter else []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    reasons = Counter(report.longrepr[2].removeprefix("Skipped: ") if isinstance(report.longrepr, tuple)
+                      else str(report.longrepr) for report in _skipped(config))
+    if reasons:
+        terminalreporter.write_line("skipped: " + "; ".join(f"{count} test(s): {reason}"
+                                                            for reason, count in reasons.most_common()),
+                                    yellow=True, bold=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CI") and _skipped(session.config) and session.exitstatus == 0:
+        # A skip in CI is a test nobody ran: the run proves less than it says.
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -6,6 +6,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+import pytest
+
 
 @dataclass
 class Reply:
@@ -117,3 +119,14 @@ def self_signed_certificate(hostname: str) -> tuple[bytes, bytes]:
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def require_system_tool(found: bool, what: str, package: str) -> None:
+    """A test that needs a system program: in CI (where the suite is the evidence) its absence fails the test;
+    elsewhere the test is skipped, and the run's last line says what was skipped and why."""
+    if found:
+        return
+    message = f"no {what} (apt-get install {package}; `make test` installs it when run as root)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}: CI must run these tests")
+    pytest.skip(message)

@@ -17,7 +17,7 @@ from devstack.pgbouncer import PgBouncer
 from devstack.processes import free_port, stop_process
 from devstack.serve import start_api
 from devstack.stack import LocalStack
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, require_system_tool
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECOND_ORIGIN = "https://preview.3d-ultra.example"
@@ -126,6 +126,8 @@ def prod_local(output_dir):
 def pooler_for(local_stack, *, pool_size: int):
     """PgBouncer in transaction mode (as Neon's -pooler endpoints) in front of the test cluster, stopped and its
     files removed whatever happens."""
+    require_system_tool(bool(shutil.which("pgbouncer")) or os.path.exists("/usr/sbin/pgbouncer"), "PgBouncer",
+                        "pgbouncer")
     base = Path(tempfile.mkdtemp(prefix="3d-ultra-test-"))  # reachable by the unprivileged pgbouncer user
     bouncer = PgBouncer(base / "pgbouncer", server_port=local_stack.postgres.port, database="uploads",
                         pool_size=pool_size)

@@ -6,6 +6,8 @@ import shutil
 
 import pytest
 
+from tests.helpers import require_system_tool
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 # Without these, Chromium tries to reach Google's services, which this machine's closed network refuses.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -14,10 +16,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 @pytest.fixture(scope="session")
 def playwright():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"Chromium is required in CI and was not found at {CHROMIUM}")
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium); CI installs it and runs these tests")
+    require_system_tool(os.path.exists(CHROMIUM), f"Chromium at {CHROMIUM}", "chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

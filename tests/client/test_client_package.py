@@ -53,3 +53,37 @@ def test_npm_pack_gives_a_tarball_that_installs_and_imports_in_a_fresh_project(t
         cwd=app, capture_output=True, text=True, timeout=60)
 
     assert (imported.returncode, imported.stdout, imported.stderr) == (0, "true\n", "")
+
+
+EXAMPLE = CLIENT.parent / "examples" / "react-vite"
+
+
+def test_the_example_lockfile_pins_no_hash_of_the_locally_built_tarball():
+    lock = json.loads((EXAMPLE / "package-lock.json").read_text())
+    local = {path: entry for path, entry in lock["packages"].items()
+             if str(entry.get("resolved", "")).startswith("file:")}
+
+    assert set(local) == {"node_modules/@3d-ultra/upload-client"}
+    assert [path for path, entry in local.items() if "integrity" in entry] == [], (
+        "examples/react-vite/package-lock.json pins the hash of the client's tarball, which changes with client/src:"
+        " run `make example-lock` and commit the lockfile")
+
+
+def test_a_change_to_the_clients_source_still_installs_and_builds_the_example_from_its_tarball(tmp_path):
+    """What a fresh machine meets after any change to client/src: the tarball's bytes change, and the example's
+    `npm ci` must take them as they are (neither refuse them nor take an older copy from the npm cache)."""
+    client = tmp_path / "client"
+    shutil.copytree(CLIENT, client, ignore=shutil.ignore_patterns("node_modules", "dist", "*.tgz"))
+    (client / "node_modules").symlink_to(CLIENT / "node_modules")
+    marker = f"changed-{tmp_path.name}"
+    with open(client / "src" / "index.ts", "a") as source:
+        source.write(f'\nexport const sourceChangeMarker = "{marker}";\n')
+    example = tmp_path / "examples" / "react-vite"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("node_modules", "dist"))
+
+    assert npm("pack", "--loglevel=error", cwd=client).returncode == 0
+    installed = npm("ci", "--no-audit", "--no-fund", "--prefer-offline", cwd=example)
+    assert installed.returncode == 0, "npm ci refused the example's lockfile with the client's new tarball"
+    shipped = example / "node_modules" / "@3d-ultra" / "upload-client" / "dist" / "index.js"
+    assert marker in shipped.read_text(), "npm ci installed an older build of the client than the tarball's"
+    assert npm("run", "--silent", "build", cwd=example).returncode == 0
