@@ -66,16 +66,16 @@ def test_a_requests_500_reaches_error_tracking_with_its_ids_and_without_its_secr
     assert put_object(job["uploadUrl"], SMALL_PNG, "image/png")[0] == 200
     token, presigned = job["sessionToken"], job["uploadUrl"]
 
-    def broken_peek(key, length):
+    def broken_get(upload_id):
         # What a careless error could carry: every secret of the request, in its message and in its locals.
         session_token, upload_url, email, idem = token, presigned, EMAIL, idempotency_key
         note = f"copy of {session_token} for {email} via {upload_url}"
-        raise RuntimeError(f"storage exploded at {upload_url} (token {session_token}, {email}, key {idem}); {note}")
+        raise RuntimeError(f"database exploded at {upload_url} (token {session_token}, {email}, key {idem}); {note}")
 
-    monkeypatch.setattr(app_module.deps.storage, "peek", broken_peek)
+    monkeypatch.setattr(app_module.deps.uploads, "get", broken_get)
     request_id = str(uuid.uuid4())
     started = time.perf_counter()
-    answer = app_module.app(event("POST", f"/api/upload/{job['uploadId']}/confirm",
+    answer = app_module.app(event("GET", f"/api/upload/{job['uploadId']}",
                                   headers={"x-session-token": token}, request_id=request_id,
                                   upload_id=job["uploadId"]), None)
     elapsed = time.perf_counter() - started
@@ -85,20 +85,20 @@ def test_a_requests_500_reaches_error_tracking_with_its_ids_and_without_its_secr
     (reported,) = exceptions(capture)
     properties = reported["properties"]
     assert {k: properties[k] for k in ("function", "route", "requestId", "uploadId", "version")} == {
-        "function": "api", "route": "confirm_upload", "requestId": request_id, "uploadId": job["uploadId"],
+        "function": "api", "route": "get_upload", "requestId": request_id, "uploadId": job["uploadId"],
         "version": "v-test-1"}
     assert reported["distinct_id"] == job["uploadId"] and properties["$process_person_profile"] is False
     (thrown,) = [e for e in properties["$exception_list"] if e["type"] == "RuntimeError"]
-    assert thrown["value"].startswith("storage exploded at ")
+    assert thrown["value"].startswith("database exploded at ")
     frames = {frame["function"]: frame for frame in thrown["stacktrace"]["frames"]}
-    assert "broken_peek" in frames and frames["broken_peek"].get("code_variables")  # locals were sent, scrubbed
+    assert "broken_get" in frames and frames["broken_get"].get("code_variables")  # locals were sent, scrubbed
     sent = json.dumps(capture.batches)
     for secret in (token, idempotency_key, EMAIL, "maya.secret", presigned, presigned.split("?")[1],
                    "X-Amz-Signature=", "X-Amz-Credential="):
         assert secret not in sent, secret
     assert elapsed < BUDGET + 1.0
     print(f"\ncaptured $exception (value, one frame's locals): {thrown['value']!r}, "
-          f"{frames['broken_peek']['code_variables']}")
+          f"{frames['broken_get']['code_variables']}")
 
 
 @pytest.mark.parametrize("mode", ["hanging", "refusing"])
