@@ -77,7 +77,7 @@ def wait_for_model(page, timeout=60_000):
 
 def test_one_job_from_upload_to_its_model_on_the_served_pages(tab, jobs, photo, look):
     jobs["control"].set(delay=0.6)  # about 7 s of processing: time to see the bar move
-    set_timing(tab, pollProcessingMs=300)
+    set_timing(tab, pollProcessingMs=300, linkRefreshMs=3000)
     tab.add_init_script(RECORD_PROGRESS)
     submit_upload(tab, photo)
     tab.wait_for_url(PROCESSING_URL, timeout=20_000)
@@ -109,6 +109,12 @@ def test_one_job_from_upload_to_its_model_on_the_served_pages(tab, jobs, photo, 
     }""")
     assert tab.get_by_role("link", name="Upload another photo").is_visible()
     look(tab, "processing-completed")
+
+    # Left open, the page asks for fresh links before they expire (here after 3 s instead of 12 min): the download
+    # link changes, the 3D view keeps the model it shows.
+    tab.wait_for_function("(old) => document.getElementById('download').href !== old", arg=href, timeout=20_000)
+    assert tab.locator("#processing-page").get_attribute("data-model") == "shown"
+    assert http("GET", download.get_attribute("href"))[0] == 200
 
     violations = csp_violations(tab)
     assert violations == [] and tab.errors == [], json.dumps(violations, indent=1)
