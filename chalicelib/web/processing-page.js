@@ -5,7 +5,7 @@
 // from the emailed link (`#view=<token>`), it shows the job read-only on any device.
 import { OFFLINE_MESSAGE } from "./messages.js";
 import { byId, pageClient } from "./page-common.js";
-import { JobPoller } from "./poller.js";
+import { JobPoller, STOPPING_CODES } from "./poller.js";
 import { getSession, sessionPersistence, takeViewToken } from "./session.js";
 import { STATUSES } from "./status-texts.js";
 // The 3D viewer (@google/model-viewer with three.js, about 1 MB): imported only once there is a model to show.
@@ -161,7 +161,9 @@ function stop(code) {
 function render(state) {
     if (state.job)
         show(state.job, state);
-    if (state.stopped && state.error) {
+    // Only an answer no poll can change ends the page; a passing failure while a finished job's links are asked for
+    // again is shown below, like any other.
+    if (state.error && (STOPPING_CODES.has(state.error.code) || state.error.status === 410)) {
         stop(state.error.code);
         return;
     }

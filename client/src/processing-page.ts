@@ -6,7 +6,7 @@
 import type { JobStatus } from "./api.js";
 import { OFFLINE_MESSAGE } from "./messages.js";
 import { byId, pageClient } from "./page-common.js";
-import { JobPoller, type JobPollState } from "./poller.js";
+import { JobPoller, STOPPING_CODES, type JobPollState } from "./poller.js";
 import { getSession, sessionPersistence, takeViewToken } from "./session.js";
 import { STATUSES } from "./status-texts.js";
 
@@ -173,7 +173,9 @@ function stop(code: string): void {
 
 function render(state: JobPollState): void {
   if (state.job) show(state.job, state);
-  if (state.stopped && state.error) {
+  // Only an answer no poll can change ends the page; a passing failure while a finished job's links are asked for
+  // again is shown below, like any other.
+  if (state.error && (STOPPING_CODES.has(state.error.code) || state.error.status === 410)) {
     stop(state.error.code);
     return;
   }

@@ -116,6 +116,14 @@ def test_one_job_from_upload_to_its_model_on_the_served_pages(tab, jobs, photo, 
     assert tab.locator("#processing-page").get_attribute("data-model") == "shown"
     assert http("GET", download.get_attribute("href"))[0] == 200
 
+    # A refresh the server cannot answer is a passing failure: the model stays, the page says it keeps trying.
+    tab.route(STATUS, lambda route: route.fulfill(status=503, content_type="application/json", body=json.dumps(
+        {"error": {"code": "SERVICE_UNAVAILABLE", "message": "The service is temporarily unavailable."}})))
+    tab.locator("#error").filter(has_text="We'll keep trying.").wait_for(timeout=20_000)
+    assert tab.locator("#processing-page").get_attribute("data-state") == "completed"
+    assert tab.locator("#result").is_visible()
+    tab.unroute(STATUS)
+
     violations = csp_violations(tab)
     assert violations == [] and tab.errors == [], json.dumps(violations, indent=1)
     assert look.found == {state: [] for state in look.found}, look.found
