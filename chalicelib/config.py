@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -170,6 +171,10 @@ class Settings:
     processing_api_url: str = REPLICATE_API_URL
     processing_api_token: str = ""
     processing_model_version: str = ""
+    # How the model takes the photo: `image` (one URL) or `images` (a list of views, as TRELLIS takes them), and
+    # the model's other inputs (a JSON object), e.g. {"generate_model": true}.
+    processing_image_input: str = "image"
+    processing_extra_input: str = "{}"
     processing_timeout_seconds: float = 10.0
     processing_poll_seconds: int = 5
     processing_deadline_seconds: int = 1800
@@ -248,6 +253,8 @@ class Settings:
             processing_api_url=env.get("PROCESSING_API_URL") or cls.processing_api_url,
             processing_api_token=env.get("PROCESSING_API_TOKEN", ""),
             processing_model_version=env.get("PROCESSING_MODEL_VERSION", ""),
+            processing_image_input=env.get("PROCESSING_IMAGE_INPUT") or cls.processing_image_input,
+            processing_extra_input=env.get("PROCESSING_EXTRA_INPUT") or cls.processing_extra_input,
             processing_timeout_seconds=_number(env, "PROCESSING_TIMEOUT_SECONDS", cls.processing_timeout_seconds),
             processing_poll_seconds=_number(env, "PROCESSING_POLL_SECONDS", cls.processing_poll_seconds),
             processing_deadline_seconds=_number(env, "PROCESSING_DEADLINE_SECONDS", cls.processing_deadline_seconds),
@@ -291,6 +298,14 @@ def _check_processing(env: Mapping[str, str], given: set) -> None:
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
         # The token travels in every request.
         raise ConfigError("PROCESSING_API_URL must use https (plain http only on 127.0.0.1 or localhost)")
+    if (env.get("PROCESSING_IMAGE_INPUT") or "image") not in ("image", "images"):
+        raise ConfigError(f"PROCESSING_IMAGE_INPUT must be image or images, got {env['PROCESSING_IMAGE_INPUT']!r}")
+    try:
+        extra = json.loads(env.get("PROCESSING_EXTRA_INPUT") or "{}")
+    except ValueError:
+        extra = None
+    if not isinstance(extra, dict):
+        raise ConfigError("PROCESSING_EXTRA_INPUT must be a JSON object (the model's other inputs)")
     if _number(env, "PROCESSING_DEADLINE_SECONDS", 1800) <= 2 * _number(env, "PROCESSING_POLL_SECONDS", 5):
         raise ConfigError("PROCESSING_DEADLINE_SECONDS must be more than twice PROCESSING_POLL_SECONDS")
 

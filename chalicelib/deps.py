@@ -150,10 +150,13 @@ class Dependencies:
         s = self.secrets
         if not s.processing_configured:
             return None
+        import json
+
         from .processing.replicate import Replicate
 
         return Replicate(base_url=s.processing_api_url, token=s.processing_api_token,
-                         model_version=s.processing_model_version, timeout=s.processing_timeout_seconds)
+                         model_version=s.processing_model_version, timeout=s.processing_timeout_seconds,
+                         image_input=s.processing_image_input, extra_input=json.loads(s.processing_extra_input))
 
     def built(self, name: str):
         """The dependency if it was built already, else None (so a request never builds one just to flush it)."""

@@ -44,6 +44,8 @@ DEFAULTS = {
     "processing_api_url": "https://api.replicate.com",
     "processing_api_token": "",
     "processing_model_version": "",
+    "processing_image_input": "image",
+    "processing_extra_input": "{}",
     "processing_timeout_seconds": 10.0,
     "processing_poll_seconds": 5,
     "processing_deadline_seconds": 1800,
