@@ -1,6 +1,7 @@
-// @3d-ultra/upload-client/react: the story's useUpload hook and useJob for the processing screen. Both render on
-// the server (idle state, no polling) and survive React StrictMode's double effects: the engine lives as long as
-// the component, its effects only attach and detach.
+// @3d-ultra/upload-client/react: the story's UploadForm and useUpload hook, useJob for the processing screen and
+// useCurrentJob for "continue your last upload". All render on the server (idle state, no polling, no storage)
+// and survive React StrictMode's double effects: the engine lives as long as the component, its effects only
+// attach and detach.
 
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 
@@ -213,3 +214,6 @@ export function useJob(jobId: string | null | undefined, options: UseJobOptions 
   }, [client, jobId, token]);
   return state;
 }
+
+export { DEFAULT_UPLOAD_FORM_LABELS, UploadForm } from "./UploadForm.js";
+export type { UploadFormLabels, UploadFormPart, UploadFormProps } from "./UploadForm.js";
