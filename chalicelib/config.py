@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 MIB = 1024 * 1024
 # Secrets may be given directly (local runs) or as the name of an SSM parameter, `<NAME>_SSM_PARAMETER` (production).
 SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY",
-                "DIGEST_SECRET")
+                "DIGEST_SECRET", "PROCESSING_API_TOKEN")
 # The key of the HMACs kept instead of Idempotency-Keys, request fingerprints and rate-limit keys: a random string
 # of at least this many characters (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
 MIN_DIGEST_SECRET_LENGTH = 32
@@ -36,7 +36,17 @@ NUMERIC_SETTINGS = {  # name: (type, largest value)
     "UPLOAD_URL_TTL_SECONDS": (int, 7 * 24 * 3600),  # the longest a SigV4 presigned URL may live
     "ABANDONED_AFTER_SECONDS": (int, TEN_YEARS_SECONDS),
     "EMAIL_RETENTION_DAYS": (int, 3650),
+    "QUEUE_TIMEOUT_SECONDS": (float, 10),  # the confirm waits this long at most for its hand-off
+    "PROCESSING_TIMEOUT_SECONDS": (float, 60),
+    "PROCESSING_POLL_SECONDS": (int, 900),  # SQS's longest message delay
+    "PROCESSING_DEADLINE_SECONDS": (int, 7 * 24 * 3600),
+    "PROCESSING_MAX_ATTEMPTS": (int, 20),
+    "DISPATCH_AFTER_SECONDS": (int, 24 * 3600),
+    "MAX_RESULT_BYTES": (int, 1024 * MIB),  # what a worker holds in memory at once
+    "RESULT_RETENTION_DAYS": (int, 3650),
 }
+# Replicate's API; PROCESSING_API_URL points the worker at another service that speaks it (the local reference one).
+REPLICATE_API_URL = "https://api.replicate.com"
 
 
 class ConfigError(RuntimeError):
@@ -151,8 +161,30 @@ class Settings:
     stage: str = "dev"
     # Secrets from SSM are re-read after this long (and at once when a credential is refused).
     secrets_max_age_seconds: float = 300.0
+    # The hand-off to processing: the SQS queue the confirm sends to (empty: no hand-off, for a stack without one).
+    jobs_queue_url: str = ""
+    # Its name (the worker's trigger and the dead-letter queue `<name>-dead` are registered by it at import).
+    jobs_queue_name: str = "three-d-ultra-jobs"
+    queue_timeout_seconds: float = 1.0
+    # The processing service (Replicate's predictions API): the worker's and the dispatcher's only.
+    processing_api_url: str = REPLICATE_API_URL
+    processing_api_token: str = ""
+    processing_model_version: str = ""
+    processing_timeout_seconds: float = 10.0
+    processing_poll_seconds: int = 5
+    processing_deadline_seconds: int = 1800
+    processing_max_attempts: int = 3
+    dispatch_after_seconds: int = 60
+    max_result_bytes: int = 100 * MIB
+    # How long a finished job keeps its photo, preview and model before the sweep deletes them.
+    result_retention_days: int = 30
     # (setting name, SSM parameter name) of secrets still to be fetched; empty once resolved.
     ssm_parameters: Tuple[Tuple[str, str], ...] = ()
+
+    @property
+    def processing_configured(self) -> bool:
+        """True when this function may speak to the processing service (the worker's environment names it)."""
+        return bool(self.processing_model_version)
 
     @property
     def database(self) -> DatabaseSettings:
@@ -187,6 +219,7 @@ class Settings:
             raise ConfigError(f"UPLOAD_URL_TTL_SECONDS ({url_ttl}) must be less than ABANDONED_AFTER_SECONDS "
                               f"({abandoned_after})")
         origins = allowed_origins_from_env(env)
+        _check_processing(env, given)
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             r2_endpoint_url=endpoint,
@@ -209,6 +242,19 @@ class Settings:
             secrets_max_age_seconds=_number(env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds),
             version=env.get("VERSION") or cls.version,
             stage=env.get("STAGE") or cls.stage,
+            jobs_queue_url=env.get("JOBS_QUEUE_URL", ""),
+            jobs_queue_name=env.get("JOBS_QUEUE_NAME") or cls.jobs_queue_name,
+            queue_timeout_seconds=_number(env, "QUEUE_TIMEOUT_SECONDS", cls.queue_timeout_seconds),
+            processing_api_url=env.get("PROCESSING_API_URL") or cls.processing_api_url,
+            processing_api_token=env.get("PROCESSING_API_TOKEN", ""),
+            processing_model_version=env.get("PROCESSING_MODEL_VERSION", ""),
+            processing_timeout_seconds=_number(env, "PROCESSING_TIMEOUT_SECONDS", cls.processing_timeout_seconds),
+            processing_poll_seconds=_number(env, "PROCESSING_POLL_SECONDS", cls.processing_poll_seconds),
+            processing_deadline_seconds=_number(env, "PROCESSING_DEADLINE_SECONDS", cls.processing_deadline_seconds),
+            processing_max_attempts=_number(env, "PROCESSING_MAX_ATTEMPTS", cls.processing_max_attempts),
+            dispatch_after_seconds=_number(env, "DISPATCH_AFTER_SECONDS", cls.dispatch_after_seconds),
+            max_result_bytes=_number(env, "MAX_RESULT_BYTES", cls.max_result_bytes),
+            result_retention_days=_number(env, "RESULT_RETENTION_DAYS", cls.result_retention_days),
             ssm_parameters=refs,
         )
 
@@ -225,6 +271,28 @@ class Settings:
         settings.database  # a bad URL from SSM fails here, with its reason
         check_digest_secret(settings.digest_secret)
         return settings
+
+
+def _check_processing(env: Mapping[str, str], given: set) -> None:
+    """The processing settings come together: a worker with a model and no token (or no queue to poll through)
+    would fail every job, so start-up stops naming what is missing."""
+    named = [name for name in ("PROCESSING_MODEL_VERSION", "PROCESSING_API_TOKEN")
+             if env.get(name) or name in given]
+    if not named:
+        return
+    missing = [name for name in ("PROCESSING_MODEL_VERSION", "PROCESSING_API_TOKEN", "JOBS_QUEUE_URL")
+               if not env.get(name) and name not in given]
+    if missing:
+        raise ConfigError("The processing service needs: " + ", ".join(missing))
+    url = env.get("PROCESSING_API_URL") or REPLICATE_API_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"PROCESSING_API_URL must be an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
+        # The token travels in every request.
+        raise ConfigError("PROCESSING_API_URL must use https (plain http only on 127.0.0.1 or localhost)")
+    if _number(env, "PROCESSING_DEADLINE_SECONDS", 1800) <= 2 * _number(env, "PROCESSING_POLL_SECONDS", 5):
+        raise ConfigError("PROCESSING_DEADLINE_SECONDS must be more than twice PROCESSING_POLL_SECONDS")
 
 
 def check_digest_secret(value: str) -> None:

@@ -173,14 +173,16 @@ class ConfirmedUpload:
     status: str
 
 
-def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics) -> ConfirmedUpload:
+def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics,
+                   queue=None) -> ConfirmedUpload:
     """Check the photo really is in storage as declared (size, type and its first bytes, in one storage request),
-    then mark the job confirmed, exactly once, pinned to the ETag of those bytes."""
+    then mark the job confirmed, exactly once, pinned to the ETag of those bytes, and hand it to processing."""
     record = authorize(upload_id, token, uploads=uploads)
     if record.confirmed_at is not None:
         owed = uploads.claim_owed_report(record.id, record.token_hash, "confirmed")
         if owed is not None:
             # This token's earlier confirm committed but its answer was lost: answer it now, and report it once.
+            hand_off(owed.id, owed.attempt, queue=queue)
             return _report_confirmed(owed, analytics)
     _ensure_confirmable(record)
     stored = storage.peek(record.key, domain.SIGNATURE_BYTES)
@@ -212,7 +214,19 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
             raise UploadNotFound()
         _ensure_confirmable(current)
         raise InvalidToken()
+    hand_off(confirmed.id, confirmed.attempt, queue=queue)
     return _report_confirmed(confirmed, analytics)
+
+
+def hand_off(upload_id: str, attempt: int, *, queue) -> None:
+    """Send the committed job to the processing queue. A send that fails or times out (bounded by the queue
+    client's timeouts) fails nothing: the dispatcher sends every confirmed job that was not taken in time."""
+    if queue is None:
+        return
+    try:
+        queue.send(upload_id, attempt)
+    except Exception as exc:  # the confirm has committed; its answer must not depend on the queue
+        log.warning("hand-off to processing deferred to the dispatcher: %s", type(exc).__name__)
 
 
 def _report_confirmed(confirmed: UploadRecord, analytics) -> "ConfirmedUpload":
@@ -243,11 +257,51 @@ def _media_type(content_type: str) -> str:
     return content_type.partition(";")[0].strip().lower()
 
 
-def get_upload_status(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
-    """The job as the processing screen shows it."""
+@dataclass(frozen=True)
+class JobStatus:
+    """The job as the processing screen shows it, with short-lived links to its preview and model."""
+
+    record: UploadRecord
+    preview_url: Optional[str]
+    result_url: Optional[str]
+
+
+def get_upload_status(upload_id: str, token: Optional[str], *, uploads, storage=None,
+                      link_seconds: int = 900) -> JobStatus:
+    """The job as the processing screen shows it: links (presigned GETs, no storage request) only to results
+    that were written and not yet removed by their retention."""
     record = authorize(upload_id, token, uploads=uploads)
     domain.ensure_visible(_stage(record))
-    return record
+    links = {}
+    if storage is not None and record.results_deleted_at is None:
+        for name, key in (("preview_url", record.preview_key), ("result_url", record.result_key)):
+            if key:
+                links[name] = storage.presign_get(key, expires_in=link_seconds)
+    return JobStatus(record=record, preview_url=links.get("preview_url"), result_url=links.get("result_url"))
+
+
+def retry_job(upload_id: str, token: Optional[str], *, uploads, queue, analytics, max_attempts: int) -> UploadRecord:
+    """Start a new attempt of a failed job, without a new upload, up to `max_attempts` attempts in all; one
+    conditional statement decides (a double click retries once)."""
+    token_hash = domain.hash_token(_presented_token(upload_id, token))
+    outcome = uploads.retry(upload_id, token_hash, max_attempts)
+    if outcome is None:
+        raise UploadNotFound()
+    if not outcome.owned:
+        raise InvalidToken()
+    if outcome.retried_attempt is None:
+        stage = domain.stage_of(outcome.status, outcome.confirmed)
+        domain.ensure_visible(stage)
+        if stage == domain.FAILED and outcome.results_deleted:
+            raise UploadExpired()
+        if stage == domain.FAILED and outcome.attempt < max_attempts:
+            # A concurrent retry (a double click) won after this statement's snapshot: that one sent it.
+            return uploads.get(upload_id)
+        domain.ensure_retryable(stage, outcome.attempt, max_attempts)
+    attempt = outcome.retried_attempt
+    analytics.capture("processing_retried", upload_id, {"uploadId": upload_id, "attempt": attempt})
+    hand_off(upload_id, attempt, queue=queue)
+    return uploads.get(upload_id)
 
 
 def cancel_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics) -> None:
@@ -292,6 +346,21 @@ def cancel_upload(upload_id: str, token: Optional[str], *, uploads, storage, ana
         log.warning("cancelled upload's object not deleted; the sweep will")
 
 
+def _delete_old_results(uploads, storage, retention_days: int, batch_size: int) -> int:
+    """Remove the photo, preview and model of jobs finished longer ago than the retention; the status then
+    shows no links and says when they went."""
+    deleted = 0
+    while True:
+        finished = uploads.results_to_delete(retention_days, batch_size)
+        if not finished:
+            return deleted
+        for _, keys in finished:
+            for key in keys:
+                storage.delete(key)
+        uploads.mark_results_deleted([upload_id for upload_id, _ in finished])
+        deleted += len(finished)
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     """What a front end on any origin checks before it creates a job."""
@@ -319,7 +388,7 @@ def check_health(*, uploads, storage) -> dict:
 
 def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_ttl_seconds: int,
                              email_retention_days: int | None = None, rate_limit_windows: tuple = (),
-                             batch_size: int = 200) -> dict:
+                             batch_size: int = 200, result_retention_days: int | None = None) -> dict:
     """Expire jobs created but never confirmed, delete the objects of expired and cancelled jobs (a cancelled one's
     once `url_ttl_seconds` have passed since the cancel, so that no upload URL outlives its job), clear emails past
     their retention and forget rate-limit rows older than the longest window in `rate_limit_windows` (seconds);
@@ -338,6 +407,8 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_t
         uploads.mark_objects_deleted([upload_id for upload_id, _ in pending])
         deleted += len(pending)
     summary = {"expired": expired, "objectsDeleted": deleted}
+    if result_retention_days is not None:
+        summary["resultsDeleted"] = _delete_old_results(uploads, storage, result_retention_days, batch_size)
     if email_retention_days is not None:
         summary["emailsCleared"] = uploads.clear_old_emails(email_retention_days)
     log.info("sweep finished", extra={

@@ -36,6 +36,18 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
     return process
 
 
+def start_worker(env: dict[str, str], *, log_file=None, dispatch_seconds: float = 60.0) -> subprocess.Popen:
+    """Run the worker functions as Lambda would around them (devstack/worker.py) with `env`."""
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "devstack.worker", "--dispatch-seconds", str(dispatch_seconds)],
+        cwd=PROJECT_DIR,
+        env={**{k: v for k, v in os.environ.items() if k not in ("ALLOWED_ORIGIN", "ALLOWED_ORIGINS")}, **env},
+        stdout=log_file,
+        stderr=subprocess.STDOUT if log_file is not None else None,
+        start_new_session=True,
+    )
+
+
 def dev_origins(port: int, env) -> tuple[str, ...]:
     """`make dev`'s own origin, plus whatever ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds: a front end under
     development on another port, say."""
@@ -52,10 +64,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     port = int(os.environ.get("PORT", "8000"))
     stack = LocalStack(allowed_origins=dev_origins(port, os.environ))
-    api = None
+    api = worker = None
     try:
         with StopSignals() as stop:
             env = stack.start()
+            worker = start_worker(env)
             api = start_api(env, port)
             print(f"3D Ultra upload API ready at http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
             api.wait()
@@ -63,8 +76,9 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if api is not None:
-            stop_process(api)
+        for process in (api, worker):
+            if process is not None:
+                stop_process(process)
         stack.stop()
         print("stopped", flush=True)
 

@@ -141,6 +141,9 @@ class FakeStorage:
     def presign_put(self, key, *, content_type, content_length, expires_in):
         return f"https://storage.test/{key}?type={content_type}&length={content_length}&ttl={expires_in}"
 
+    def presign_get(self, key, *, expires_in):
+        return f"https://storage.test/{key}?get&ttl={expires_in}"
+
     def peek(self, key, length):
         self.peeks.append({"key": key, "length": length})
         if self.failure:
@@ -176,6 +179,31 @@ class FakeAnalytics:
         self.flushes += 1
 
 
+class FakeErrorTracking:
+    def __init__(self):
+        self.captured = []  # (exception, {keyword: value})
+        self.flushes = 0
+
+    def capture(self, exc, **context):
+        self.captured.append((exc, context))
+
+    def flush(self):
+        self.flushes += 1
+
+
+class FakeQueue:
+    """Sent messages as (upload id, attempt, delay seconds); `failure` is raised by every send."""
+
+    def __init__(self):
+        self.sent = []
+        self.failure = None
+
+    def send(self, upload_id, attempt, *, delay_seconds=0):
+        if self.failure:
+            raise self.failure
+        self.sent.append((upload_id, attempt, delay_seconds))
+
+
 class FakeDeps:
     def __init__(self, settings):
         self.settings = settings
@@ -183,6 +211,9 @@ class FakeDeps:
         self.uploads = FakeUploads()
         self.storage = FakeStorage()
         self.analytics = FakeAnalytics()
+        self.error_tracking = FakeErrorTracking()
+        self.queue = FakeQueue()
+        self.processing = None
 
     def built(self, name):
         return getattr(self, name)
@@ -213,3 +244,10 @@ class SweepUploads:
     def clear_old_emails(self, older_than_days):
         self.calls.append(("clear_old_emails", {"older_than_days": older_than_days}))
         return self.emails_cleared
+
+    def results_to_delete(self, retention_days, limit):
+        self.calls.append(("results_to_delete", {"retention_days": retention_days, "limit": limit}))
+        return []
+
+    def mark_results_deleted(self, upload_ids):
+        self.calls.append(("mark_results_deleted", {"upload_ids": upload_ids}))
