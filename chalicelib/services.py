@@ -165,6 +165,10 @@ def authorize(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
     return record
 
 
+VIEW_LINK_INVALID = "This link is not valid for this upload."
+VIEW_LINK_EXPIRED = "This link has expired: the photo and its 3D model were deleted. Please upload your photo again."
+
+
 def authorize_view(upload_id: str, view_token: Optional[str], *, uploads) -> UploadRecord:
     """The read-only check of the emailed link: the view credential must be this job's and still live (it dies
     with the results' retention). One statement reads the job, the credential's digest and its expiry."""
@@ -173,9 +177,9 @@ def authorize_view(upload_id: str, view_token: Optional[str], *, uploads) -> Upl
     if record is None:
         raise UploadNotFound()
     if record.view_token_hash is None or not domain.token_matches(view_token, record.view_token_hash):
-        raise InvalidToken()
+        raise InvalidToken(VIEW_LINK_INVALID)
     if not record.view_live:
-        raise UploadExpired()
+        raise UploadExpired(VIEW_LINK_EXPIRED)
     return record
 
 

@@ -71,7 +71,7 @@ def describe(message: EmailMessage) -> str:
     for part in message.walk():
         if part.is_multipart():
             continue
-        lines += ["", f"[{part.get_content_type()}]", part.get_content().rstrip("\n")]
+        lines += ["", f"[{part.get_content_type()}]", part.get_content().replace("\r\n", "\n").rstrip()]
     lines.append("-" * 66)
     return "\n".join(lines)
 
