@@ -31,7 +31,7 @@ def completed_email(*, to: str, job_id: str, view_token: str, frontend_url: str,
     html = _html("Your 3D model is ready.",
                  f'<p><a href="{escape(link)}">Open your 3D model</a> on any device, look at it from every side and '
                  f'download it.</p>\n<p>The link works until {escape(until)}; after that the photo and the model are '
-                 f'deleted.</p>\n<p>If the button does not open, paste this address into a browser:<br>'
+                 f'deleted.</p>\n<p>If the link does not open, paste this address into a browser:<br>'
                  f'{escape(link)}</p>')
     return EmailMessage(to=to, subject="Your 3D model is ready", text=text, html=html)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
+import logging
 import threading
 from email.message import EmailMessage
 from typing import Callable, Optional
@@ -34,6 +35,8 @@ class MailServer:
     def start(self) -> "MailServer":
         from aiosmtpd.controller import Controller
 
+        # aiosmtpd logs every SMTP command at INFO: the message printed whole says all of it.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         server = self
 
         class Handler:
