@@ -7,12 +7,11 @@ from datetime import datetime, timezone
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import logs, metrics, pages, services, worker
+from chalicelib import http, logs, metrics, pages, services, worker
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies
 from chalicelib.queue import parse_message
 from chalicelib.http import (
-    api_view,
     decode_json_body,
     LIMITS_CACHE_CONTROL,
     iso_utc,
@@ -22,8 +21,10 @@ from chalicelib.http import (
     preflight_response,
     refuse_oversized,
     request_id,
+    request_secrets,
     settings_unavailable,
     upload_id_of,
+    with_cache_policy,
     with_cors,
 )
 
@@ -43,6 +44,32 @@ API_PATHS = ("/api/upload", "/api/upload/limits", "/api/upload/{upload_id}/confi
 RESULT_LINK_SECONDS = 900
 
 
+def report_unexpected(exc: BaseException, *, function: str, secrets=(), **context) -> None:
+    """Hand an unexpected exception to error tracking with the ids bound for this request or invocation; never
+    raises (a key that cannot be read or a client that fails leaves a log line, and the exception was logged)."""
+    try:
+        fields = logs.bound()
+        deps.error_tracking.capture(exc, function=function, request_id=fields.get("requestId"),
+                                    upload_id=fields.get("uploadId"), secrets=secrets, **context)
+    except Exception as cause:
+        log.warning("error tracking unavailable: %s", type(cause).__name__)
+
+
+def flush_reports() -> None:
+    """Deliver the events and exceptions this request or invocation queued, each within the analytics budget
+    (they share one client, so the second flush finds nothing left)."""
+    for name in ("analytics", "error_tracking"):
+        built = deps.built(name)
+        if built is not None:
+            built.flush()
+
+
+# Every API route: its failures leave as JSON errors, an unexpected one reaches error tracking with the request's
+# own token, key and email scrubbed from it.
+api_view = functools.partial(http.api_view, report=lambda exc, view: report_unexpected(
+    exc, function="api", route=view, secrets=request_secrets(app.current_request)))
+
+
 @app.middleware("http")
 def finish_request(request, get_response):
     started = time.perf_counter()
@@ -54,9 +81,8 @@ def finish_request(request, get_response):
             response = (settings_unavailable(lambda: deps.secrets) or refuse_oversized(request)
                         or normalise_chalice_error(get_response(request)))
             response = with_cors(response, request.headers.get("origin"), deps.settings.allowed_origins)
-        analytics = deps.built("analytics")
-        if analytics is not None:
-            analytics.flush()
+            response = with_cache_policy(response, request.path)
+        flush_reports()
         log_request(request, response, time.perf_counter() - started, app.lambda_context)
     finally:
         logs.unbind(bound)
@@ -206,8 +232,9 @@ for _path in API_PATHS:
 
 def reported(function_name):
     """An exception escaping an event function leaves one JSON line naming the function and the invocation's
-    request id, then propagates, so that Lambda still counts the failure (its Errors metric, the sweep's retries
-    and failure destination)."""
+    request id and reaches error tracking (delivered before the invocation ends), then propagates, so that Lambda
+    still counts the failure (its Errors metric, the sweep's retries and failure destination). Any event function
+    (a queue worker too) is wrapped with it."""
 
     def decorate(handler):
         @functools.wraps(handler)
@@ -218,6 +245,8 @@ def reported(function_name):
             except Exception as exc:
                 log.exception("%s failed: %s", function_name, type(exc).__name__,
                               extra={"errorType": type(exc).__name__})
+                report_unexpected(exc, function=function_name)
+                flush_reports()
                 raise
             finally:
                 logs.unbind(bound)
@@ -265,8 +294,8 @@ expire_abandoned = reported("expire-abandoned")(accepting_manual_runs(expire_aba
 def migrate(event, context):
     """Apply pending database migrations (the deploy runs them before the code; this checks they are applied).
 
-    Only DATABASE_URL is resolved (in production `/3d-ultra/<stage>/database-url-direct`, the one parameter
-    this function's role may read), never the storage or analytics secrets."""
+    Only DATABASE_URL is resolved (in production `/3d-ultra/<stage>/database-url-direct`), never the storage
+    secrets; the PostHog key (the only other parameter this function's role may read) only to report a failure."""
     from chalicelib.config import DatabaseSettings, fetch_ssm_parameters
     from chalicelib.db import Database
     from chalicelib.migrate import MIGRATE_TIMEOUT_SECONDS, apply_migrations

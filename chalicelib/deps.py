@@ -104,11 +104,36 @@ class Dependencies:
         return Storage(RotatingS3Client(self), self.settings.r2_bucket)
 
     @cached_property
+    def posthog(self):
+        """The container's one PostHog client (None without a key), for analytics and error tracking alike.
+
+        Its key comes from the secrets if they are loaded already; otherwise that one parameter is read alone,
+        so that a function that may read no other secret (migrate) still reports its failures."""
+        from .analytics import posthog_client
+
+        s = self.settings
+        key, parameter = s.posthog_api_key, dict(s.ssm_parameters).get("POSTHOG_API_KEY")
+        if key is None and parameter:
+            if self._secrets is not None:
+                key = self._secrets.posthog_api_key
+            else:
+                from .config import fetch_ssm_parameters
+
+                key = (self._fetch or fetch_ssm_parameters)([parameter])[parameter]
+        return posthog_client(key, s.posthog_host, s.analytics_budget_seconds)
+
+    @cached_property
     def analytics(self):
         from .analytics import build_analytics
 
         s = self.secrets
-        return build_analytics(s.posthog_api_key, s.posthog_host, s.analytics_budget_seconds)
+        return build_analytics(s.posthog_api_key, s.posthog_host, s.analytics_budget_seconds, client=self.posthog)
+
+    @cached_property
+    def error_tracking(self):
+        from .errortracking import build_error_tracking
+
+        return build_error_tracking(self.posthog, self.settings.analytics_budget_seconds, self.settings.version)
 
     @cached_property
     def queue(self):

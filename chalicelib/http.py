@@ -52,6 +52,9 @@ CORS_MAX_AGE_SECONDS = 7200
 # The limits change only with a deploy: an hour in a browser or a shared cache saves a request per page load, and
 # a lowered limit is still enforced by the create (a stale page gets 400, never an accepted oversized upload).
 LIMITS_CACHE_CONTROL = "public, max-age=3600"
+# The API's answers carry session tokens, presigned URLs and a job's state: no browser or shared cache may keep one,
+# errors included (a cached 404 or 409 would outlive the job's next change). A route that wants caching says so.
+API_CACHE_CONTROL = "no-store"
 # A valid create body is well under 1 KiB; anything this large is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
 
@@ -70,8 +73,9 @@ def error_response(exc: errors.UploadError) -> Response:
     return response
 
 
-def api_view(view):
-    """Wrap a route so that every failure leaves as a JSON error, never as a traceback."""
+def api_view(view, report=None):
+    """Wrap a route so that every failure leaves as a JSON error, never as a traceback; an unexpected one is also
+    handed to `report(exc, view_name)` (error tracking), whose own failure changes nothing."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -88,15 +92,33 @@ def api_view(view):
                 logs.bind(reason=reason)  # the access line of this request carries it too
                 log.warning("%s: %s", exc.code, reason, extra={"code": exc.code})
             return error_response(exc)
-        except Exception:
+        except Exception as exc:
             # The client still gets the JSON 500 (never a trace). Lambda's Errors metric only counts an
             # invocation that fails, which would replace this answer with API Gateway's 502; the line records
             # an UnhandledErrors metric instead (Embedded Metric Format: no API call), which an alarm watches.
             log.exception("unhandled error in %s", view.__name__,
                           extra={"code": errors.UploadError.code, **metrics.emf(UnhandledErrors=1)})
+            if report is not None:
+                try:
+                    report(exc, view.__name__)
+                except Exception as cause:
+                    log.warning("error tracking failed: %s", type(cause).__name__)
             return error_response(errors.UploadError())
 
     return wrapper
+
+
+def request_secrets(request) -> tuple[str, ...]:
+    """The values of a request that no report may repeat: its session token, Idempotency-Key and email."""
+    headers = getattr(request, "headers", None) or {}
+    values = [headers.get("x-session-token"), headers.get("idempotency-key")]
+    try:
+        body = json.loads(getattr(request, "raw_body", None) or b"null")
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("email"), str):
+        values.append(body["email"])
+    return tuple(value for value in values if value)
 
 
 def iso_utc(moment):
@@ -172,6 +194,13 @@ def normalise_chalice_error(response: Response) -> Response:
             message = errors.UploadError.message
         response.body = {"error": {"code": code, "message": message}}
         response.headers["Content-Type"] = "application/json"
+    return response
+
+
+def with_cache_policy(response: Response, path: str | None) -> Response:
+    """`response` with `Cache-Control: no-store` if it answers an API route that set no policy of its own."""
+    if (path or "").startswith("/api/") and not any(name.lower() == "cache-control" for name in response.headers):
+        response.headers["Cache-Control"] = API_CACHE_CONTROL
     return response
 
 

@@ -13,6 +13,9 @@ from .db import Database
 
 # Any constant will do, as long as every migration runner uses the same one.
 MIGRATION_LOCK_ID = 3_600_2026
+# The key space of the advisory locks on Idempotency-Keys: (this, hashtext(digest)), as upload_key_taken in
+# migration 0006 takes them.
+UPLOAD_KEY_LOCK_SPACE = 36002026
 
 _UPLOAD_COLUMNS = (
     "id, session_token_hash, original_url, file_type, file_size, status, created_at, confirmed_at"
@@ -227,8 +230,17 @@ class Uploads:
             f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted)"
         )
         refused = ", ".join(f"(SELECT retry_after FROM limit_{n} WHERE NOT admitted)" for n in range(len(limits)))
+        # The key's lock comes first, before any row lock: the planner orders the CTEs below as it likes, and a
+        # send whose `replayed` locked the job's row before waiting for the key deadlocked with the send holding
+        # the key and waiting for that row. Taken by its own statement in the same simple-query message (one round
+        # trip, one implicit transaction, one server connection behind a transaction-mode pooler), the lock is held
+        # before the WITH statement takes its snapshot, so that statement also sees every send of the key before
+        # it. The lock's statement returns no row.
+        lock = ("SELECT WHERE pg_advisory_xact_lock(:lock_space, hashtext(:idem)) IS NULL; "
+                if idempotency_key is not None else "")
+        params["lock_space"] = UPLOAD_KEY_LOCK_SPACE
         rows = self._db.run(
-            "WITH " + ", ".join(ctes) +
+            lock + "WITH " + ", ".join(ctes) +
             f" SELECT job.*, {'COALESCE(' + refused + ')' if limits else 'NULL::int'} FROM (VALUES (1)) AS one"
             " LEFT JOIN (SELECT * FROM replayed UNION ALL SELECT * FROM created) AS job ON true",
             **params,

@@ -214,16 +214,17 @@ def dashboard(stage: str, names: dict[str, str], api_dimensions: list[dict]) -> 
 
 
 # What each function's role may read from SSM: exactly the parameters its environment names. The API never
-# names the direct (owner-capable) database URL; migrate names only it; the sweep has no analytics key. The
-# sweep computes no digest, but its settings are checked whole at start-up, the digest secret's length included.
+# names the direct (owner-capable) database URL; migrate names only it and the PostHog key, which every function
+# reads to report its failures to error tracking. The sweep computes no digest, but its settings are checked
+# whole at start-up, the digest secret's length included.
 FUNCTION_SECRETS = {
     "APIHandler": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
                    "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key",
                    "POSTHOG_API_KEY": "posthog-api-key", "DIGEST_SECRET": "digest-secret"},
     "ExpireAbandoned": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
                         "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key",
-                        "DIGEST_SECRET": "digest-secret"},
-    "Migrate": {"DATABASE_URL": "database-url-direct"},
+                        "POSTHOG_API_KEY": "posthog-api-key", "DIGEST_SECRET": "digest-secret"},
+    "Migrate": {"DATABASE_URL": "database-url-direct", "POSTHOG_API_KEY": "posthog-api-key"},
 }
 
 

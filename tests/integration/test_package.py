@@ -214,9 +214,9 @@ def test_each_function_reads_only_its_own_parameters_and_writes_only_its_own_log
     assert grants == {
         "APIHandler": ["database-url", "digest-secret", "posthog-api-key", "r2-access-key-id", "r2-endpoint-url",
                        "r2-secret-access-key"],
-        "ExpireAbandoned": ["database-url", "digest-secret", "r2-access-key-id", "r2-endpoint-url",
-                            "r2-secret-access-key"],
-        "Migrate": ["database-url-direct"],
+        "ExpireAbandoned": ["database-url", "digest-secret", "posthog-api-key", "r2-access-key-id",
+                            "r2-endpoint-url", "r2-secret-access-key"],
+        "Migrate": ["database-url-direct", "posthog-api-key"],
     }
     migrate_variables = resources["Migrate"]["Properties"]["Environment"]["Variables"]
     assert migrate_variables["DATABASE_URL_SSM_PARAMETER"] == "/3d-ultra/prod/database-url-direct"

@@ -179,6 +179,18 @@ class FakeAnalytics:
         self.flushes += 1
 
 
+class FakeErrorTracking:
+    def __init__(self):
+        self.captured = []  # (exception, {keyword: value})
+        self.flushes = 0
+
+    def capture(self, exc, **context):
+        self.captured.append((exc, context))
+
+    def flush(self):
+        self.flushes += 1
+
+
 class FakeQueue:
     """Sent messages as (upload id, attempt, delay seconds); `failure` is raised by every send."""
 
@@ -199,6 +211,7 @@ class FakeDeps:
         self.uploads = FakeUploads()
         self.storage = FakeStorage()
         self.analytics = FakeAnalytics()
+        self.error_tracking = FakeErrorTracking()
         self.queue = FakeQueue()
         self.processing = None
 
