@@ -25,10 +25,8 @@ INVALID = {"error": {"code": "INVALID_TOKEN", "message": "This session token is 
 
 @pytest.fixture
 def worker_deps(stack_env, monkeypatch):
-    """The app's dependencies as the worker functions have them: boto3 reaches the stack's SQS through the
-    environment, as in a worker process."""
-    for name in ("AWS_ENDPOINT_URL_SQS", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, stack_env[name])
+    """The app's dependencies as the worker functions have them, of this test alone (a statement count sees only
+    its own)."""
     deps = Dependencies(Settings.from_env(stack_env))
     monkeypatch.setattr(app_module, "deps", deps)
     yield deps
