@@ -171,7 +171,8 @@ describe("useUpload under StrictMode", () => {
 
 describe("useJob under StrictMode", () => {
   const job = (status: JobStatus["status"]): JobStatus => ({ jobId: "job1", status, fileType: "image/jpeg",
-    fileSize: 10, createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z" });
+    fileSize: 10, createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z", updatedAt: "2026-11-28T18:00:05Z", attempt: 1, progress: null, previewUrl: null, resultUrl: null,
+  errorMessage: null, resultsDeletedAt: null });
 
   test("follows the job until a final status", async () => {
     const answers = [job("pending"), job("completed")];
