@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chalicelib.config import allowed_origins_from_env
 
+from .mail import describe
 from .processes import StopSignals, stop_process, wait_for_port
 from .stack import LocalStack
 
@@ -63,7 +64,9 @@ def main() -> int:
     """Serve until told to stop; stop everything that was started, whatever happens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     port = int(os.environ.get("PORT", "8000"))
-    stack = LocalStack(allowed_origins=dev_origins(port, os.environ))
+    # Every email the worker sends lands in the stack's own mail server and is printed here, in full.
+    stack = LocalStack(allowed_origins=dev_origins(port, os.environ), frontend_url=f"http://127.0.0.1:{port}",
+                       on_mail=lambda message: print(describe(message), flush=True))
     api = worker = None
     try:
         with StopSignals() as stop:
