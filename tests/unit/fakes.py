@@ -198,10 +198,10 @@ class FakeQueue:
         self.sent = []
         self.failure = None
 
-    def send(self, upload_id, attempt, *, delay_seconds=0):
+    def send(self, upload_id, attempt, *, delay_seconds=0, notify=False):
         if self.failure:
             raise self.failure
-        self.sent.append((upload_id, attempt, delay_seconds))
+        self.sent.append((upload_id, attempt, delay_seconds) + (("notify",) if notify else ()))
 
 
 class FakeDeps:
