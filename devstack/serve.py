@@ -37,12 +37,15 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
     return process
 
 
-def start_worker(env: dict[str, str], *, log_file=None, dispatch_seconds: float = 60.0) -> subprocess.Popen:
-    """Run the worker functions as Lambda would around them (devstack/worker.py) with `env`."""
+def start_worker(env: dict[str, str], *, log_file=None, dispatch_seconds: float = 60.0,
+                 inherit: bool = True) -> subprocess.Popen:
+    """Run the worker functions as Lambda would around them (devstack/worker.py) with `env` (added to this
+    process's environment, or the whole of it with `inherit=False`)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("ALLOWED_ORIGIN", "ALLOWED_ORIGINS")} if inherit else {}
     return subprocess.Popen(
         [sys.executable, "-u", "-m", "devstack.worker", "--dispatch-seconds", str(dispatch_seconds)],
         cwd=PROJECT_DIR,
-        env={**{k: v for k, v in os.environ.items() if k not in ("ALLOWED_ORIGIN", "ALLOWED_ORIGINS")}, **env},
+        env={**base, **env},
         stdout=log_file,
         stderr=subprocess.STDOUT if log_file is not None else None,
         start_new_session=True,
