@@ -502,6 +502,22 @@ def add_processing(template: dict, stage: str, config: dict, names: dict[str, st
     # in .chalice/config.json's lambda_functions).
     for logical_id in ("APIHandler", "ProcessJob", "DispatchJobs"):
         resources[logical_id]["Properties"]["Environment"]["Variables"]["JOBS_QUEUE_URL"] = {"Ref": "JobsQueue"}
+    # The email of a finished job goes out through SES from the worker: its configuration set (bounces and
+    # complaints are SES's to track), and a grant to send from the sender's domain through it only. The domain's
+    # identity is verified in SES by the operator (DNS records), once.
+    worker_variables = resources["ProcessJob"]["Properties"]["Environment"]["Variables"]
+    configuration_set = worker_variables.get("SES_CONFIGURATION_SET")
+    if configuration_set:
+        sender_domain = worker_variables["EMAIL_FROM"].rsplit("@", 1)[1].rstrip(">").strip()
+        resources["EmailConfigurationSet"] = {"Type": "AWS::SES::ConfigurationSet",
+                                              "Properties": {"Name": configuration_set}}
+        role = resources[resources["ProcessJob"]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+        role["Policies"].append({"PolicyName": "SendJobEmail", "PolicyDocument": {"Version": "2012-10-17",
+                                 "Statement": [{"Effect": "Allow", "Action": "ses:SendEmail", "Resource": [
+                                     {"Fn::Sub": f"arn:${{AWS::Partition}}:ses:${{AWS::Region}}:${{AWS::AccountId}}:"
+                                                 f"identity/{sender_domain}"},
+                                     {"Fn::Sub": f"arn:${{AWS::Partition}}:ses:${{AWS::Region}}:${{AWS::AccountId}}:"
+                                                 f"configuration-set/{configuration_set}"}]}]}})
     grants = {"APIHandler": (["sqs:SendMessage"], [queue_arn]),
               "DispatchJobs": (["sqs:SendMessage"], [queue_arn]),
               "ProcessJob": (["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
@@ -599,6 +615,9 @@ def package(stage: str, *, allow_placeholder_origins: bool = False, allowed_orig
         variables = resource.get("Properties", {}).get("Environment", {}).get("Variables")
         if variables is not None:
             variables.update(overrides)
+            if "FRONTEND_URL" in variables:
+                # The emailed links open the front end the API serves: its first allowed origin.
+                variables["FRONTEND_URL"] = allowed_origins(environment)[0]
     template_path.write_text(json.dumps(template, indent=2) + "\n")
     (out / "package.json").write_text(json.dumps({
         "stage": stage, "version": environment["VERSION"],

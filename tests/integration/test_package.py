@@ -386,3 +386,15 @@ def test_the_hand_off_queue_redrives_after_five_receives_and_only_the_right_func
         "FailUndeliverable": None}
     assert "PROCESSING_MODEL_VERSION" not in resources["APIHandler"]["Properties"]["Environment"]["Variables"]
     assert {"JobsQueueAgeAlarm", "JobsDeadLettersAlarm", "ProcessJobErrorsAlarm"} <= set(resources)
+
+
+def test_the_worker_emails_through_its_ses_configuration_set_linking_to_the_front_ends_origin(template):
+    resources = template["Resources"]
+    worker = resources["ProcessJob"]["Properties"]["Environment"]["Variables"]
+    role = resources[resources["ProcessJob"]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+    [grant] = [policy for policy in role["Policies"] if policy["PolicyName"] == "SendJobEmail"]
+
+    assert worker["FRONTEND_URL"] == stage_config("prod")["environment_variables"]["ALLOWED_ORIGINS"].split(",")[0]
+    assert resources["EmailConfigurationSet"]["Properties"] == {"Name": worker["SES_CONFIGURATION_SET"]}
+    assert grant["PolicyDocument"]["Statement"][0]["Action"] == "ses:SendEmail"
+    assert "EMAIL_FROM" not in resources["APIHandler"]["Properties"]["Environment"]["Variables"]
