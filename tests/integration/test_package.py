@@ -394,7 +394,8 @@ def test_the_worker_emails_through_its_ses_configuration_set_linking_to_the_fron
     role = resources[resources["ProcessJob"]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
     [grant] = [policy for policy in role["Policies"] if policy["PolicyName"] == "SendJobEmail"]
 
-    assert worker["FRONTEND_URL"] == stage_config("prod")["environment_variables"]["ALLOWED_ORIGINS"].split(",")[0]
+    api = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert worker["FRONTEND_URL"] == api["ALLOWED_ORIGINS"].split(",")[0]
     assert resources["EmailConfigurationSet"]["Properties"] == {"Name": worker["SES_CONFIGURATION_SET"]}
     assert grant["PolicyDocument"]["Statement"][0]["Action"] == "ses:SendEmail"
     assert "EMAIL_FROM" not in resources["APIHandler"]["Properties"]["Environment"]["Variables"]
