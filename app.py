@@ -156,8 +156,10 @@ def retry_job(upload_id):
 @app.route("/api/upload/{upload_id}", methods=["GET"])
 @api_view
 def get_upload(upload_id):
-    status = services.get_upload_status(upload_id, app.current_request.headers.get("x-session-token"),
-                                        uploads=deps.uploads, storage=deps.storage, link_seconds=RESULT_LINK_SECONDS)
+    headers = app.current_request.headers
+    status = services.get_upload_status(upload_id, headers.get("x-session-token"),
+                                        view_token=headers.get("x-view-token"), uploads=deps.uploads,
+                                        storage=deps.storage, link_seconds=RESULT_LINK_SECONDS)
     job = status.record
     return json_response(
         {
@@ -323,17 +325,30 @@ def worker_timing() -> worker.Timing:
                          input_url_seconds=3600, max_result_bytes=s.max_result_bytes)
 
 
-def each_job(event, context, step):
-    """Run `step(upload_id, attempt)` for the event's one message; one that no step can act on is dropped."""
+def email_policy() -> worker.EmailPolicy:
+    s = deps.settings
+    # A try's lease outlasts the slowest send (SMTP's connect, greeting and data each wait up to the timeout).
+    return worker.EmailPolicy(frontend_url=s.frontend_url, max_tries=s.email_max_tries,
+                              retry_seconds=s.email_retry_seconds, lease_seconds=max(30.0, 4 * s.email_timeout_seconds),
+                              retention_days=s.result_retention_days)
+
+
+def each_job(event, context, step, notify=None):
+    """Run `step(upload_id, attempt)` for the event's one message, or `notify(upload_id, attempt)` for an email's
+    message; one that no step can act on is dropped."""
     for record in event:
         parsed = parse_message(record.body)
         if parsed is None:
             log.error("queue message dropped: not a job message", extra={"messageId": record.to_dict().get("messageId")})
             continue
-        upload_id, attempt = parsed
+        upload_id, attempt, wants_email = parsed
         bound = logs.bind(uploadId=upload_id)
         try:
-            outcome = step(upload_id, attempt)
+            if wants_email and notify is None:
+                log.warning("email message dropped here: the dispatcher offers it again while tries remain",
+                            extra={"attempt": attempt})
+                continue
+            outcome = (notify if wants_email else step)(upload_id, attempt)
             log.info("job step: %s", outcome, extra={"attempt": attempt, "outcome": outcome})
         finally:
             logs.unbind(bound)
@@ -347,14 +362,19 @@ def process_job(event):
     """A job's next step at the processing service (submit, or look at its task and record what it shows)."""
     each_job(event, None, lambda upload_id, attempt: worker.process_job(
         upload_id, attempt, uploads=deps.uploads, storage=deps.storage, processing_service=deps.processing,
-        queue=deps.queue, analytics=deps.analytics, timing=worker_timing()))
+        queue=deps.queue, analytics=deps.analytics, timing=worker_timing(),
+        max_attempts=deps.settings.processing_max_attempts),
+        notify=lambda upload_id, attempt: worker.notify_job(
+            upload_id, attempt, uploads=deps.uploads, mailer=deps.mailer, queue=deps.queue, analytics=deps.analytics,
+            policy=email_policy()))
 
 
 @app.on_sqs_message(queue=DEAD_JOBS_QUEUE, batch_size=1, name="fail-undeliverable")
 def fail_undeliverable(event):
     """A message that failed five receives: its job is failed with words its person can read."""
     each_job(event, None, lambda upload_id, attempt: worker.fail_job(
-        upload_id, attempt, "undeliverable", uploads=deps.uploads, analytics=deps.analytics))
+        upload_id, attempt, "undeliverable", uploads=deps.uploads, analytics=deps.analytics,
+        max_attempts=deps.settings.processing_max_attempts, queue=deps.queue))
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="dispatch-jobs")
@@ -364,7 +384,9 @@ def dispatch_jobs(event):
     try:
         return worker.dispatch_jobs(uploads=deps.uploads, queue=deps.queue, processing_service=deps.processing,
                                     analytics=deps.analytics, older_than_seconds=s.dispatch_after_seconds,
-                                    deadline_seconds=s.processing_deadline_seconds)
+                                    deadline_seconds=s.processing_deadline_seconds,
+                                    max_attempts=s.processing_max_attempts,
+                                    email_max_tries=s.email_max_tries if s.email_configured else None)
     finally:
         analytics = deps.built("analytics")
         if analytics is not None:

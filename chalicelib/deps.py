@@ -150,10 +150,30 @@ class Dependencies:
         s = self.secrets
         if not s.processing_configured:
             return None
+        import json
+
         from .processing.replicate import Replicate
 
         return Replicate(base_url=s.processing_api_url, token=s.processing_api_token,
-                         model_version=s.processing_model_version, timeout=s.processing_timeout_seconds)
+                         model_version=s.processing_model_version, timeout=s.processing_timeout_seconds,
+                         image_input=s.processing_image_input, extra_input=json.loads(s.processing_extra_input))
+
+    @cached_property
+    def mailer(self):
+        """What sends finished jobs' emails: an SMTP server where SMTP_HOST names one, else Amazon SES; None where
+        email is off (no EMAIL_FROM)."""
+        s = self.settings
+        if not s.email_configured:
+            return None
+        if s.smtp_host:
+            from .mail.smtp import SmtpMailer
+
+            return SmtpMailer(host=s.smtp_host, port=s.smtp_port, sender=s.email_from,
+                              timeout=s.email_timeout_seconds)
+        from .mail.ses import SesMailer, sesv2_client
+
+        return SesMailer(sesv2_client(timeout=s.email_timeout_seconds), sender=s.email_from,
+                         configuration_set=s.ses_configuration_set)
 
     def built(self, name: str):
         """The dependency if it was built already, else None (so a request never builds one just to flush it)."""

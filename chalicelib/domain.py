@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -215,6 +216,11 @@ def mint_token() -> str:
     return str(uuid.uuid4())
 
 
+def mint_view_token() -> str:
+    """A new read-only view credential (the emailed link's): 256 random bits, URL-safe, never a session token."""
+    return secrets.token_urlsafe(32)
+
+
 def hash_token(token: str) -> str:
     """The SHA-256 hex digest kept at rest instead of the token."""
     # Codec names are case-insensitive: "UTF-8" here would be the same codec.
@@ -294,3 +300,13 @@ FAILURE_MESSAGES = {
 def failure_message(reason: str) -> str:
     """What the person reads for a failure reason (see FAILURE_MESSAGES)."""
     return FAILURE_MESSAGES[reason]
+
+
+# Failures that another attempt of the same photo cannot mend: the person is told by email at once.
+FINAL_FAILURES = frozenset({"original_missing"})
+
+
+def failed_for_good(reason: str, attempt: int, max_attempts: int) -> bool:
+    """True when a failed attempt ends the job: no retry is left, or none would help. Only then does the job's
+    person get the failure email (a failure they can retry is shown on the processing page)."""
+    return attempt >= max_attempts or reason in FINAL_FAILURES

@@ -173,3 +173,17 @@ class BadProcessingOutput(UploadError):
 
     code = "BAD_PROCESSING_OUTPUT"
     message = "The processing service returned an unusable result."
+
+
+class EmailUnavailable(UploadError):
+    """The mail service did not take the message now (unreachable, timed out, throttled, 4xx): tried again later."""
+
+    code = "EMAIL_UNAVAILABLE"
+    message = "The email could not be sent now."
+
+
+class EmailRejected(UploadError):
+    """The mail service refused the message for good (an address it will not deliver to): never tried again."""
+
+    code = "EMAIL_REJECTED"
+    message = "The email was refused."

@@ -42,8 +42,9 @@ CHALICE_CODES = {
     "InternalServerError": "INTERNAL_ERROR",
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
-# What the browser client sends besides CORS-safelisted headers; every API route accepts all three.
-CORS_ALLOW_HEADERS = "Content-Type, X-Session-Token, Idempotency-Key"
+# What the browser client sends besides CORS-safelisted headers; every API route accepts them all (X-View-Token, the
+# emailed link's read-only credential, is read by the status route only).
+CORS_ALLOW_HEADERS = "Content-Type, X-Session-Token, Idempotency-Key, X-View-Token"
 # Readable by the page's script on a cross-origin response (the 429's retry delay).
 CORS_EXPOSE_HEADERS = "Retry-After"
 # Chromium keeps a preflight at most two hours; asking for longer buys nothing.

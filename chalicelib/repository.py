@@ -25,7 +25,10 @@ _UPLOAD_COLUMNS = (
 # What `get` adds for the job's journey through processing (the status route and the worker read it).
 _JOB_COLUMNS = (
     _UPLOAD_COLUMNS + ", attempt, progress, preview_url, result_url, error_code, error_message, updated_at,"
-    " workflow_run_id, processing_started_at, completed_at, results_deleted_at"
+    " workflow_run_id, processing_started_at, completed_at, results_deleted_at,"
+    # The view credential's digest and whether it still opens the job, by the database's clock: the status
+    # route's one statement answers both.
+    " view_token_hash, coalesce(view_expires_at > now(), false)"
 )
 
 
@@ -52,6 +55,8 @@ class UploadRecord:
     processing_started_at: Optional[datetime] = None
     completed_at: Optional[datetime] = None
     results_deleted_at: Optional[datetime] = None
+    view_token_hash: Optional[str] = None
+    view_live: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,17 @@ class Finished:
 
     started_at: Optional[datetime]
     finished_at: datetime
+
+
+@dataclass(frozen=True)
+class EmailClaim:
+    """One try at a finished job's email, taken: where it goes and what it says."""
+
+    email: str
+    status: str
+    error_message: Optional[str]
+    tries: int
+    view_expires_at: Optional[datetime]
 
 
 @dataclass(frozen=True)
@@ -454,10 +470,12 @@ class Uploads:
 
     def complete(self, upload_id: str, attempt: int, task_id: str, result_key: str,
                  preview_key: Optional[str]) -> Optional[Finished]:
-        """Mark the attempt completed with its results, once: None when it was completed, failed or retried."""
+        """Mark the attempt completed with its results, once, and owing its person the email that says so: None
+        when it was completed, failed or retried."""
         rows = self._db.run(
             "UPDATE uploads SET status = :completed, progress = 100, result_url = :result,"
-            " preview_url = coalesce(:preview, preview_url), completed_at = now(), updated_at = now()"
+            " preview_url = coalesce(:preview, preview_url), completed_at = now(), updated_at = now(),"
+            " email_due_at = now()"
             " WHERE id = :id AND attempt = :attempt AND status = :processing AND workflow_run_id = :task"
             " RETURNING processing_started_at, completed_at",
             id=upload_id, attempt=attempt, task=task_id, result=result_key, preview=preview_key,
@@ -466,16 +484,17 @@ class Uploads:
         return Finished(*rows[0]) if rows else None
 
     def fail(self, upload_id: str, attempt: int, reason: str, message: str,
-             task_id: Optional[str] = None) -> Optional[Finished]:
+             task_id: Optional[str] = None, for_good: bool = False) -> Optional[Finished]:
         """Mark a confirmed job of this attempt that is still on its way failed, once (with `task_id`, only while
-        that task is the job's): None when it had finished or moved on already."""
+        that task is the job's), owing its person an email when it failed `for_good`: None when it had finished or
+        moved on already."""
         rows = self._db.run(
             "UPDATE uploads SET status = :failed, error_code = :reason, error_message = :message,"
-            " completed_at = now(), updated_at = now()"
+            " completed_at = now(), updated_at = now(), email_due_at = CASE WHEN :for_good THEN now() END"
             " WHERE id = :id AND attempt = :attempt AND confirmed_at IS NOT NULL"
             " AND status IN (:pending, :processing) AND (:task IS NULL OR workflow_run_id = :task)"
             " RETURNING processing_started_at, completed_at",
-            id=upload_id, attempt=attempt, reason=reason, message=message, task=task_id,
+            id=upload_id, attempt=attempt, reason=reason, message=message, task=task_id, for_good=for_good,
             failed=domain.FAILED, pending=domain.PENDING, processing=domain.PROCESSING,
         )
         return Finished(*rows[0]) if rows else None
@@ -497,6 +516,68 @@ class Uploads:
             id=upload_id, hash=token_hash, max=max_attempts, pending=domain.PENDING, failed=domain.FAILED,
         )
         return RetryOutcome(*rows[0]) if rows else None
+
+    # --- The email a finished job owes its person: each try one conditional statement -----------------------
+
+    def claim_email(self, upload_id: str, attempt: int, view_token_hash: str, *, lease_seconds: float,
+                    max_tries: int, retention_days: int) -> Optional[EmailClaim]:
+        """Take the next try at the job's email, once: None when it is not owed (never due, sent, given up, its
+        address cleared by retention, its tries used up) or another try holds it (until `lease_seconds` pass, or a
+        failed try's wait). A completed job's try stores the digest of the view credential its email carries,
+        expiring with the results' retention (which counts from `updated_at`, as `results_to_delete` does)."""
+        rows = self._db.run(
+            "UPDATE uploads SET email_tries = email_tries + 1, email_next_at = now() + make_interval(secs => :lease),"
+            " view_token_hash = CASE WHEN status = :completed THEN :view ELSE view_token_hash END,"
+            " view_expires_at = CASE WHEN status = :completed THEN updated_at + make_interval(days => :days)"
+            " ELSE view_expires_at END"
+            " WHERE id = :id AND attempt = :attempt AND status IN (:completed, :failed) AND email_due_at IS NOT NULL"
+            " AND email_sent_at IS NULL AND email_given_up_at IS NULL AND email <> '' AND email_tries < :max"
+            " AND (email_next_at IS NULL OR email_next_at <= now())"
+            " RETURNING email, status, error_message, email_tries, view_expires_at",
+            id=upload_id, attempt=attempt, view=view_token_hash, lease=lease_seconds, max=max_tries,
+            days=retention_days, completed=domain.COMPLETED, failed=domain.FAILED,
+        )
+        return EmailClaim(*rows[0]) if rows else None
+
+    def mark_email_sent(self, upload_id: str, attempt: int) -> bool:
+        """Record that the job's email went out (the mail service accepted it)."""
+        rows = self._db.run(
+            "UPDATE uploads SET email_sent_at = now(), email_next_at = NULL"
+            " WHERE id = :id AND attempt = :attempt AND email_sent_at IS NULL RETURNING 1",
+            id=upload_id, attempt=attempt,
+        )
+        return bool(rows)
+
+    def defer_email(self, upload_id: str, attempt: int, delay_seconds: float) -> None:
+        """After a failed try: no other try before `delay_seconds` from now."""
+        self._db.run(
+            "UPDATE uploads SET email_next_at = now() + make_interval(secs => :delay)"
+            " WHERE id = :id AND attempt = :attempt AND email_sent_at IS NULL AND email_given_up_at IS NULL",
+            id=upload_id, attempt=attempt, delay=delay_seconds,
+        )
+
+    def give_up_email(self, upload_id: str, attempt: int) -> bool:
+        """Record that the job's email will not be sent (refused for good, or out of tries)."""
+        rows = self._db.run(
+            "UPDATE uploads SET email_given_up_at = now(), email_next_at = NULL"
+            " WHERE id = :id AND attempt = :attempt AND email_sent_at IS NULL AND email_given_up_at IS NULL"
+            " RETURNING 1",
+            id=upload_id, attempt=attempt,
+        )
+        return bool(rows)
+
+    def emails_to_offer(self, older_than_seconds: float, max_tries: int, limit: int) -> list[tuple[str, int]]:
+        """(id, attempt) of jobs owing an email that no try took or came back to within the age (a lost message,
+        a worker that died mid-try): the dispatcher asks for another try, which `claim_email` decides."""
+        rows = self._db.run(
+            "SELECT id, attempt FROM uploads"
+            " WHERE email_due_at IS NOT NULL AND email_sent_at IS NULL AND email_given_up_at IS NULL"
+            " AND email <> '' AND email_tries < :max"
+            " AND coalesce(email_next_at, email_due_at) < now() - make_interval(secs => :age)"
+            " ORDER BY email_due_at LIMIT :limit",
+            age=older_than_seconds, max=max_tries, limit=limit,
+        )
+        return [(row[0], row[1]) for row in rows]
 
     def jobs_to_dispatch(self, older_than_seconds: float, limit: int) -> list[tuple[str, int]]:
         """(id, attempt) of confirmed jobs on their way that nobody took or looked at within the age (a lost

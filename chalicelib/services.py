@@ -165,6 +165,24 @@ def authorize(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
     return record
 
 
+VIEW_LINK_INVALID = "This link is not valid for this upload."
+VIEW_LINK_EXPIRED = "This link has expired: the photo and its 3D model were deleted. Please upload your photo again."
+
+
+def authorize_view(upload_id: str, view_token: Optional[str], *, uploads) -> UploadRecord:
+    """The read-only check of the emailed link: the view credential must be this job's and still live (it dies
+    with the results' retention). One statement reads the job, the credential's digest and its expiry."""
+    view_token = _presented_token(upload_id, view_token)
+    record = uploads.get(upload_id)
+    if record is None:
+        raise UploadNotFound()
+    if record.view_token_hash is None or not domain.token_matches(view_token, record.view_token_hash):
+        raise InvalidToken(VIEW_LINK_INVALID)
+    if not record.view_live:
+        raise UploadExpired(VIEW_LINK_EXPIRED)
+    return record
+
+
 @dataclass(frozen=True)
 class ConfirmedUpload:
     """A job that is confirmed and ready for processing."""
@@ -266,11 +284,15 @@ class JobStatus:
     result_url: Optional[str]
 
 
-def get_upload_status(upload_id: str, token: Optional[str], *, uploads, storage=None,
-                      link_seconds: int = 900) -> JobStatus:
+def get_upload_status(upload_id: str, token: Optional[str], *, view_token: Optional[str] = None, uploads,
+                      storage=None, link_seconds: int = 900) -> JobStatus:
     """The job as the processing screen shows it: links (presigned GETs, no storage request) only to results
-    that were written and not yet removed by their retention."""
-    record = authorize(upload_id, token, uploads=uploads)
+    that were written and not yet removed by their retention. Opened with the session token, or, without one,
+    with the emailed view credential (read-only: this is the only use case that takes it)."""
+    if token or not view_token:
+        record = authorize(upload_id, token, uploads=uploads)
+    else:
+        record = authorize_view(upload_id, view_token, uploads=uploads)
     domain.ensure_visible(_stage(record))
     links = {}
     if storage is not None and record.results_deleted_at is None:

@@ -363,6 +363,10 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(body or b"null")
         except ValueError:
             return 400, {"detail": "The request body is not valid JSON."}
+        inputs = request.get("input") if isinstance(request, dict) else None
+        if isinstance(inputs, dict) and "image" not in inputs and isinstance(inputs.get("images"), list) \
+                and inputs["images"]:
+            inputs["image"] = inputs["images"][0]  # image-to-3D models that take several views name them `images`
         problem = creation_problem(request)
         if problem:
             return 422, {"detail": problem}

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .mail import MailServer
 from .postgres import PostgresCluster
 from .processing_service import ProcessingService
 from .processes import free_port
@@ -26,16 +27,24 @@ JOBS_QUEUE = "three-d-ultra-jobs"
 POLL_SECONDS = 1
 # The reference service answers for any model version; this one names what it does.
 MODEL_VERSION = "reference-relief-1"
+EMAIL_FROM = "3D Ultra <no-reply@3d-ultra.example>"
+# A mail-server outage locally is over within seconds; its email goes out soon after.
+EMAIL_RETRY_SECONDS = 5
 
 
 class LocalStack:
     """PostgreSQL + SeaweedFS in a temp directory outside the project, or the servers the environment names."""
 
     def __init__(self, *, allowed_origins: tuple[str, ...] | list[str], environ: dict | None = None,
-                 base_dir: Path | None = None):
+                 base_dir: Path | None = None, frontend_url: str | None = None, on_mail=None):
         """Besides the database and storage, the hand-off: SQS (moto's server) with the jobs queue and its
-        dead-letter queue, and the reference processing service (devstack/processing_service.py)."""
+        dead-letter queue, and the reference processing service (devstack/processing_service.py); and a mail
+        server of its own (devstack/mail.py), which hands each message it receives to `on_mail`. The emailed
+        links open at `frontend_url`, by default the first origin (the stack's own pages)."""
         self.allowed_origins = tuple(allowed_origins)
+        self.frontend_url = frontend_url or self.allowed_origins[0]
+        self.on_mail = on_mail
+        self.mail: MailServer | None = None
         environ = dict(os.environ if environ is None else environ)
         self.given_database_url = environ.get("DATABASE_URL")
         # A fresh secret per run unless one is given (a given database's digests were made with that one).
@@ -62,7 +71,7 @@ class LocalStack:
                 db_url = pool.submit(self._start_database)
                 storage = pool.submit(self._start_storage)
                 processing = pool.submit(self._start_processing)
-                self.env = {**db_url.result(), **storage.result(), **processing.result(),
+                self.env = {**db_url.result(), **storage.result(), **processing.result(), **self._start_mail(),
                             "ALLOWED_ORIGINS": ",".join(self.allowed_origins), "DIGEST_SECRET": self.digest_secret}
         except BaseException:
             self.stop()
@@ -72,7 +81,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop every process this stack started and remove its files."""
-        for name in ("processing", "sqs"):
+        for name in ("mail", "processing", "sqs"):
             server = getattr(self, name)
             if server is not None:
                 server.stop()
@@ -122,6 +131,11 @@ class LocalStack:
                 "PROCESSING_API_URL": self.processing.endpoint_url, "PROCESSING_API_TOKEN": self.processing.token,
                 "PROCESSING_MODEL_VERSION": MODEL_VERSION, "PROCESSING_POLL_SECONDS": str(POLL_SECONDS),
                 "PROCESSING_TIMEOUT_SECONDS": "5"}
+
+    def _start_mail(self) -> dict[str, str]:
+        self.mail = MailServer(on_message=self.on_mail).start()
+        return {**self.mail.client_env(), "EMAIL_FROM": EMAIL_FROM, "FRONTEND_URL": self.frontend_url,
+                "EMAIL_RETRY_SECONDS": str(EMAIL_RETRY_SECONDS)}
 
     def _start_storage(self) -> dict[str, str]:
         from chalicelib.config import r2_endpoint

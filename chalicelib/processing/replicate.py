@@ -30,13 +30,16 @@ class Replicate:
     """One model version on Replicate (or anything that speaks its HTTP API)."""
 
     def __init__(self, *, base_url: str, token: str, model_version: str, timeout: float, http=None,
-                 retries: int = 3, backoff: float = 0.5, download_seconds: float = 120.0):
+                 image_input: str = "image", extra_input: dict | None = None, retries: int = 3,
+                 backoff: float = 0.5, download_seconds: float = 120.0):
         import urllib3
 
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                          "User-Agent": "3d-ultra-worker"}
         self._version = model_version
+        self._image_input = image_input
+        self._extra_input = dict(extra_input or {})
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._download_seconds = download_seconds
         self._http = http or urllib3.PoolManager(retries=False)
@@ -49,7 +52,9 @@ class Replicate:
                                     raise_on_status=False)
 
     def submit(self, input_url: str) -> str:
-        body = self._call("POST", "/v1/predictions", {"version": self._version, "input": {"image": input_url}})
+        photo = [input_url] if self._image_input == "images" else input_url
+        body = self._call("POST", "/v1/predictions", {"version": self._version,
+                                                       "input": {**self._extra_input, self._image_input: photo}})
         return _text(body, "id")
 
     def get(self, task_id: str) -> Task:

@@ -6,10 +6,13 @@ import { expectTypeOf } from "expect-type";
 import {
   ApiError, CURRENT_JOB_KEY, MissingSessionError, SESSION_PREFIX, UploadEngine, clearSession, createClient,
   getCurrentJob, getSession, getViewToken, storeSession, takeViewToken, VIEW_PREFIX,
-  type ClientErrorCode, type JobPollState, type RetryStarted, type ErrorCode, type JobStatus, type Limits, type ServerErrorCode, type UploadClient,
+  type ClientErrorCode, type ErrorCode, type JobPollState, type JobStatus, type Limits, type RetryStarted,
+  type ServerErrorCode, type UploadClient,
   type UploadEvent, type UploadState,
 } from "@3d-ultra/upload-client";
-import { useJob, useUpload, type UseJobResult, type UseUploadResult } from "@3d-ultra/upload-client/react";
+import {
+  UploadForm, useCurrentJob, useJob, useUpload, type UploadFormProps, type UseJobResult, type UseUploadResult,
+} from "@3d-ultra/upload-client/react";
 
 // The story's session API, exactly.
 expectTypeOf<typeof SESSION_PREFIX>().toEqualTypeOf<"3d-ultra-session-">();
@@ -58,8 +61,12 @@ engine.subscribe((event: UploadEvent, state: UploadState) => {
   expectTypeOf(state.error).toEqualTypeOf<ApiError | null>();
 });
 
-// The story's UseUploadResult, exactly these five members.
-expectTypeOf<keyof UseUploadResult>().toEqualTypeOf<"state" | "startUpload" | "confirmUpload" | "cancelUpload" | "reset">();
+// The story's UseUploadResult, and retry() ("Try again" at the failed step of the same job).
+expectTypeOf<keyof UseUploadResult>()
+  .toEqualTypeOf<"state" | "startUpload" | "retry" | "confirmUpload" | "cancelUpload" | "reset">();
+expectTypeOf<UseUploadResult["retry"]>()
+  .toEqualTypeOf<() => Promise<{ uploadId: string; sessionToken: string } | null>>();
+expectTypeOf<UseUploadResult["state"]["busy"]>().toEqualTypeOf<boolean>();
 expectTypeOf(useUpload).returns.toEqualTypeOf<UseUploadResult>();
 expectTypeOf<UseUploadResult["state"]["status"]>()
   .toEqualTypeOf<"idle" | "creating" | "uploading" | "waiting" | "confirming" | "done" | "error">();
@@ -101,3 +108,14 @@ expectTypeOf<UseJobResult["retry"]>().toEqualTypeOf<() => Promise<boolean>>();
 expectTypeOf<UseJobResult["retrying"]>().toEqualTypeOf<boolean>();
 expectTypeOf<UseJobResult["retryError"]>().toEqualTypeOf<ApiError | null>();
 useJob("job1", { viewLink: false });
+
+// onUploadComplete({ uploadId, sessionToken }), on the hook and on the story's form.
+useUpload({ baseUrl: "", onUploadComplete: ({ uploadId, sessionToken }) => void [uploadId, sessionToken] });
+expectTypeOf<Parameters<NonNullable<UploadFormProps["onUploadComplete"]>>[0]>()
+  .toMatchTypeOf<{ uploadId: string; sessionToken: string }>();
+expectTypeOf<UploadFormProps["enableUpload"]>().toEqualTypeOf<boolean | undefined>();
+UploadForm({ enableUpload: true, onUploadComplete: () => undefined });
+UploadForm({ client, labels: { submit: "Hochladen" }, classNames: { root: "card", input: "field" } });
+// @ts-expect-error only the form's parts take a class name
+UploadForm({ classNames: { wrapper: "x" } });
+expectTypeOf(useCurrentJob).returns.toEqualTypeOf<string | null>();

@@ -460,12 +460,12 @@ def test_a_lost_answer_to_the_completion_applies_it_once_and_the_redelivery_chan
         deps.__dict__["analytics"] = journey.analytics
         monkeypatch.setattr(app_module, "deps", deps)
         upload_id, token = journey.upload()
-        proxy.arm(b"SET status = ('completed')", "cut")
+        proxy.arm(b"SET status = (E'completed')", "cut")
 
         body = journey.run_until(upload_id, token, {"completed"})
         journey.drain()
 
-        assert proxy.sent(b"SET status = ('completed')") == 1
+        assert proxy.sent(b"SET status = (E'completed')") == 1
         assert body["progress"] == 100
         assert journey.analytics.names(upload_id).count("processing_completed") <= 1
         assert journey.tasks_for(upload_id) == 1

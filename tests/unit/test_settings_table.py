@@ -44,6 +44,8 @@ DEFAULTS = {
     "processing_api_url": "https://api.replicate.com",
     "processing_api_token": "",
     "processing_model_version": "",
+    "processing_image_input": "image",
+    "processing_extra_input": "{}",
     "processing_timeout_seconds": 10.0,
     "processing_poll_seconds": 5,
     "processing_deadline_seconds": 1800,
@@ -51,6 +53,14 @@ DEFAULTS = {
     "dispatch_after_seconds": 60,
     "max_result_bytes": 100 * 1024 * 1024,
     "result_retention_days": 30,
+    "frontend_url": "",
+    "email_from": "",
+    "ses_configuration_set": "",
+    "smtp_host": "",
+    "smtp_port": 25,
+    "email_timeout_seconds": 5.0,
+    "email_max_tries": 5,
+    "email_retry_seconds": 60,
     "ssm_parameters": (),
 }
 
@@ -96,6 +106,11 @@ def test_only_the_required_settings_give_the_documented_defaults():
     ("DISPATCH_AFTER_SECONDS", "30", "dispatch_after_seconds", 30),
     ("MAX_RESULT_BYTES", "1048576", "max_result_bytes", 1048576),
     ("RESULT_RETENTION_DAYS", "7", "result_retention_days", 7),
+    ("FRONTEND_URL", "https://app.3d-ultra.example", "frontend_url", "https://app.3d-ultra.example"),
+    ("SMTP_PORT", "2525", "smtp_port", 2525),
+    ("EMAIL_TIMEOUT_SECONDS", "2.5", "email_timeout_seconds", 2.5),
+    ("EMAIL_MAX_TRIES", "3", "email_max_tries", 3),
+    ("EMAIL_RETRY_SECONDS", "30", "email_retry_seconds", 30),
 ])
 def test_each_setting_is_read_from_its_own_variable(variable, raw, field, value):
     settings = Settings.from_env({**REQUIRED, variable: raw})
@@ -135,6 +150,8 @@ CEILINGS = [
     ("PROCESSING_POLL_SECONDS", int, 900), ("PROCESSING_DEADLINE_SECONDS", int, 7 * 86400),
     ("PROCESSING_MAX_ATTEMPTS", int, 20), ("DISPATCH_AFTER_SECONDS", int, 86400),
     ("MAX_RESULT_BYTES", int, 1024 ** 3), ("RESULT_RETENTION_DAYS", int, 3650),
+    ("SMTP_PORT", int, 65535), ("EMAIL_TIMEOUT_SECONDS", float, 60), ("EMAIL_MAX_TRIES", int, 20),
+    ("EMAIL_RETRY_SECONDS", int, 900),
 ]
 # The URL lifetime must stay below the abandoned-job age, so its own ceiling is tried with a longer age.
 ROOM = {"UPLOAD_URL_TTL_SECONDS": {"ABANDONED_AFTER_SECONDS": str(7 * 86400 + 1)}}
@@ -419,3 +436,66 @@ def test_a_deadline_within_two_polls_stops_start_up():
                            "PROCESSING_DEADLINE_SECONDS": "120"})
 
     assert str(raised.value) == "PROCESSING_DEADLINE_SECONDS must be more than twice PROCESSING_POLL_SECONDS"
+
+
+EMAIL = {"EMAIL_FROM": "3D Ultra <no-reply@3d-ultra.example>", "FRONTEND_URL": "https://app.3d-ultra.example"}
+
+
+def test_email_through_ses_takes_its_sender_link_origin_and_configuration_set():
+    settings = Settings.from_env({**REQUIRED, **EMAIL, "SES_CONFIGURATION_SET": "three-d-ultra"})
+
+    assert named_fields(settings) == {**DEFAULTS, "email_from": "3D Ultra <no-reply@3d-ultra.example>",
+                                      "frontend_url": "https://app.3d-ultra.example",
+                                      "ses_configuration_set": "three-d-ultra"}
+    assert settings.email_configured
+
+
+def test_email_through_an_smtp_server_takes_its_host_and_port():
+    settings = Settings.from_env({**REQUIRED, **EMAIL, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": "2525"})
+
+    assert (settings.smtp_host, settings.smtp_port, settings.email_configured) == ("127.0.0.1", 2525, True)
+
+
+def test_without_a_sender_email_is_off():
+    assert not Settings.from_env(REQUIRED).email_configured
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"EMAIL_FROM": "no-reply@3d-ultra.example"},
+     "The email needs: FRONTEND_URL, SES_CONFIGURATION_SET (or SMTP_HOST)"),
+    ({"SES_CONFIGURATION_SET": "three-d-ultra"}, "The email needs: EMAIL_FROM, FRONTEND_URL"),
+    ({"SMTP_HOST": "127.0.0.1", "FRONTEND_URL": "http://127.0.0.1:8000"}, "The email needs: EMAIL_FROM"),
+    ({**EMAIL, "SES_CONFIGURATION_SET": "c", "SMTP_HOST": "127.0.0.1"},
+     "SES_CONFIGURATION_SET and SMTP_HOST name two ways to send email: set one"),
+    ({**EMAIL, "SES_CONFIGURATION_SET": "c", "EMAIL_FROM": "3D Ultra"},
+     "EMAIL_FROM must be an address such as '3D Ultra <no-reply@3d-ultra.example>', got '3D Ultra'"),
+])
+def test_an_incomplete_or_contradictory_email_setting_stops_start_up_naming_it(env, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, **env})
+
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://app.3d-ultra.example",
+     "FRONTEND_URL must use https (plain http only on 127.0.0.1 or localhost), got 'http://app.3d-ultra.example'"),
+    ("https://app.3d-ultra.example/", "FRONTEND_URL must be scheme://host[:port][/path] with no trailing slash, "
+                                      "query or fragment, got 'https://app.3d-ultra.example/'"),
+    ("https://app.3d-ultra.example/#x", "FRONTEND_URL must be scheme://host[:port][/path] with no trailing slash, "
+                                        "query or fragment, got 'https://app.3d-ultra.example/#x'"),
+    ("app.3d-ultra.example", "FRONTEND_URL must be an http(s) URL, got 'app.3d-ultra.example'"),
+    ("https://app.3d-ultra.example:99999", "FRONTEND_URL has an invalid port: 'https://app.3d-ultra.example:99999'"),
+])
+def test_a_frontend_url_the_emailed_link_could_not_use_stops_start_up(url, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, "FRONTEND_URL": url})
+
+    assert str(raised.value) == message
+
+
+def test_the_frontend_url_may_have_a_path_and_make_devs_plain_http_on_loopback():
+    assert Settings.from_env({**REQUIRED, "FRONTEND_URL": "https://3d-ultra.example/app"}).frontend_url == (
+        "https://3d-ultra.example/app")
+    assert Settings.from_env({**REQUIRED, "FRONTEND_URL": "http://127.0.0.1:8000"}).frontend_url == (
+        "http://127.0.0.1:8000")

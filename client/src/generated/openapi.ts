@@ -87,7 +87,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The job's status, for the processing screen. */
+        /**
+         * The job's status, for the processing screen.
+         * @description Opened with the session token (X-Session-Token), or, on any device, with the read-only view credential of the link emailed when the job completed (X-View-Token; the link carries it in its fragment as `#view=<token>`). The answer is the same with either; the view credential opens nothing else (confirm, cancel and retry read X-Session-Token only) and stops opening the job with the results' retention (RESULT_RETENTION_DAYS after the job finished). When both headers are sent, the session token is the one checked.
+         */
         get: operations["getUpload"];
         put?: never;
         post?: never;
@@ -149,7 +152,7 @@ export interface components {
          * @description The stable code of every error body; clients switch on it, never on the message.
          * @enum {string}
          */
-        ErrorCode: "BAD_PROCESSING_OUTPUT" | "BAD_REQUEST" | "IDEMPOTENCY_KEY_REUSED" | "INTERNAL_ERROR" | "INVALID_TOKEN" | "JOB_NOT_RETRYABLE" | "METHOD_NOT_ALLOWED" | "MISSING_TOKEN" | "NOT_FOUND" | "ORIGIN_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "PROCESSING_UNAVAILABLE" | "RATE_LIMITED" | "RETRY_LIMIT_REACHED" | "SERVICE_UNAVAILABLE" | "STORAGE_UNAVAILABLE" | "UNSUPPORTED_MEDIA_TYPE" | "UPLOAD_ALREADY_CONFIRMED" | "UPLOAD_CANCELLED" | "UPLOAD_EXPIRED" | "UPLOAD_NOT_FOUND" | "UPLOAD_NOT_VERIFIED" | "VALIDATION_ERROR";
+        ErrorCode: "BAD_PROCESSING_OUTPUT" | "BAD_REQUEST" | "EMAIL_REJECTED" | "EMAIL_UNAVAILABLE" | "IDEMPOTENCY_KEY_REUSED" | "INTERNAL_ERROR" | "INVALID_TOKEN" | "JOB_NOT_RETRYABLE" | "METHOD_NOT_ALLOWED" | "MISSING_TOKEN" | "NOT_FOUND" | "ORIGIN_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "PROCESSING_UNAVAILABLE" | "RATE_LIMITED" | "RETRY_LIMIT_REACHED" | "SERVICE_UNAVAILABLE" | "STORAGE_UNAVAILABLE" | "UNSUPPORTED_MEDIA_TYPE" | "UPLOAD_ALREADY_CONFIRMED" | "UPLOAD_CANCELLED" | "UPLOAD_EXPIRED" | "UPLOAD_NOT_FOUND" | "UPLOAD_NOT_VERIFIED" | "VALIDATION_ERROR";
         CreateUpload: {
             /**
              * Format: email
@@ -620,7 +623,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobStatus"];
                 };
             };
-            /** @description No token (MISSING_TOKEN) or a token of another upload (INVALID_TOKEN). */
+            /** @description No token (MISSING_TOKEN), or a session token or view credential of another upload (INVALID_TOKEN). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -638,7 +641,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The upload was cancelled (UPLOAD_CANCELLED). */
+            /** @description The upload was cancelled (UPLOAD_CANCELLED), or the view credential expired with the results' retention (UPLOAD_EXPIRED). */
             410: {
                 headers: {
                     [name: string]: unknown;
