@@ -6,6 +6,8 @@ every new state."""
 
 import json
 import re
+import time
+import uuid
 
 import pytest
 
@@ -156,43 +158,41 @@ def test_a_failed_job_says_why_and_try_again_takes_it_to_completed(tab, jobs, ph
     assert look.found == {state: [] for state in look.found}, look.found
 
 
-def test_the_emailed_link_shows_the_model_in_a_fresh_browser_with_empty_storage(browser, tab, jobs, photo, look):
-    # The job, completed on the uploader's device.
+def test_the_emailed_link_shows_the_model_in_a_fresh_browser_with_empty_storage(browser, tab, jobs, local_stack,
+                                                                              live_server, photo, look):
+    # The job, completed on the uploader's device; the worker sends its email to the stack's mail server. Its link
+    # opens the stack's own pages (FRONTEND_URL, the first allowed origin: live_server's).
+    email = f"link-{uuid.uuid4().hex[:8]}@example.com"
     set_timing(tab, pollProcessingMs=300)
-    submit_upload(tab, photo)
+    submit_upload(tab, photo, email=email)
     tab.wait_for_url(PROCESSING_URL, timeout=20_000)
     job_id = PROCESSING_URL.fullmatch(tab.url).group(1)
     tab.locator("#processing-page[data-state='completed']").wait_for(timeout=60_000)
-    session_token = tab.evaluate(f"() => localStorage.getItem('3d-ultra-session-{job_id}')")
+    deadline = time.monotonic() + 30
+    while not local_stack.mail.received(to=email) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [message] = local_stack.mail.received(to=email)
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    link = re.search(r"https?://\S+/processing/" + job_id + r"#view=[\w-]+", text).group(0)
+    view_token = link.split("#view=")[1]
 
     # Another device: nothing stored, only the emailed link with its view credential in the fragment.
-    context = browser.new_context(base_url=jobs["url"], viewport={"width": 1024, "height": 800})
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
     try:
         other = context.new_page()
         messages = []
         other.on("console", lambda message: messages.append(message.text))
         sent = []
-
-        def as_the_server_will(route):
-            # The page sends X-View-Token and no session; until the server accepts X-View-Token (the email's
-            # change), this stands in for it by reading the job with the uploader's token.
-            headers = route.request.headers
-            sent.append({k: v for k, v in headers.items() if k in ("x-view-token", "x-session-token")})
-            if "x-view-token" in headers and "x-session-token" not in headers:
-                route.continue_(headers={**{k: v for k, v in headers.items() if k != "x-view-token"},
-                                         "x-session-token": session_token})
-            else:
-                route.continue_()
-
-        other.route(STATUS, as_the_server_will)
-        other.goto(f"/processing/{job_id}#view=view-token-from-the-email")
+        other.on("request", lambda request: STATUS.fullmatch(request.url) and sent.append(
+            {k: v for k, v in request.headers.items() if k in ("x-view-token", "x-session-token")}))
+        other.goto(link)
         other.locator("#processing-page[data-state='completed']").wait_for(timeout=30_000)
         wait_for_model(other)
-        assert sent and all(h == {"x-view-token": "view-token-from-the-email"} for h in sent), sent
+        assert sent and all(h == {"x-view-token": view_token} for h in sent), sent
         assert other.url.endswith(f"/processing/{job_id}")  # the credential is off the address bar
         stored = other.evaluate("() => Object.fromEntries(Object.entries(localStorage))")
-        assert stored == {f"3d-ultra-view-{job_id}": "view-token-from-the-email"}
-        # It is read-only: no "Try again" is offered from it, and a reload keeps showing the model.
+        assert stored == {f"3d-ultra-view-{job_id}": view_token}
+        # A reload (the address has no fragment any more) keeps showing the model, from the stored credential.
         other.reload()
         wait_for_model(other)
         assert not [m for m in messages if CSP_VIOLATION.search(m)]
@@ -200,6 +200,13 @@ def test_the_emailed_link_shows_the_model_in_a_fresh_browser_with_empty_storage(
     finally:
         context.close()
     assert look.found == {state: [] for state in look.found}, look.found
+
+    # The credential only reads: confirm, cancel and retry refuse it.
+    api = link.split("/processing/")[0]
+    for method, path in (("POST", "/confirm"), ("DELETE", ""), ("POST", "/retry")):
+        status, body = http(method, f"{api}/api/upload/{job_id}{path}", data=b"{}" if method == "POST" else None,
+                            headers={"Content-Type": "application/json", "X-View-Token": view_token})
+        assert status in (401, 403), (method, path, status, body)
 
 
 def test_a_fresh_browser_without_the_link_says_it_has_no_access(browser, jobs, live_server):
