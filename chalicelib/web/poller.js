@@ -207,11 +207,11 @@ export class JobPoller {
             this.schedule();
             return;
         }
-        const { client, jobId, token } = this.options;
+        const { client, jobId, token, viewToken } = this.options;
         const sessionOptions = { onError: client.onError };
         this.inFlight = true;
         try {
-            const job = await client.getJob(jobId, { token, signal: controller.signal });
+            const job = await client.getJob(jobId, { token, viewToken, signal: controller.signal });
             if (controller.signal.aborted)
                 return;
             // A change of status or of progress is news: look again soon.

@@ -6,7 +6,7 @@
 import { OFFLINE_MESSAGE } from "./messages.js";
 import { byId, pageClient } from "./page-common.js";
 import { JobPoller, STOPPING_CODES } from "./poller.js";
-import { getSession, sessionPersistence, takeViewToken } from "./session.js";
+import { getSession, getViewToken, sessionPersistence, takeViewToken } from "./session.js";
 import { STATUSES } from "./status-texts.js";
 // The 3D viewer (@google/model-viewer with three.js, about 1 MB): imported only once there is a model to show.
 const MODEL_VIEWER_MODULE = "./model-viewer.js";
@@ -149,9 +149,14 @@ function show(job, state) {
     // When it failed, "Upload another photo" stands beside "Try again".
     startOver.hidden = !failed.hidden;
 }
-function stop(code) {
+/** Opened from the emailed link on a device without the session: the job is read with the view credential. */
+let viaLink = false;
+// What the API says of a refused or expired link is about the link, not about an upload on this device.
+const LINK_CODES = new Set(["INVALID_TOKEN", "UPLOAD_EXPIRED"]);
+function stop(code, message) {
     status.textContent = "";
-    error.textContent = MESSAGES[code] ?? MESSAGES["UPLOAD_NOT_FOUND"] ?? "";
+    error.textContent = viaLink && message && LINK_CODES.has(code) ? message
+        : MESSAGES[code] ?? MESSAGES["UPLOAD_NOT_FOUND"] ?? "";
     progressBox.hidden = true;
     startOver.textContent = "Start a new upload";
     startOver.hidden = false;
@@ -164,7 +169,7 @@ function render(state) {
     // Only an answer no poll can change ends the page; a passing failure while a finished job's links are asked for
     // again is shown below, like any other.
     if (state.error && (STOPPING_CODES.has(state.error.code) || state.error.status === 410)) {
-        stop(state.error.code);
+        stop(state.error.code, state.error.message);
         return;
     }
     if (state.offline)
@@ -189,12 +194,15 @@ if (jobId === null || jobId === "") {
 }
 else {
     // The emailed link carries a read-only view credential in its fragment: keep it, and take it off the address.
-    takeViewToken(jobId, { onError: (cause) => console.error("3d-ultra: localStorage is unavailable:", cause) });
+    const viewToken = takeViewToken(jobId, {
+        onError: (cause) => console.error("3d-ultra: localStorage is unavailable:", cause),
+    });
+    viaLink = getSession(jobId) === null && (viewToken ?? getViewToken(jobId)) !== null;
     if (sessionPersistence(jobId) === "tab") {
         notice.textContent = "This browser wouldn't let us save your upload, so you can't reopen this page later. "
             + "Keep this tab open to follow your model.";
     }
-    const poller = new JobPoller({ client: pageClient(), jobId });
+    const poller = new JobPoller({ client: pageClient(), jobId, viewToken });
     poller.subscribe(render);
     retryButton.addEventListener("click", () => {
         void poller.retry();

@@ -53,6 +53,8 @@ export interface JobPollerOptions {
   readonly jobId: string;
   /** The job's token; default: the one stored on this device. */
   readonly token?: string | null | undefined;
+  /** The emailed link's view credential, used without a session token; default: the one stored on this device. */
+  readonly viewToken?: string | null | undefined;
   readonly visibility?: Visibility | undefined;
   readonly isOnline?: (() => boolean) | undefined;
   readonly untilOnline?: ((signal?: AbortSignal) => Promise<void>) | undefined;
@@ -249,11 +251,11 @@ export class JobPoller {
       this.schedule();
       return;
     }
-    const { client, jobId, token } = this.options;
+    const { client, jobId, token, viewToken } = this.options;
     const sessionOptions = { onError: client.onError };
     this.inFlight = true;
     try {
-      const job = await client.getJob(jobId, { token, signal: controller.signal });
+      const job = await client.getJob(jobId, { token, viewToken, signal: controller.signal });
       if (controller.signal.aborted) return;
       // A change of status or of progress is news: look again soon.
       if ((this.lastStatus !== null && job.status !== this.lastStatus)

@@ -250,3 +250,17 @@ describe("progress, preview and model", () => {
       retryError: { code: "RETRY_LIMIT_REACHED" }, job: { status: "failed" } });
   });
 });
+
+test("the view credential given is passed to every status request", async () => {
+  local?.clear();
+  const seen: unknown[] = [];
+  const client = createClient({ baseUrl: "", timing: { pollStartMs: 10 } });
+  const poller = new JobPoller({ client: { ...client, getJob: async (_id, options) => {
+    seen.push(options?.viewToken);
+    return job("completed", { progress: 100 });
+  } }, jobId: "job1", viewToken: "view-1", visibility: new FakeVisibility() });
+  poller.start();
+  await vi.advanceTimersByTimeAsync(10);
+  expect(seen).toEqual(["view-1"]);
+  expect(poller.state).toMatchObject({ stopped: true, job: { status: "completed" } });
+});

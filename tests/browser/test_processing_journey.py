@@ -220,5 +220,10 @@ def test_a_fresh_browser_without_the_link_says_it_has_no_access(browser, jobs, l
         page = context.new_page()
         page.goto(f"/processing/{job_id}")
         page.get_by_role("alert").filter(has_text="This device has no access to this upload.").wait_for()
+        # A link whose credential the API refuses says so in the API's words about the link, and is forgotten.
+        page.goto("about:blank")  # else only the fragment changes, and the page is not loaded again
+        page.goto(f"{jobs['url']}/processing/{job_id}#view=not-the-right-one")
+        page.get_by_role("alert").filter(has_text="This link is not valid for this upload.").wait_for()
+        assert page.evaluate("() => localStorage.length") == 0
     finally:
         context.close()

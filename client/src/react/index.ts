@@ -215,8 +215,9 @@ export function useJob(jobId: string | null | undefined, options: UseJobOptions 
   useEffect(() => {
     setState(INITIAL_POLL_STATE);
     if (!jobId) return undefined;
-    if (viewLink) takeViewToken(jobId, { onError: client.onError });
-    const current = new JobPoller({ client, jobId, token });
+    // Given to the poller too, so that a link whose credential storage refused still shows the job this once.
+    const viewToken = viewLink ? takeViewToken(jobId, { onError: client.onError }) : null;
+    const current = new JobPoller({ client, jobId, token, viewToken });
     poller.current = current;
     const unsubscribe = current.subscribe(setState);
     current.start();
