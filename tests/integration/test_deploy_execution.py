@@ -30,7 +30,8 @@ from ops.package import package
 
 BUCKET = "3d-ultra-artifacts"
 STORED_SECRETS = [f"/3d-ultra/prod/{name}" for name in ("database-url", "r2-endpoint-url", "r2-access-key-id",
-                                                        "r2-secret-access-key", "posthog-api-key", "digest-secret")]
+                                                        "r2-secret-access-key", "posthog-api-key", "digest-secret",
+                                                        "processing-api-token")]
 REAL_AWS = Path(sys.executable).parent / "aws"
 
 STAND_IN = '''#!{python}

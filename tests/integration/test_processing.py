@@ -149,7 +149,7 @@ class _nothing:
 
 def _timing(settings):
     return worker.Timing(poll_seconds=settings.processing_poll_seconds, lease_seconds=60, input_url_seconds=600,
-                         max_result_bytes=settings.max_result_bytes)
+                         max_result_bytes=settings.max_result_bytes, output_hosts=settings.processing_output_hosts)
 
 
 def assert_one_task_and_one_set_of_events(journey, upload_id):
