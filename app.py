@@ -322,7 +322,8 @@ DEAD_JOBS_QUEUE = JOBS_QUEUE + "-dead"
 def worker_timing() -> worker.Timing:
     s = deps.settings
     return worker.Timing(poll_seconds=s.processing_poll_seconds, lease_seconds=max(60, 3 * s.processing_timeout_seconds),
-                         input_url_seconds=3600, max_result_bytes=s.max_result_bytes)
+                         input_url_seconds=3600, max_result_bytes=s.max_result_bytes,
+                         output_hosts=s.processing_output_hosts)
 
 
 def email_policy() -> worker.EmailPolicy:

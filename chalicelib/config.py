@@ -179,6 +179,8 @@ class Settings:
     # How the model takes the photo: `image` (one URL) or `images` (a list of views, as TRELLIS takes them), and
     # the model's other inputs (a JSON object), e.g. {"generate_model": true}.
     processing_image_input: str = "image"
+    # Where the worker may fetch outputs from (`host` or `*.suffix`, comma-separated): Replicate's delivery hosts.
+    processing_output_hosts: Tuple[str, ...] = ("replicate.delivery", "*.replicate.delivery")
     processing_extra_input: str = "{}"
     processing_timeout_seconds: float = 10.0
     processing_poll_seconds: int = 5
@@ -277,6 +279,9 @@ class Settings:
             processing_api_token=env.get("PROCESSING_API_TOKEN", ""),
             processing_model_version=env.get("PROCESSING_MODEL_VERSION", ""),
             processing_image_input=env.get("PROCESSING_IMAGE_INPUT") or cls.processing_image_input,
+            processing_output_hosts=tuple(host.strip().lower() for host in env["PROCESSING_OUTPUT_HOSTS"].split(",")
+                                          if host.strip()) if env.get("PROCESSING_OUTPUT_HOSTS")
+            else cls.processing_output_hosts,
             processing_extra_input=env.get("PROCESSING_EXTRA_INPUT") or cls.processing_extra_input,
             processing_timeout_seconds=_number(env, "PROCESSING_TIMEOUT_SECONDS", cls.processing_timeout_seconds),
             processing_poll_seconds=_number(env, "PROCESSING_POLL_SECONDS", cls.processing_poll_seconds),

@@ -206,9 +206,10 @@ def object_key(upload_id: str, extension: str) -> str:
     return f"uploads/{upload_id}/original.{extension}"
 
 
-def result_key(upload_id: str, name: str) -> str:
-    """The storage key of one of a job's results (`model.glb`, `preview.jpg`), copied from the processing service."""
-    return f"results/{upload_id}/{name}"
+def result_key(upload_id: str, attempt: int, name: str) -> str:
+    """The storage key of one of a job's results (`model.glb`, `preview.jpg`), copied from the processing service;
+    one folder per attempt, so that a late write of an earlier attempt never replaces a later one's."""
+    return f"results/{upload_id}/{attempt}/{name}"
 
 
 def mint_token() -> str:
@@ -271,6 +272,19 @@ GLB_MAGIC = b"glTF"
 GLB_VERSION = 2
 # What a preview may be, by its first bytes, and the extension it is stored under.
 PREVIEW_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+
+def allowed_output_host(url: str, hosts: tuple[str, ...]) -> bool:
+    """True for an https URL on one of `hosts` (`name` or `*.suffix`), or plain http on loopback when loopback is
+    listed: the worker fetches what the processing service names, so nothing else (the Lambda runtime's own API,
+    a private address) may be named."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in ("127.0.0.1", "localhost")):
+        return False
+    return any(host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])) for allowed in hosts)
 
 
 def is_glb(data: bytes) -> bool:

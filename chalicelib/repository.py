@@ -598,7 +598,8 @@ class Uploads:
         """(id, attempt, task) of jobs processing for longer than the deadline."""
         rows = self._db.run(
             "SELECT id, attempt, workflow_run_id FROM uploads"
-            " WHERE status = :processing AND processing_started_at < now() - make_interval(secs => :deadline)"
+            " WHERE confirmed_at IS NOT NULL AND status = :processing"
+            " AND processing_started_at < now() - make_interval(secs => :deadline)"
             " ORDER BY processing_started_at LIMIT :limit",
             deadline=deadline_seconds, limit=limit, processing=domain.PROCESSING,
         )
@@ -615,12 +616,13 @@ class Uploads:
         return [(row[0], [key for key in row[1:] if key]) for row in rows]
 
     def mark_results_deleted(self, upload_ids: list[str]) -> None:
-        """Record that these jobs' objects are gone (the status then says so)."""
+        """Record that these finished jobs' objects are gone (the status then says so); a job retried meanwhile is
+        left as it is."""
         if upload_ids:
             self._db.run(
                 "UPDATE uploads SET results_deleted_at = now(), object_deleted_at = now()"
-                " WHERE id = ANY(string_to_array(:ids, ','))",
-                ids=",".join(upload_ids),
+                " WHERE id = ANY(string_to_array(:ids, ',')) AND status IN (:completed, :failed)",
+                ids=",".join(upload_ids), completed=domain.COMPLETED, failed=domain.FAILED,
             )
 
     def ping(self) -> None:

@@ -32,6 +32,7 @@ class Timing:
     lease_seconds: float  # how long a claimed submission is left to the worker that claimed it
     input_url_seconds: int  # the life of the presigned GET the provider reads the photo through
     max_result_bytes: int  # the ceiling for any output's bytes
+    output_hosts: tuple[str, ...] = ("replicate.delivery", "*.replicate.delivery")  # where outputs may be fetched
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,14 @@ def _submit(job, *, uploads, storage, processing_service, queue, analytics, timi
         # The claim's lease runs out before this message comes back, so the next delivery may submit.
         queue.send(job.id, job.attempt, delay_seconds=max(timing.poll_seconds, int(timing.lease_seconds) + 1))
         return "submit deferred"
-    if not uploads.record_submission(job.id, job.attempt, task_id):
+    try:
+        recorded = uploads.record_submission(job.id, job.attempt, task_id)
+    except Exception:
+        # The task exists and the database may not know it (an outage, a lost answer): unless the row names it,
+        # cancel it, so that the next delivery's task is the only one.
+        _cancel_unless_recorded(job, task_id, uploads=uploads, processing_service=processing_service)
+        raise
+    if not recorded:
         # Another worker recorded a task first (a lease that ran out under a slow submit): ours is surplus.
         _cancel_quietly(processing_service, task_id)
         return "surplus task cancelled"
@@ -91,7 +99,7 @@ def _follow(job, *, uploads, storage, processing_service, queue, analytics, timi
         task = processing_service.get(task_id)
         preview_key = job.preview_key
         if task.preview_url and preview_key is None:
-            preview_key = _copy_preview(job.id, task.preview_url, storage=storage,
+            preview_key = _copy_preview(job.id, job.attempt, task.preview_url, storage=storage,
                                         processing_service=processing_service, timing=timing)
         if task.state == processing.SUCCEEDED:
             return _complete(job, task, preview_key, uploads=uploads, storage=storage,
@@ -113,13 +121,13 @@ def _follow(job, *, uploads, storage, processing_service, queue, analytics, timi
     return "running"
 
 
-def _copy_preview(upload_id: str, url: str, *, storage, processing_service, timing: Timing) -> str:
-    output = processing_service.download(url, timing.max_result_bytes)
+def _copy_preview(upload_id: str, attempt: int, url: str, *, storage, processing_service, timing: Timing) -> str:
+    output = _download(url, processing_service, timing)
     kind = domain.preview_type(output.data)
     if kind is None:
         log.warning("processing preview refused: not an image", extra={"claimedType": output.content_type})
         raise BadProcessingOutput()
-    key = domain.result_key(upload_id, "preview." + domain.PREVIEW_TYPES[kind])
+    key = domain.result_key(upload_id, attempt, "preview." + domain.PREVIEW_TYPES[kind])
     storage.put(key, output.data, content_type=kind)
     return key
 
@@ -129,14 +137,14 @@ def _complete(job, task, preview_key, *, uploads, storage, processing_service, a
     if not task.model_url:
         log.warning("processing service succeeded without a model", extra={"taskId": task.id})
         raise BadProcessingOutput()
-    output = processing_service.download(task.model_url, timing.max_result_bytes)
+    output = _download(task.model_url, processing_service, timing)
     if not domain.is_glb(output.data):
         log.warning("processing model refused: not a binary glTF 2.0", extra={"claimedType": output.content_type,
                                                                                "bytes": len(output.data)})
         raise BadProcessingOutput()
-    key = domain.result_key(job.id, "model.glb")
+    key = domain.result_key(job.id, job.attempt, "model.glb")
     storage.put(key, output.data, content_type="model/gltf-binary")
-    finished = uploads.complete(job.id, job.attempt, task.id, key, preview_key)
+    finished = uploads.complete(job.id, job.attempt, job.workflow_run_id, key, preview_key)
     if finished is None:
         return "completed elsewhere"
     analytics.capture("processing_completed", job.id, {"uploadId": job.id, "attempt": job.attempt,
@@ -145,6 +153,13 @@ def _complete(job, task, preview_key, *, uploads, storage, processing_service, a
     log.info("job completed", extra={"attempt": job.attempt, "durationMs": _duration_ms(finished)})
     _ask_for_email(job.id, job.attempt, queue=queue)
     return "completed"
+
+
+def _download(url: str, processing_service, timing: Timing):
+    if not domain.allowed_output_host(url, timing.output_hosts):
+        log.warning("processing output refused: not on an allowed host", extra={"outputHost": url.split("/")[2:3]})
+        raise BadProcessingOutput()
+    return processing_service.download(url, timing.max_result_bytes)
 
 
 def fail_job(upload_id: str, attempt: int, reason: str, *, uploads, analytics, max_attempts: int,
@@ -249,6 +264,15 @@ def dispatch_jobs(*, uploads, queue, processing_service, analytics, older_than_s
     summary = {"redispatched": sent, "unsent": unsent, "timedOut": timed_out, "emailsOffered": emails_offered}
     log.info("dispatch finished", extra=summary)
     return summary
+
+
+def _cancel_unless_recorded(job, task_id: str, *, uploads, processing_service) -> None:
+    try:
+        current = uploads.get(job.id)
+    except Exception:
+        current = None  # still unreachable: a task nobody can find is worse than one cancelled for nothing
+    if current is None or current.workflow_run_id != task_id:
+        _cancel_quietly(processing_service, task_id)
 
 
 def _cancel_quietly(processing_service, task_id: str) -> None:

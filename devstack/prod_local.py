@@ -197,6 +197,7 @@ class ProdLocal:
         # The worker's own settings, as its function's environment holds them (the token from SSM).
         self.worker = start_worker({**env, "PROCESSING_API_URL": self.processing.endpoint_url,
                                     "PROCESSING_MODEL_VERSION": MODEL_VERSION, "PROCESSING_POLL_SECONDS": "1",
+                                    "PROCESSING_OUTPUT_HOSTS": "127.0.0.1",
                                     "PROCESSING_API_TOKEN_SSM_PARAMETER": SSM_PREFIX + "processing-api-token"},
                                    log_file=self.api_log or sys.stderr, inherit=False)
         self.api = subprocess.Popen(

@@ -130,7 +130,7 @@ class LocalStack:
         return {**self.sqs.client_env(), "JOBS_QUEUE_URL": queues[JOBS_QUEUE], "JOBS_QUEUE_NAME": JOBS_QUEUE,
                 "PROCESSING_API_URL": self.processing.endpoint_url, "PROCESSING_API_TOKEN": self.processing.token,
                 "PROCESSING_MODEL_VERSION": MODEL_VERSION, "PROCESSING_POLL_SECONDS": str(POLL_SECONDS),
-                "PROCESSING_TIMEOUT_SECONDS": "5"}
+                "PROCESSING_TIMEOUT_SECONDS": "5", "PROCESSING_OUTPUT_HOSTS": "127.0.0.1"}
 
     def _start_mail(self) -> dict[str, str]:
         self.mail = MailServer(on_message=self.on_mail).start()

@@ -537,11 +537,13 @@ def add_processing(template: dict, stage: str, config: dict, names: dict[str, st
             Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage", Dimensions=queue_dimensions,
             Statistic="Maximum", Period=300, EvaluationPeriods=3, Threshold=600,
             ComparisonOperator="GreaterThanThreshold"),
+        # Its handler fails a dead-lettered job within seconds, so the queue itself is nearly always empty: the
+        # handler's invocations are what say a job was given up.
         "JobsDeadLettersAlarm": _alarm(
             f"{api_name}-jobs-dead-letters", "A job message failed five receives and reached the dead-letter queue "
-            "(its job is failed; see the runbook: redrive after fixing the cause)",
-            Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible",
-            Dimensions=[{"Name": "QueueName", "Value": f"{queue_name}-dead"}], Statistic="Maximum", Period=300,
+            "(its job was failed; see the runbook: find why in the worker's log, fix it, retry the jobs)",
+            Namespace="AWS/Lambda", MetricName="Invocations",
+            Dimensions=[{"Name": "FunctionName", "Value": names["FailUndeliverable"]}], Statistic="Sum", Period=300,
             EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold"),
         "ProcessJobErrorsAlarm": _alarm(
             f"{api_name}-worker-errors", "The processing worker failed 10 or more invocations in each of three "

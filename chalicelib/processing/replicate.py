@@ -31,7 +31,7 @@ class Replicate:
 
     def __init__(self, *, base_url: str, token: str, model_version: str, timeout: float, http=None,
                  image_input: str = "image", extra_input: dict | None = None, retries: int = 3,
-                 backoff: float = 0.5, download_seconds: float = 120.0):
+                 backoff: float = 0.5, download_seconds: float = 40.0):
         import urllib3
 
         self._base = base_url.rstrip("/")
@@ -43,13 +43,18 @@ class Replicate:
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._download_seconds = download_seconds
         self._http = http or urllib3.PoolManager(retries=False)
-        # 5xx and 429 (with its Retry-After) are retried with exponential backoff. A POST whose answer was lost
-        # may have created a prediction, so a read timeout is retried for GETs only (read=0 below for POSTs).
+        # 5xx, 429 and timeouts are retried with exponential backoff (a few seconds in all: what still fails is
+        # asked again later through a delayed message, never slept through). A POST that may have reached the
+        # service is retried only where it certainly created nothing: a refused connection, or 429.
         self._retry = urllib3.Retry(total=retries, connect=retries, read=retries, status=retries,
-                                    backoff_factor=backoff, backoff_max=10,
+                                    backoff_factor=backoff, backoff_max=4,
                                     status_forcelist=(429, 500, 502, 503, 504),
-                                    allowed_methods=frozenset({"GET", "POST"}), respect_retry_after_header=True,
+                                    allowed_methods=frozenset({"GET"}), respect_retry_after_header=False,
                                     raise_on_status=False)
+        self._post_retry = urllib3.Retry(total=retries, connect=retries, read=0, status=retries, other=0,
+                                         backoff_factor=backoff, backoff_max=4, status_forcelist=(429,),
+                                         allowed_methods=frozenset({"POST"}), respect_retry_after_header=False,
+                                         raise_on_status=False)
 
     def submit(self, input_url: str) -> str:
         photo = [input_url] if self._image_input == "images" else input_url
@@ -109,7 +114,7 @@ class Replicate:
     def _call(self, method: str, path: str, payload: dict | None = None) -> dict:
         import urllib3
 
-        retries = self._retry if method == "GET" else self._retry.new(read=0)
+        retries = self._retry if method == "GET" else self._post_retry
         try:
             response = self._http.request(method, self._base + path, headers=self._headers, timeout=self._timeout,
                                           body=None if payload is None else json.dumps(payload).encode(),

@@ -44,7 +44,9 @@ def test_back_after_a_finished_upload_gives_a_usable_form_and_a_second_upload_wo
     # A page restored from the back/forward cache fires no load event: wait for the navigation only.
     page.go_back(wait_until="commit")
     page.wait_for_url(re.compile(r".*/$"), wait_until="commit")
-    page.wait_for_function("() => document.getElementById('upload-page').dataset.state !== 'done'")
+    # Right after the navigation commits, the restored document may not have its form yet.
+    page.wait_for_function("() => { const form = document.getElementById('upload-page');"
+                           " return form !== null && form.dataset.state !== 'done'; }")
     assert page.get_by_role("button", name="Upload").is_enabled()
     assert page.get_by_label("Email").is_enabled() and page.get_by_label("Photo").is_enabled()
     assert page.locator("#status").text_content() == ""

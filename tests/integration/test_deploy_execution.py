@@ -30,7 +30,8 @@ from ops.package import package
 
 BUCKET = "3d-ultra-artifacts"
 STORED_SECRETS = [f"/3d-ultra/prod/{name}" for name in ("database-url", "r2-endpoint-url", "r2-access-key-id",
-                                                        "r2-secret-access-key", "posthog-api-key", "digest-secret")]
+                                                        "r2-secret-access-key", "posthog-api-key", "digest-secret",
+                                                        "processing-api-token")]
 REAL_AWS = Path(sys.executable).parent / "aws"
 
 STAND_IN = '''#!{python}
@@ -181,8 +182,8 @@ def test_an_account_quota_below_the_reservations_stops_the_deploy_before_migrati
     log_dir, direct_url = aws
     monkeypatch.setenv("STAND_IN_CONCURRENCY", "10")
 
-    with pytest.raises(DeployError, match=r"quota is 10; the functions reserve 22 and Lambda keeps 100 unreserved, "
-                                          r"so it must be at least 122"):
+    with pytest.raises(DeployError, match=r"quota is 10; the functions reserve 35 and Lambda keeps 100 unreserved, "
+                                          r"so it must be at least 135"):
         execute(steps_for(build))
     assert calls(log_dir) == [["lambda", "get-account-settings"]]
     assert applied_migrations(direct_url) == []

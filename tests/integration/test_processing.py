@@ -19,7 +19,7 @@ import app as app_module
 from chalicelib import worker
 from chalicelib.config import Settings
 from chalicelib.deps import Dependencies
-from devstack.worker import EventSourceMapping
+from devstack.worker import EventSourceMapping, lambda_event
 from tests.helpers import ApiClient, http, put_object
 from tests.images import pillow_bytes
 from tests.stack_fixtures import pooler_for
@@ -149,7 +149,13 @@ class _nothing:
 
 def _timing(settings):
     return worker.Timing(poll_seconds=settings.processing_poll_seconds, lease_seconds=60, input_url_seconds=600,
-                         max_result_bytes=settings.max_result_bytes)
+                         max_result_bytes=settings.max_result_bytes, output_hosts=settings.processing_output_hosts)
+
+
+def assert_one_task_and_one_set_of_events(journey, upload_id):
+    assert journey.tasks_for(upload_id) == 1
+    assert journey.analytics.names(upload_id).count("processing_started") == 1
+    assert journey.analytics.names(upload_id).count("processing_completed") == 1
 
 
 def validate_glb(data, tmp_path):
@@ -205,19 +211,15 @@ def test_the_same_message_delivered_three_times_in_sequence_makes_one_task_and_o
     journey.run_until(upload_id, token, {"completed"})
     journey.drain()
 
-    assert journey.tasks_for(upload_id) == 1
-    assert journey.analytics.names(upload_id).count("processing_started") == 1
-    assert journey.analytics.names(upload_id).count("processing_completed") == 1
+    assert_one_task_and_one_set_of_events(journey, upload_id)
 
 
+@pytest.mark.parametrize("route", ["direct", "through PgBouncer"], indirect=True)
 def test_the_same_message_handled_by_three_workers_at_once_makes_one_task_and_one_set_of_events(journey):
     upload_id, token = journey.upload()
     journey.empty()
-    body = json.dumps({"uploadId": upload_id, "attempt": 1})
-    event = {"Records": [{"messageId": str(n), "receiptHandle": str(n), "body": body, "attributes": {},
-                          "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                          "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:jobs", "awsRegion": "eu-central-1"}
-                         for n in range(1)]}
+    message = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": json.dumps({"uploadId": upload_id, "attempt": 1})}
+    event = lambda_event(message, "arn:aws:sqs:eu-central-1:123456789012:jobs")
     barrier = threading.Barrier(3)
 
     def deliver(_):
@@ -229,11 +231,10 @@ def test_the_same_message_handled_by_three_workers_at_once_makes_one_task_and_on
     journey.run_until(upload_id, token, {"completed"})
     journey.drain()
 
-    assert journey.tasks_for(upload_id) == 1
-    assert journey.analytics.names(upload_id).count("processing_started") == 1
-    assert journey.analytics.names(upload_id).count("processing_completed") == 1
+    assert_one_task_and_one_set_of_events(journey, upload_id)
 
 
+@pytest.mark.parametrize("route", ["direct", "through PgBouncer"], indirect=True)
 def test_a_worker_that_died_after_its_claim_and_before_the_submit_is_replaced_by_the_next_delivery(journey):
     upload_id, token = journey.upload()
     journey.empty()
@@ -316,6 +317,7 @@ def test_a_processing_service_that_hangs_on_a_poll_is_timed_out_and_asked_again(
 
 
 @pytest.mark.parametrize("mode", ["garbage_model", "huge_model", "garbage_preview"])
+@pytest.mark.parametrize("route", ["direct", "through PgBouncer"], indirect=True)
 def test_an_output_that_is_not_what_it_claims_fails_the_job_with_a_friendly_message(journey, mode):
     journey.control.set(mode=mode)
     upload_id, token = journey.upload()
@@ -374,6 +376,7 @@ def test_a_job_processing_past_the_deadline_is_failed_by_the_dispatcher_and_its_
         assert journey.deps.processing.get(task).state == "cancelled"
 
 
+@pytest.mark.parametrize("route", ["direct", "through PgBouncer"], indirect=True)
 def test_a_failed_job_is_retried_by_its_owner_to_completed_and_old_messages_change_nothing(journey):
     journey.control.set(mode="fail")
     upload_id, token = journey.upload()

@@ -15,7 +15,8 @@ from chalicelib.repository import Claim, Finished, UploadRecord
 from tests.unit.fakes import FakeAnalytics, FakeQueue
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
-TIMING = worker.Timing(poll_seconds=5, lease_seconds=60, input_url_seconds=600, max_result_bytes=1000)
+TIMING = worker.Timing(poll_seconds=5, lease_seconds=60, input_url_seconds=600, max_result_bytes=1000,
+                       output_hosts=("out",))
 GLB = b"glTF" + (2).to_bytes(4, "little") + (24).to_bytes(4, "little") + b"\0" * 12
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 40
 
@@ -162,8 +163,8 @@ def test_a_running_task_records_its_progress_and_its_preview_once_and_is_looked_
     outcome, queue, _, bucket = run(jobs, provider)
 
     assert outcome == "running"
-    assert jobs.calls == [("poll", 1, "task1", 2.5), ("progress", 40, "results/job1/preview.jpg")]
-    assert bucket.objects == {"results/job1/preview.jpg": (JPEG, "image/jpeg")}
+    assert jobs.calls == [("poll", 1, "task1", 2.5), ("progress", 40, "results/job1/1/preview.jpg")]
+    assert bucket.objects == {"results/job1/1/preview.jpg": (JPEG, "image/jpeg")}
     assert queue.sent == [("job1", 1, 5)]
 
 
@@ -187,9 +188,9 @@ def test_a_succeeded_task_is_copied_into_our_bucket_completed_and_reported_once_
 
     assert outcome == "completed"
     assert queue.sent == [("job1", 1, 0, "notify")]  # the email the page promises
-    assert bucket.objects == {"results/job1/preview.png": (png, "image/png"),
-                              "results/job1/model.glb": (GLB, "model/gltf-binary")}
-    assert jobs.calls[-1] == ("complete", "results/job1/model.glb", "results/job1/preview.png")
+    assert bucket.objects == {"results/job1/1/preview.png": (png, "image/png"),
+                              "results/job1/1/model.glb": (GLB, "model/gltf-binary")}
+    assert jobs.calls[-1] == ("complete", "results/job1/1/model.glb", "results/job1/1/preview.png")
     assert analytics.events == [("processing_completed", "job1", {"uploadId": "job1", "attempt": 1,
                                                                   "durationMs": 42000, "modelBytes": len(GLB)})]
 
@@ -355,3 +356,57 @@ def test_a_glb_is_told_apart_from_other_bytes_by_magic_version_and_length():
     assert not domain.is_glb(b"<html>")
     assert [domain.preview_type(data) for data in (JPEG, b"\x89PNG\r\n\x1a\n", b"RIFF\0\0\0\0WEBP", b"GIF89a")] == [
         "image/jpeg", "image/png", "image/webp", None]
+
+
+def test_a_task_whose_recording_failed_is_cancelled_unless_the_row_names_it():
+    from chalicelib.errors import DatabaseOutcomeUnknown
+
+    class Lost(Jobs):
+        def record_submission(self, upload_id, attempt, task_id):
+            raise DatabaseOutcomeUnknown()
+
+    provider = Provider()
+    with pytest.raises(DatabaseOutcomeUnknown):
+        run(Lost(job()), provider)
+
+    assert provider.cancelled == ["task1"]
+
+
+def test_a_task_whose_recording_committed_though_its_answer_was_lost_is_kept():
+    from chalicelib.errors import DatabaseOutcomeUnknown
+
+    class Committed(Jobs):
+        def record_submission(self, upload_id, attempt, task_id):
+            self.record = job(status="processing", task=task_id)
+            raise DatabaseOutcomeUnknown()
+
+    provider = Provider()
+    with pytest.raises(DatabaseOutcomeUnknown):
+        run(Committed(job()), provider)
+
+    assert provider.cancelled == []
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "https://evil.example/m.glb",
+                                 "http://out/m.glb", "file:///etc/passwd", "https://127.0.0.1:9001/2018-06-01/runtime"])
+def test_an_output_on_a_host_not_allowed_is_never_fetched_and_fails_the_job(url):
+    task = Task("task1", processing.SUCCEEDED, model_url=url)
+    provider = Provider(task, {})
+    jobs = Jobs(job(status="processing", task="task1", preview="results/job1/1/preview.jpg"))
+
+    outcome, _, _, _ = run(jobs, provider)
+
+    assert outcome == "failed"
+    assert jobs.calls[-1][1] == "bad_output"
+
+
+@pytest.mark.parametrize("url, hosts, allowed", [
+    ("https://replicate.delivery/a/m.glb", ("replicate.delivery", "*.replicate.delivery"), True),
+    ("https://pbxt.replicate.delivery/a/m.glb", ("replicate.delivery", "*.replicate.delivery"), True),
+    ("https://evilreplicate.delivery/m.glb", ("replicate.delivery", "*.replicate.delivery"), False),
+    ("http://replicate.delivery/m.glb", ("replicate.delivery",), False),
+    ("http://127.0.0.1:8100/files/x/model.glb", ("127.0.0.1",), True),
+    ("http://127.0.0.1:8100/files/x/model.glb", ("replicate.delivery",), False),
+])
+def test_outputs_are_fetched_over_https_from_the_listed_hosts_only(url, hosts, allowed):
+    assert domain.allowed_output_host(url, hosts) is allowed
