@@ -106,7 +106,9 @@ new MutationObserver(() => {
     seen.push(value);
     sessionStorage.setItem(key, JSON.stringify(seen));
   };
-  new MutationObserver(() => record('progress-seen', Number(bar.value)))
+  // The upload's bar and the processing page's are both #progress: each page records under its own key.
+  const key = document.getElementById('processing-page') ? 'processing-progress-seen' : 'progress-seen';
+  new MutationObserver(() => record(key, Number(bar.value)))
     .observe(bar, { attributes: true, attributeFilter: ['value'] });
   // What the status live region says, which is what a screen reader announces.
   new MutationObserver(() => record('status-seen', status.textContent))

@@ -98,7 +98,7 @@ def test_one_job_from_upload_to_its_model_on_the_served_pages(tab, jobs, photo, 
     wait_for_model(tab)
     assert not bar.is_visible()
     assert tab.locator("#processing-page > #status").inner_text() == "Your model is ready."
-    seen = tab.evaluate("() => JSON.parse(sessionStorage.getItem('progress-seen') || '[]')")
+    seen = tab.evaluate("() => JSON.parse(sessionStorage.getItem('processing-progress-seen') || '[]')")
     assert any(0 < value < 100 for value in seen), seen
     download = tab.get_by_role("link", name="Download the model (GLB)")
     href = download.get_attribute("href")

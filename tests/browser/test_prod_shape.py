@@ -97,7 +97,9 @@ def run_flow(page, photo, home, processing_pattern, requests):
     upload_through(page, photo)
     page.wait_for_url(re.compile(processing_pattern), timeout=60_000)
     job_id = re.fullmatch(processing_pattern, page.url).group(1)
-    page.locator("#job-status").filter(has_text="Waiting to be processed").wait_for(timeout=30_000)
+    # prod-local's worker takes the job at once: any status on its way shows the page followed it.
+    page.locator("#job-status").filter(
+        has_text=re.compile("Waiting to be processed|Being turned into 3D|Ready")).wait_for(timeout=30_000)
     return job_id, requests.until_navigation(start, processing_pattern)
 
 
