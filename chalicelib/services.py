@@ -317,19 +317,29 @@ def check_health(*, uploads, storage) -> dict:
     return checks
 
 
+# What the sweep keeps of its time limit for the work after its deletes (marking a batch, clearing emails, the
+# summary): it starts no batch with less left, so a backlog ends the run early instead of timing it out.
+SWEEP_RESERVE_SECONDS = 30
+
+
 def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_ttl_seconds: int,
                              email_retention_days: int | None = None, rate_limit_windows: tuple = (),
-                             batch_size: int = 200) -> dict:
+                             batch_size: int = 200, seconds_left=None) -> dict:
     """Expire jobs created but never confirmed, delete the objects of expired and cancelled jobs (a cancelled one's
     once `url_ttl_seconds` have passed since the cancel, so that no upload URL outlives its job), clear emails past
     their retention and forget rate-limit rows older than the longest window in `rate_limit_windows` (seconds);
-    safe to repeat or run concurrently. Ends with one summary line that is also the sweep's heartbeat metric."""
+    safe to repeat or run concurrently. Ends with one summary line that is also the sweep's heartbeat metric.
+    `seconds_left()` (the invocation's remaining time): no batch starts with less than SWEEP_RESERVE_SECONDS left;
+    the next run deletes the rest (`stoppedEarly` in the summary)."""
     started = time.monotonic()
     if rate_limit_windows:
         uploads.forget_rate_limits(max(rate_limit_windows))
     expired = uploads.expire_abandoned(older_than_seconds)
-    deleted = 0
+    deleted, stopped_early = 0, False
     while True:
+        if seconds_left is not None and seconds_left() < SWEEP_RESERVE_SECONDS:
+            stopped_early = True
+            break
         pending = uploads.objects_to_delete(batch_size, url_ttl_seconds)
         if not pending:
             break
@@ -338,6 +348,8 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_t
         uploads.mark_objects_deleted([upload_id for upload_id, _ in pending])
         deleted += len(pending)
     summary = {"expired": expired, "objectsDeleted": deleted}
+    if stopped_early:
+        summary["stoppedEarly"] = True
     if email_retention_days is not None:
         summary["emailsCleared"] = uploads.clear_old_emails(email_retention_days)
     log.info("sweep finished", extra={
