@@ -30,9 +30,9 @@ def _refused(operation: str, exc: ClientError) -> BucketSetupRefused:
     code = exc.response.get("Error", {}).get("Code")
     return BucketSetupRefused(
         f"{operation} refused ({code}): creating the bucket and setting its CORS and lifecycle rules take an R2 "
-        "API token with Admin Read & Write permissions; the functions' token (Object Read & Write on this "
-        "bucket) may not change them. Create an admin token for this step, run it again with that token's "
-        "keys, then delete the token")
+        "API token with Admin Read & Write permissions, and its keys (the functions' token, Object Read & Write "
+        "on this bucket, may not change them; wrong keys are refused alike). Create an admin token for this "
+        "step, run it again with that token's keys, then delete the token")
 
 
 def configure_bucket(*, endpoint_url: str, access_key_id: str, secret_access_key: str, bucket: str,
