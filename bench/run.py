@@ -302,11 +302,17 @@ def warm_overhead(driver, settings, n=200):
         s3.generate_presigned_url("put_object", Params={"Bucket": settings.r2_bucket, "Key": f"uploads/{i}/original.png",
                                   "ContentType": "image/png", "ContentLength": len(PNG)}, ExpiresIn=900)
 
+    from chalicelib.queue import sqs_client
+
+    sqs = sqs_client(timeout=5)
+
     def bare_confirm(created):
         conn.run(f"SELECT {COLS} FROM uploads WHERE id = " + L(created["uploadId"]))
         s3.get_object(Bucket=settings.r2_bucket, Key=created["key"], Range="bytes=0-63")["Body"].read()
         conn.run("UPDATE uploads SET confirmed_at = now(), updated_at = now() WHERE id = " + L(created["uploadId"])
                  + " AND confirmed_at IS NULL AND status = 'pending' RETURNING " + COLS)
+        sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody=json.dumps(
+            {"uploadId": created["uploadId"], "attempt": 1}))
 
     def bare_status(created):
         conn.run(f"SELECT {COLS} FROM uploads WHERE id = " + L(created["uploadId"]))
@@ -375,7 +381,14 @@ def main() -> None:
         settings = Settings.from_env(stack.env)
         driver = Driver(app_module, Dependencies(settings))
         rows = []
+        from bench import processing
+
+        def fresh_driver():
+            return Driver(app_module, Dependencies(settings))
+
         for name, step in (("round trips", lambda: round_trips(app_module, settings)),
+                           ("queue round trips", lambda: processing.queue_round_trips(fresh_driver, stack, DELAY)),
+                           ("hand-off journey", lambda: processing.journey(fresh_driver(), stack, app_module, settings)),
                            ("cold start", lambda: cold_start(stack.env, driver)),
                            ("warm overhead", lambda: warm_overhead(driver, settings)),
                            ("size and memory", lambda: size_and_memory(driver))):

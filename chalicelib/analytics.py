@@ -53,11 +53,14 @@ def _delivery_failed(exc: Exception, batch) -> None:
     log.warning("analytics: delivery failed (%s); %d event(s) dropped", type(exc).__name__, len(batch))
 
 
-def build_analytics(api_key: str | None, host: str, budget_seconds: float):
-    """A PostHog-backed Analytics, or DisabledAnalytics without a key (PostHog is then never imported)."""
+def posthog_client(api_key: str | None, host: str, budget_seconds: float):
+    """The container's one PostHog client (events and error tracking), or None without a key (PostHog is then
+    never imported)."""
     if not api_key:
-        return DisabledAnalytics()
+        return None
     from posthog import Posthog
+
+    from .errortracking import MASKED_NAMES, scrub_exception_event
 
     client = Posthog(
         project_api_key=api_key,
@@ -66,7 +69,20 @@ def build_analytics(api_key: str | None, host: str, budget_seconds: float):
         max_retries=0,
         disable_geoip=True,  # pragma: no mutate (posthog's default; explicit so an upgrade cannot turn it on)
         on_error=_delivery_failed,
+        # An exception's locals help to find its cause; names that say what they hold are masked, and every
+        # value that reaches the wire is scrubbed (errortracking.scrub_exception_event).
+        capture_exception_code_variables=True,
+        code_variables_mask_patterns=MASKED_NAMES,
+        before_send=scrub_exception_event,
     )
     # The client logs its own copy of each delivery error, with the server's answer; ours is enough.
     logging.getLogger("posthog").setLevel(logging.CRITICAL)
+    return client
+
+
+def build_analytics(api_key: str | None, host: str, budget_seconds: float, client=None):
+    """A PostHog-backed Analytics (on `client`, else a new one), or DisabledAnalytics without a key."""
+    client = client or posthog_client(api_key, host, budget_seconds)
+    if client is None:
+        return DisabledAnalytics()
     return Analytics(client, budget_seconds=budget_seconds)

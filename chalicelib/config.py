@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Optional, Tuple
+from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MIB = 1024 * 1024
 # Secrets may be given directly (local runs) or as the name of an SSM parameter, `<NAME>_SSM_PARAMETER` (production).
 SECRET_NAMES = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "POSTHOG_API_KEY",
-                "DIGEST_SECRET")
+                "DIGEST_SECRET", "PROCESSING_API_TOKEN")
 # The key of the HMACs kept instead of Idempotency-Keys, request fingerprints and rate-limit keys: a random string
 # of at least this many characters (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
 MIN_DIGEST_SECRET_LENGTH = 32
@@ -36,7 +38,21 @@ NUMERIC_SETTINGS = {  # name: (type, largest value)
     "UPLOAD_URL_TTL_SECONDS": (int, 7 * 24 * 3600),  # the longest a SigV4 presigned URL may live
     "ABANDONED_AFTER_SECONDS": (int, TEN_YEARS_SECONDS),
     "EMAIL_RETENTION_DAYS": (int, 3650),
+    "QUEUE_TIMEOUT_SECONDS": (float, 10),  # the confirm waits this long at most for its hand-off
+    "PROCESSING_TIMEOUT_SECONDS": (float, 60),
+    "PROCESSING_POLL_SECONDS": (int, 900),  # SQS's longest message delay
+    "PROCESSING_DEADLINE_SECONDS": (int, 7 * 24 * 3600),
+    "PROCESSING_MAX_ATTEMPTS": (int, 20),
+    "DISPATCH_AFTER_SECONDS": (int, 24 * 3600),
+    "MAX_RESULT_BYTES": (int, 1024 * MIB),  # what a worker holds in memory at once
+    "RESULT_RETENTION_DAYS": (int, 3650),
+    "SMTP_PORT": (int, 65535),
+    "EMAIL_TIMEOUT_SECONDS": (float, 60),
+    "EMAIL_MAX_TRIES": (int, 20),
+    "EMAIL_RETRY_SECONDS": (int, 900),  # SQS's longest message delay: a failed send's first wait
 }
+# Replicate's API; PROCESSING_API_URL points the worker at another service that speaks it (the local reference one).
+REPLICATE_API_URL = "https://api.replicate.com"
 
 
 class ConfigError(RuntimeError):
@@ -151,8 +167,52 @@ class Settings:
     stage: str = "dev"
     # Secrets from SSM are re-read after this long (and at once when a credential is refused).
     secrets_max_age_seconds: float = 300.0
+    # The hand-off to processing: the SQS queue the confirm sends to (empty: no hand-off, for a stack without one).
+    jobs_queue_url: str = ""
+    # Its name (the worker's trigger and the dead-letter queue `<name>-dead` are registered by it at import).
+    jobs_queue_name: str = "three-d-ultra-jobs"
+    queue_timeout_seconds: float = 1.0
+    # The processing service (Replicate's predictions API): the worker's and the dispatcher's only.
+    processing_api_url: str = REPLICATE_API_URL
+    processing_api_token: str = ""
+    processing_model_version: str = ""
+    # How the model takes the photo: `image` (one URL) or `images` (a list of views, as TRELLIS takes them), and
+    # the model's other inputs (a JSON object), e.g. {"generate_model": true}.
+    processing_image_input: str = "image"
+    # Where the worker may fetch outputs from (`host` or `*.suffix`, comma-separated): Replicate's delivery hosts.
+    processing_output_hosts: Tuple[str, ...] = ("replicate.delivery", "*.replicate.delivery")
+    processing_extra_input: str = "{}"
+    processing_timeout_seconds: float = 10.0
+    processing_poll_seconds: int = 5
+    processing_deadline_seconds: int = 1800
+    processing_max_attempts: int = 3
+    dispatch_after_seconds: int = 60
+    max_result_bytes: int = 100 * MIB
+    # How long a finished job keeps its photo, preview and model before the sweep deletes them.
+    result_retention_days: int = 30
+    # The email a finished job sends (the worker's): off without a sender. Its link's origin is the front end's.
+    frontend_url: str = ""
+    email_from: str = ""
+    # Amazon SES's configuration set (its event destination records bounces and complaints)...
+    ses_configuration_set: str = ""
+    # ...or an SMTP server instead (the local stack's own).
+    smtp_host: str = ""
+    smtp_port: int = 25
+    email_timeout_seconds: float = 5.0
+    email_max_tries: int = 5
+    email_retry_seconds: int = 60
     # (setting name, SSM parameter name) of secrets still to be fetched; empty once resolved.
     ssm_parameters: Tuple[Tuple[str, str], ...] = ()
+
+    @property
+    def processing_configured(self) -> bool:
+        """True when this function may speak to the processing service (the worker's environment names it)."""
+        return bool(self.processing_model_version)
+
+    @property
+    def email_configured(self) -> bool:
+        """True when finished jobs send their email (a sender is set, and the rest was checked at start-up)."""
+        return bool(self.email_from)
 
     @property
     def database(self) -> DatabaseSettings:
@@ -187,6 +247,9 @@ class Settings:
             raise ConfigError(f"UPLOAD_URL_TTL_SECONDS ({url_ttl}) must be less than ABANDONED_AFTER_SECONDS "
                               f"({abandoned_after})")
         origins = allowed_origins_from_env(env)
+        _check_processing(env, given)
+        frontend_url = parse_frontend_url(env["FRONTEND_URL"]) if env.get("FRONTEND_URL") else ""
+        _check_email(env)
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             r2_endpoint_url=endpoint,
@@ -209,6 +272,32 @@ class Settings:
             secrets_max_age_seconds=_number(env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds),
             version=env.get("VERSION") or cls.version,
             stage=env.get("STAGE") or cls.stage,
+            jobs_queue_url=env.get("JOBS_QUEUE_URL", ""),
+            jobs_queue_name=env.get("JOBS_QUEUE_NAME") or cls.jobs_queue_name,
+            queue_timeout_seconds=_number(env, "QUEUE_TIMEOUT_SECONDS", cls.queue_timeout_seconds),
+            processing_api_url=env.get("PROCESSING_API_URL") or cls.processing_api_url,
+            processing_api_token=env.get("PROCESSING_API_TOKEN", ""),
+            processing_model_version=env.get("PROCESSING_MODEL_VERSION", ""),
+            processing_image_input=env.get("PROCESSING_IMAGE_INPUT") or cls.processing_image_input,
+            processing_output_hosts=tuple(host.strip().lower() for host in env["PROCESSING_OUTPUT_HOSTS"].split(",")
+                                          if host.strip()) if env.get("PROCESSING_OUTPUT_HOSTS")
+            else cls.processing_output_hosts,
+            processing_extra_input=env.get("PROCESSING_EXTRA_INPUT") or cls.processing_extra_input,
+            processing_timeout_seconds=_number(env, "PROCESSING_TIMEOUT_SECONDS", cls.processing_timeout_seconds),
+            processing_poll_seconds=_number(env, "PROCESSING_POLL_SECONDS", cls.processing_poll_seconds),
+            processing_deadline_seconds=_number(env, "PROCESSING_DEADLINE_SECONDS", cls.processing_deadline_seconds),
+            processing_max_attempts=_number(env, "PROCESSING_MAX_ATTEMPTS", cls.processing_max_attempts),
+            dispatch_after_seconds=_number(env, "DISPATCH_AFTER_SECONDS", cls.dispatch_after_seconds),
+            max_result_bytes=_number(env, "MAX_RESULT_BYTES", cls.max_result_bytes),
+            result_retention_days=_number(env, "RESULT_RETENTION_DAYS", cls.result_retention_days),
+            frontend_url=frontend_url,
+            email_from=env.get("EMAIL_FROM", "").strip(),
+            ses_configuration_set=env.get("SES_CONFIGURATION_SET", ""),
+            smtp_host=env.get("SMTP_HOST", ""),
+            smtp_port=_number(env, "SMTP_PORT", cls.smtp_port),
+            email_timeout_seconds=_number(env, "EMAIL_TIMEOUT_SECONDS", cls.email_timeout_seconds),
+            email_max_tries=_number(env, "EMAIL_MAX_TRIES", cls.email_max_tries),
+            email_retry_seconds=_number(env, "EMAIL_RETRY_SECONDS", cls.email_retry_seconds),
             ssm_parameters=refs,
         )
 
@@ -225,6 +314,77 @@ class Settings:
         settings.database  # a bad URL from SSM fails here, with its reason
         check_digest_secret(settings.digest_secret)
         return settings
+
+
+def _check_processing(env: Mapping[str, str], given: set) -> None:
+    """The processing settings come together: a worker with a model and no token (or no queue to poll through)
+    would fail every job, so start-up stops naming what is missing."""
+    named = [name for name in ("PROCESSING_MODEL_VERSION", "PROCESSING_API_TOKEN")
+             if env.get(name) or name in given]
+    if not named:
+        return
+    missing = [name for name in ("PROCESSING_MODEL_VERSION", "PROCESSING_API_TOKEN", "JOBS_QUEUE_URL")
+               if not env.get(name) and name not in given]
+    if missing:
+        raise ConfigError("The processing service needs: " + ", ".join(missing))
+    url = env.get("PROCESSING_API_URL") or REPLICATE_API_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"PROCESSING_API_URL must be an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
+        # The token travels in every request.
+        raise ConfigError("PROCESSING_API_URL must use https (plain http only on 127.0.0.1 or localhost)")
+    if (env.get("PROCESSING_IMAGE_INPUT") or "image") not in ("image", "images"):
+        raise ConfigError(f"PROCESSING_IMAGE_INPUT must be image or images, got {env['PROCESSING_IMAGE_INPUT']!r}")
+    try:
+        extra = json.loads(env.get("PROCESSING_EXTRA_INPUT") or "{}")
+    except ValueError:
+        extra = None
+    if not isinstance(extra, dict):
+        raise ConfigError("PROCESSING_EXTRA_INPUT must be a JSON object (the model's other inputs)")
+    if _number(env, "PROCESSING_DEADLINE_SECONDS", 1800) <= 2 * _number(env, "PROCESSING_POLL_SECONDS", 5):
+        raise ConfigError("PROCESSING_DEADLINE_SECONDS must be more than twice PROCESSING_POLL_SECONDS")
+
+
+def _check_email(env: Mapping[str, str]) -> None:
+    """The email settings come together: a sender, the link's origin and one way to send (SES's configuration set
+    or an SMTP server, never both). Any one of them set without the others stops start-up, naming what is missing:
+    a worker that could not send would let every email run out of tries."""
+    if not any(env.get(name) for name in ("EMAIL_FROM", "SES_CONFIGURATION_SET", "SMTP_HOST")):
+        return
+    if env.get("SES_CONFIGURATION_SET") and env.get("SMTP_HOST"):
+        raise ConfigError("SES_CONFIGURATION_SET and SMTP_HOST name two ways to send email: set one")
+    missing = [name for name in ("EMAIL_FROM", "FRONTEND_URL") if not env.get(name)]
+    if not env.get("SES_CONFIGURATION_SET") and not env.get("SMTP_HOST"):
+        missing.append("SES_CONFIGURATION_SET (or SMTP_HOST)")
+    if missing:
+        raise ConfigError("The email needs: " + ", ".join(missing))
+    sender = env["EMAIL_FROM"].strip()
+    _, address = parseaddr(sender)
+    local, at, domain = address.rpartition("@")
+    if not (local and at and "." in domain) or any(ch.isspace() for ch in address):
+        raise ConfigError(f"EMAIL_FROM must be an address such as '3D Ultra <no-reply@3d-ultra.example>', "
+                          f"got {sender!r}")
+
+
+def parse_frontend_url(raw: str) -> str:
+    """The front end's public URL (the emailed links open there): http(s)://host[:port][/path], nothing after
+    it, no trailing slash; plain http only on 127.0.0.1 or localhost (the link carries a credential)."""
+    url = raw.strip()
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"FRONTEND_URL has an invalid port: {raw!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"FRONTEND_URL must be an http(s) URL, got {raw!r}")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment or url.endswith(
+            ("?", "#", "/")):
+        raise ConfigError(f"FRONTEND_URL must be scheme://host[:port][/path] with no trailing slash, query or "
+                          f"fragment, got {raw!r}")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
+        raise ConfigError(f"FRONTEND_URL must use https (plain http only on 127.0.0.1 or localhost), got {raw!r}")
+    return url
 
 
 def check_digest_secret(value: str) -> None:

@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import select
+import struct
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -60,12 +61,14 @@ class UnsafePlaceholder(ValueError):
 
 _IDENT_START = re.compile(r"[A-Za-z_]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+# PostgreSQL's lexer takes every byte from 0x80 up as a letter of a name or a dollar-quote tag: in UTF-8, every
+# character beyond ASCII.
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010FFFF][A-Za-z0-9_\u0080-\U0010FFFF]*)?\$")
 _PLACEHOLDER_INSIDE = re.compile(r"(?<![:\w]):[A-Za-z_]")
 
 
 def _is_word(char: str) -> bool:
-    return bool(char) and (char.isalnum() or char in "_$")
+    return bool(char) and (char.isalnum() or char in "_$" or char >= "\u0080")
 
 
 @functools.lru_cache(maxsize=256)  # statements are constants: lex each once per container
@@ -172,14 +175,16 @@ def sql_literal(value) -> str:
         if "\x00" in value:
             raise ValueError("PostgreSQL text cannot hold the NUL character")
         value.encode("utf-8")  # a lone surrogate fails here, before anything is sent
-        return "('" + value.replace("'", "''") + "')"
+        # An escape string reads a backslash the same way whatever standard_conforming_strings says (a plain one
+        # does not, and the setting can change after connect), so backslashes are doubled and quotes doubled.
+        return "(E'" + value.replace("\\", "\\\\").replace("'", "''") + "')"
     if isinstance(value, datetime):
         kind = "timestamp" if value.utcoffset() is None else "timestamptz"  # a tzinfo may give no offset
         return f"({pg8000.native.literal(value)}::{kind})"
     if isinstance(value, date):
         return f"({pg8000.native.literal(value)}::date)"
     if isinstance(value, (bytes, bytearray)):
-        return f"('\\x{bytes(value).hex()}'::bytea)"
+        return f"(E'\\\\x{bytes(value).hex()}'::bytea)"
     raise TypeError(f"no SQL literal for a value of type {type(value).__name__}")
 
 
@@ -188,7 +193,8 @@ def render(sql: str, params: dict) -> str:
 
     Statements then travel in one simple-protocol round trip, which also stays correct behind a
     transaction-mode pooler (pg8000's extended protocol spans several Syncs and takes three round trips).
-    Escaping relies on standard_conforming_strings=on, which `Database` checks on every connection.
+    Values are escaped to mean the same under either standard_conforming_strings; the statements' own text is lexed
+    with it on, which `Database` checks on every connection.
     """
     out = []
     for kind, text in _scan(sql):
@@ -205,16 +211,20 @@ def render(sql: str, params: dict) -> str:
 
 def ssl_context_for(settings: DatabaseSettings):
     """Map libpq's sslmode onto what pg8000 takes: False (plain), None (try TLS), True or a context (TLS only)."""
-    mode = settings.sslmode
+    return _ssl_context(settings.sslmode, settings.sslrootcert)
+
+
+@functools.lru_cache(maxsize=8)  # one per TLS setting: loading the authorities costs milliseconds on each connect
+def _ssl_context(mode: str, sslrootcert: Optional[str]):
     if mode == "disable":
         return False
     if mode in ("allow", "prefer"):
         return None
-    if mode == "require" and not settings.sslrootcert:
+    if mode == "require" and not sslrootcert:
         return True
     import ssl  # only for verified TLS; plain and unverified connections never load it here
 
-    cafile = None if settings.sslrootcert in (None, "system") else settings.sslrootcert
+    cafile = None if sslrootcert in (None, "system") else sslrootcert
     context = ssl.create_default_context(cafile=cafile)
     context.check_hostname = mode == "verify-full"
     return context
@@ -276,15 +286,24 @@ class Connection(pg8000.native.Connection):
         self._bound = False  # ... with SCRAM-SHA-256-PLUS, bound to this TLS channel
         self._server_proved = False  # ... and the server's final message carried a signature that checked out
         self._phase = AUTHENTICATING
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except (ValueError, IndexError, struct.error) as exc:
+            # A message too short for its type or with a length below its own header's (pg8000 would read a
+            # negative count): a server that speaks garbage is as good as none.
+            self._close_quietly()
+            raise InterfaceError(f"malformed message from the server during start-up: {exc}") from exc
         if self._phase != AUTHENTICATED:
             # pg8000's start-up loop ended without AuthenticationOk: never use such a connection.
-            try:
-                self.close()
-            except Exception:  # pragma: no mutate (closing is a courtesy; the connection is refused regardless)
-                pass
+            self._close_quietly()
             raise InterfaceError("the server never completed authentication")
         self._phase = ESTABLISHED
+
+    def _close_quietly(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no mutate (closing is a courtesy; the connection is refused regardless)
+            pass
 
     @property
     def message_types(self):
@@ -383,6 +402,8 @@ class Connection(pg8000.native.Connection):
         first, code = True, None
         while code != READY_FOR_QUERY:
             code, length = ci_unpack(_read(self._sock, 5))
+            if length < 4:
+                raise InterfaceError(f"malformed message from the server: length {length}")
             self.message_types[code](_read(self._sock, length - 4), context)
             if code == ERROR_RESPONSE and _severity(context.error) in ("FATAL", "PANIC"):
                 # The server ends the connection after this; no ReadyForQuery will come.
@@ -541,8 +562,9 @@ class Database:
         except (InterfaceError, OSError, DatabaseError) as exc:
             log.error("cannot connect to the database: %s: %s", type(exc).__name__, exc)
             raise DatabaseUnavailable() from exc
-        # Literals are escaped for standard strings; refuse a server that reads backslashes as escapes.
-        if conn.parameter_statuses.get("standard_conforming_strings", "on") != "on":
+        # The statements' text is lexed for standard strings; refuse a server that reads backslashes in them as
+        # escapes, or that does not say (every PostgreSQL and PgBouncer reports the setting at start-up).
+        if conn.parameter_statuses.get("standard_conforming_strings", "off") != "on":
             self._discard(conn)
             log.error("the database must run with standard_conforming_strings=on; refusing the connection")
             raise DatabaseUnavailable()

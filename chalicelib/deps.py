@@ -104,11 +104,76 @@ class Dependencies:
         return Storage(RotatingS3Client(self), self.settings.r2_bucket)
 
     @cached_property
+    def posthog(self):
+        """The container's one PostHog client (None without a key), for analytics and error tracking alike.
+
+        Its key comes from the secrets if they are loaded already; otherwise that one parameter is read alone,
+        so that a function that may read no other secret (migrate) still reports its failures."""
+        from .analytics import posthog_client
+
+        s = self.settings
+        key, parameter = s.posthog_api_key, dict(s.ssm_parameters).get("POSTHOG_API_KEY")
+        if key is None and parameter:
+            if self._secrets is not None:
+                key = self._secrets.posthog_api_key
+            else:
+                from .config import fetch_ssm_parameters
+
+                key = (self._fetch or fetch_ssm_parameters)([parameter])[parameter]
+        return posthog_client(key, s.posthog_host, s.analytics_budget_seconds)
+
+    @cached_property
     def analytics(self):
         from .analytics import build_analytics
 
         s = self.secrets
-        return build_analytics(s.posthog_api_key, s.posthog_host, s.analytics_budget_seconds)
+        return build_analytics(s.posthog_api_key, s.posthog_host, s.analytics_budget_seconds, client=self.posthog)
+
+    @cached_property
+    def error_tracking(self):
+        from .errortracking import build_error_tracking
+
+        return build_error_tracking(self.posthog, self.settings.analytics_budget_seconds, self.settings.version)
+
+    @cached_property
+    def queue(self):
+        """The hand-off queue, or None on a stack without one (JOBS_QUEUE_URL unset)."""
+        if not self.settings.jobs_queue_url:
+            return None
+        from .queue import JobQueue, sqs_client
+
+        return JobQueue(sqs_client(timeout=self.settings.queue_timeout_seconds), self.settings.jobs_queue_url)
+
+    @cached_property
+    def processing(self):
+        """The processing service (Replicate's API), or None where this function's settings name none."""
+        s = self.secrets
+        if not s.processing_configured:
+            return None
+        import json
+
+        from .processing.replicate import Replicate
+
+        return Replicate(base_url=s.processing_api_url, token=s.processing_api_token,
+                         model_version=s.processing_model_version, timeout=s.processing_timeout_seconds,
+                         image_input=s.processing_image_input, extra_input=json.loads(s.processing_extra_input))
+
+    @cached_property
+    def mailer(self):
+        """What sends finished jobs' emails: an SMTP server where SMTP_HOST names one, else Amazon SES; None where
+        email is off (no EMAIL_FROM)."""
+        s = self.settings
+        if not s.email_configured:
+            return None
+        if s.smtp_host:
+            from .mail.smtp import SmtpMailer
+
+            return SmtpMailer(host=s.smtp_host, port=s.smtp_port, sender=s.email_from,
+                              timeout=s.email_timeout_seconds)
+        from .mail.ses import SesMailer, sesv2_client
+
+        return SesMailer(sesv2_client(timeout=s.email_timeout_seconds), sender=s.email_from,
+                         configuration_set=s.ses_configuration_set)
 
     def built(self, name: str):
         """The dependency if it was built already, else None (so a request never builds one just to flush it)."""

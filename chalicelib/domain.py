@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 
-from .errors import AlreadyConfirmed, UnknownStatus, UploadCancelled, UploadError, UploadExpired, ValidationFailed
+from .errors import (AlreadyConfirmed, JobNotRetryable, RetryLimitReached, UnknownStatus, UploadCancelled, UploadError,
+                     UploadExpired, ValidationFailed)
 
 # The extension is part of the storage key, so it comes from this table and never from the client.
 FILE_TYPES = {
@@ -35,7 +37,7 @@ HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b
 # The values `uploads.status` may hold. Migration 0005's named CHECK (uploads_status_check), the OpenAPI JobStatus
 # enum and the processing page's texts list the same values; tests/integration/test_lifecycle.py compares all four.
 PENDING = "pending"
-PROCESSING = "processing"  # processing, completed and failed are written by the processing worker, not by this API
+PROCESSING = "processing"  # processing, completed and failed are written by the processing worker (worker.py)
 COMPLETED = "completed"
 FAILED = "failed"
 EXPIRED = "expired"
@@ -45,10 +47,12 @@ STATUSES = (PENDING, PROCESSING, COMPLETED, FAILED, EXPIRED, CANCELLED)
 # confirmedAt), so "confirmed" is a stage of the lifecycle but never a stored status.
 CONFIRMED = "confirmed"
 # Which stage may move to which; the API's client steps are `confirmed` (the confirm) and `cancelled` (the cancel),
-# the sweep's is `expired`. Stages with no way out are final.
+# the sweep's is `expired`; the worker moves a confirmed job to `processing` and on (the dead-letter path may fail
+# a confirmed job that never started). Stages with no way out are final. A failed job is final too, but its owner
+# may start it again as a new attempt (the retry, see ensure_retryable), which makes it confirmed once more.
 TRANSITIONS = {
     PENDING: frozenset({CONFIRMED, EXPIRED, CANCELLED}),
-    CONFIRMED: frozenset({PROCESSING}),
+    CONFIRMED: frozenset({PROCESSING, FAILED}),
     PROCESSING: frozenset({COMPLETED, FAILED}),
     COMPLETED: frozenset(),
     FAILED: frozenset(),
@@ -82,6 +86,14 @@ def ensure_may(stage: str, step: str) -> None:
     """Raise the refusal of this stage unless the lifecycle lets it move to `step`."""
     if step not in TRANSITIONS[stage]:
         raise refusal(stage)
+
+
+def ensure_retryable(stage: str, attempt: int, max_attempts: int) -> None:
+    """A failed job may be processed again by its owner, up to `max_attempts` attempts in all."""
+    if stage != FAILED:
+        raise JobNotRetryable()
+    if attempt >= max_attempts:
+        raise RetryLimitReached(max_attempts)
 
 
 def ensure_visible(stage: str) -> None:
@@ -194,9 +206,20 @@ def object_key(upload_id: str, extension: str) -> str:
     return f"uploads/{upload_id}/original.{extension}"
 
 
+def result_key(upload_id: str, attempt: int, name: str) -> str:
+    """The storage key of one of a job's results (`model.glb`, `preview.jpg`), copied from the processing service;
+    one folder per attempt, so that a late write of an earlier attempt never replaces a later one's."""
+    return f"results/{upload_id}/{attempt}/{name}"
+
+
 def mint_token() -> str:
     """A new session token: a random UUID, like the browser's crypto.randomUUID()."""
     return str(uuid.uuid4())
+
+
+def mint_view_token() -> str:
+    """A new read-only view credential (the emailed link's): 256 random bits, URL-safe, never a session token."""
+    return secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:
@@ -242,3 +265,62 @@ def rate_limit_key(secret: str, scope: str, value: str, source_ip: str | None = 
     if scope == "email":
         normalised += "\0" + (source_ip or "").strip()
     return digest(secret, "rate-limit:" + scope, normalised)
+
+
+# --- Processing results: none of the processing service's bytes is trusted -----------------------------------
+GLB_MAGIC = b"glTF"
+GLB_VERSION = 2
+# What a preview may be, by its first bytes, and the extension it is stored under.
+PREVIEW_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+
+def allowed_output_host(url: str, hosts: tuple[str, ...]) -> bool:
+    """True for an https URL on one of `hosts` (`name` or `*.suffix`), or plain http on loopback when loopback is
+    listed: the worker fetches what the processing service names, so nothing else (the Lambda runtime's own API,
+    a private address) may be named."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in ("127.0.0.1", "localhost")):
+        return False
+    return any(host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])) for allowed in hosts)
+
+
+def is_glb(data: bytes) -> bool:
+    """A binary glTF 2.0 file: magic `glTF`, version 2, and a header length that is the file's own length."""
+    return (len(data) >= 20 and data[:4] == GLB_MAGIC
+            and int.from_bytes(data[4:8], "little") == GLB_VERSION
+            and int.from_bytes(data[8:12], "little") == len(data))
+
+
+def preview_type(data: bytes) -> str | None:
+    """The media type of a preview image by its signature (JPEG, PNG or WebP), or None for anything else."""
+    return next((kind for kind in PREVIEW_TYPES if matches_declared_type(data[:SIGNATURE_BYTES], kind)), None)
+
+
+# Why a job failed, as stable codes (analytics, logs) and the words its person reads. The processing service's own
+# text never reaches the person: it goes to the log.
+FAILURE_MESSAGES = {
+    "provider_failed": "We couldn't turn this photo into a 3D model. Try again, or upload another photo.",
+    "provider_cancelled": "Processing of this photo was stopped before it finished. Try again.",
+    "bad_output": "We couldn't turn this photo into a 3D model. Try again, or upload another photo.",
+    "timed_out": "Processing took too long and was stopped. Try again.",
+    "undeliverable": "We couldn't process this photo because of a problem on our side. Try again in a few minutes.",
+    "original_missing": "The photo is no longer stored, so it can't be processed. Upload it again.",
+}
+
+
+def failure_message(reason: str) -> str:
+    """What the person reads for a failure reason (see FAILURE_MESSAGES)."""
+    return FAILURE_MESSAGES[reason]
+
+
+# Failures that another attempt of the same photo cannot mend: the person is told by email at once.
+FINAL_FAILURES = frozenset({"original_missing"})
+
+
+def failed_for_good(reason: str, attempt: int, max_attempts: int) -> bool:
+    """True when a failed attempt ends the job: no retry is left, or none would help. Only then does the job's
+    person get the failure email (a failure they can retry is shown on the processing page)."""
+    return attempt >= max_attempts or reason in FINAL_FAILURES

@@ -143,3 +143,47 @@ class SettingsUnavailable(UploadError):
 
 class DatabaseOutcomeUnknown(DatabaseUnavailable):
     """A statement was sent and no answer came back in time: it may have run. Never resent automatically."""
+
+
+class JobNotRetryable(UploadError):
+    """A retry of a job that has not failed."""
+
+    code = "JOB_NOT_RETRYABLE"
+    message = "Only a job whose processing failed can be retried."
+
+
+class RetryLimitReached(UploadError):
+    """A failed job that was tried as often as allowed."""
+
+    code = "RETRY_LIMIT_REACHED"
+
+    def __init__(self, max_attempts: int):
+        super().__init__(f"This photo was tried {max_attempts} times; upload it again to start over.")
+
+
+class ProcessingUnavailable(UploadError):
+    """The processing service failed to answer (5xx, 429, timeout) after the retries: the step is tried later."""
+
+    code = "PROCESSING_UNAVAILABLE"
+    message = "The processing service is unavailable; please try again in a moment."
+
+
+class BadProcessingOutput(UploadError):
+    """An output of the processing service that is not what it claims to be, or is too large."""
+
+    code = "BAD_PROCESSING_OUTPUT"
+    message = "The processing service returned an unusable result."
+
+
+class EmailUnavailable(UploadError):
+    """The mail service did not take the message now (unreachable, timed out, throttled, 4xx): tried again later."""
+
+    code = "EMAIL_UNAVAILABLE"
+    message = "The email could not be sent now."
+
+
+class EmailRejected(UploadError):
+    """The mail service refused the message for good (an address it will not deliver to): never tried again."""
+
+    code = "EMAIL_REJECTED"
+    message = "The email was refused."

@@ -19,6 +19,8 @@ STATUS = {
     errors.InvalidToken: 401,
     errors.UploadNotFound: 404,
     errors.AlreadyConfirmed: 409,
+    errors.JobNotRetryable: 409,
+    errors.RetryLimitReached: 409,
     errors.UploadExpired: 410,
     errors.UploadCancelled: 410,
     errors.PayloadTooLarge: 413,
@@ -29,6 +31,7 @@ STATUS = {
     errors.StorageUnavailable: 500,
     errors.DatabaseUnavailable: 503,
     errors.SettingsUnavailable: 503,
+    errors.ProcessingUnavailable: 503,
 }
 # Chalice answers some requests itself (wrong method, wrong media type); give those our error shape too.
 CHALICE_CODES = {
@@ -39,8 +42,9 @@ CHALICE_CODES = {
     "InternalServerError": "INTERNAL_ERROR",
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
-# What the browser client sends besides CORS-safelisted headers; every API route accepts all three.
-CORS_ALLOW_HEADERS = "Content-Type, X-Session-Token, Idempotency-Key"
+# What the browser client sends besides CORS-safelisted headers; every API route accepts them all (X-View-Token, the
+# emailed link's read-only credential, is read by the status route only).
+CORS_ALLOW_HEADERS = "Content-Type, X-Session-Token, Idempotency-Key, X-View-Token"
 # Readable by the page's script on a cross-origin response: the 429's retry delay, and the ids API Gateway gives
 # the request (on every answer, its own errors and timeouts included) for an error report to name.
 CORS_EXPOSE_HEADERS = "Retry-After, x-amzn-RequestId, x-amz-apigw-id"
@@ -49,6 +53,9 @@ CORS_MAX_AGE_SECONDS = 7200
 # The limits change only with a deploy: an hour in a browser or a shared cache saves a request per page load, and
 # a lowered limit is still enforced by the create (a stale page gets 400, never an accepted oversized upload).
 LIMITS_CACHE_CONTROL = "public, max-age=3600"
+# The API's answers carry session tokens, presigned URLs and a job's state: no browser or shared cache may keep one,
+# errors included (a cached 404 or 409 would outlive the job's next change). A route that wants caching says so.
+API_CACHE_CONTROL = "no-store"
 # A valid create body is well under 1 KiB; anything this large is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
 
@@ -67,8 +74,9 @@ def error_response(exc: errors.UploadError) -> Response:
     return response
 
 
-def api_view(view):
-    """Wrap a route so that every failure leaves as a JSON error, never as a traceback."""
+def api_view(view, report=None):
+    """Wrap a route so that every failure leaves as a JSON error, never as a traceback; an unexpected one is also
+    handed to `report(exc, view_name)` (error tracking), whose own failure changes nothing."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -85,15 +93,33 @@ def api_view(view):
                 logs.bind(reason=reason)  # the access line of this request carries it too
                 log.warning("%s: %s", exc.code, reason, extra={"code": exc.code})
             return error_response(exc)
-        except Exception:
+        except Exception as exc:
             # The client still gets the JSON 500 (never a trace). Lambda's Errors metric only counts an
             # invocation that fails, which would replace this answer with API Gateway's 502; the line records
             # an UnhandledErrors metric instead (Embedded Metric Format: no API call), which an alarm watches.
             log.exception("unhandled error in %s", view.__name__,
                           extra={"code": errors.UploadError.code, **metrics.emf(UnhandledErrors=1)})
+            if report is not None:
+                try:
+                    report(exc, view.__name__)
+                except Exception as cause:
+                    log.warning("error tracking failed: %s", type(cause).__name__)
             return error_response(errors.UploadError())
 
     return wrapper
+
+
+def request_secrets(request) -> tuple[str, ...]:
+    """The values of a request that no report may repeat: its session token, Idempotency-Key and email."""
+    headers = getattr(request, "headers", None) or {}
+    values = [headers.get("x-session-token"), headers.get("idempotency-key")]
+    try:
+        body = json.loads(getattr(request, "raw_body", None) or b"null")
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("email"), str):
+        values.append(body["email"])
+    return tuple(value for value in values if value)
 
 
 def iso_utc(moment):
@@ -178,6 +204,13 @@ def normalise_chalice_error(response: Response) -> Response:
             message = errors.UploadError.message
         response.body = {"error": {"code": code, "message": message}}
         response.headers["Content-Type"] = "application/json"
+    return response
+
+
+def with_cache_policy(response: Response, path: str | None) -> Response:
+    """`response` with `Cache-Control: no-store` if it answers an API route that set no policy of its own."""
+    if (path or "").startswith("/api/") and not any(name.lower() == "cache-control" for name in response.headers):
+        response.headers["Cache-Control"] = API_CACHE_CONTROL
     return response
 
 

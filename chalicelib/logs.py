@@ -44,6 +44,11 @@ def bind(**fields) -> contextvars.Token:
     return _fields.set({**_fields.get(), **{k: v for k, v in fields.items() if v is not None}})
 
 
+def bound() -> dict:
+    """The fields bound for this request (or invocation) so far."""
+    return dict(_fields.get())
+
+
 def unbind(token: contextvars.Token) -> None:
     """Forget what was bound since `token` (the end of a request)."""
     _fields.reset(token)

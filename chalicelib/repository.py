@@ -13,15 +13,28 @@ from .db import Database
 
 # Any constant will do, as long as every migration runner uses the same one.
 MIGRATION_LOCK_ID = 3_600_2026
+# The key space of the advisory locks on Idempotency-Keys: (this, hashtext(digest)), as upload_key_taken in
+# migration 0006 takes them.
+UPLOAD_KEY_LOCK_SPACE = 36002026
 
 _UPLOAD_COLUMNS = (
     "id, session_token_hash, original_url, file_type, file_size, status, created_at, confirmed_at"
 )
 
 
+# What `get` adds for the job's journey through processing (the status route and the worker read it).
+_JOB_COLUMNS = (
+    _UPLOAD_COLUMNS + ", attempt, progress, preview_url, result_url, error_code, error_message, updated_at,"
+    " workflow_run_id, processing_started_at, completed_at, results_deleted_at,"
+    # The view credential's digest and whether it still opens the job, by the database's clock: the status
+    # route's one statement answers both.
+    " view_token_hash, coalesce(view_expires_at > now(), false)"
+)
+
+
 @dataclass(frozen=True)
 class UploadRecord:
-    """One row of `uploads`, as the use cases need it."""
+    """One row of `uploads`, as the use cases need it (the processing fields only where `get` read them)."""
 
     id: str
     token_hash: str
@@ -31,6 +44,19 @@ class UploadRecord:
     status: str
     created_at: datetime
     confirmed_at: Optional[datetime]
+    attempt: int = 1
+    progress: Optional[int] = None
+    preview_key: Optional[str] = None
+    result_key: Optional[str] = None
+    error_code: Optional[str] = None
+    error_message: Optional[str] = None
+    updated_at: Optional[datetime] = None
+    workflow_run_id: Optional[str] = None
+    processing_started_at: Optional[datetime] = None
+    completed_at: Optional[datetime] = None
+    results_deleted_at: Optional[datetime] = None
+    view_token_hash: Optional[str] = None
+    view_live: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,46 @@ class CancelOutcome:
     key: str
     report_owed: Optional[str]
     cancelled: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job taken for submission to the processing service."""
+
+    key: str
+    file_type: str
+    started: bool
+
+
+@dataclass(frozen=True)
+class Finished:
+    """When an attempt started processing and when it finished."""
+
+    started_at: Optional[datetime]
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class EmailClaim:
+    """One try at a finished job's email, taken: where it goes and what it says."""
+
+    email: str
+    status: str
+    error_message: Optional[str]
+    tries: int
+    view_expires_at: Optional[datetime]
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    """What a retry found (the job before the statement) and the attempt it started, if any."""
+
+    owned: bool
+    status: str
+    confirmed: bool
+    attempt: int
+    results_deleted: bool
+    retried_attempt: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -164,8 +230,17 @@ class Uploads:
             f" RETURNING {_UPLOAD_COLUMNS}, (xmax = 0) AS inserted)"
         )
         refused = ", ".join(f"(SELECT retry_after FROM limit_{n} WHERE NOT admitted)" for n in range(len(limits)))
+        # The key's lock comes first, before any row lock: the planner orders the CTEs below as it likes, and a
+        # send whose `replayed` locked the job's row before waiting for the key deadlocked with the send holding
+        # the key and waiting for that row. Taken by its own statement in the same simple-query message (one round
+        # trip, one implicit transaction, one server connection behind a transaction-mode pooler), the lock is held
+        # before the WITH statement takes its snapshot, so that statement also sees every send of the key before
+        # it. The lock's statement returns no row.
+        lock = ("SELECT WHERE pg_advisory_xact_lock(:lock_space, hashtext(:idem)) IS NULL; "
+                if idempotency_key is not None else "")
+        params["lock_space"] = UPLOAD_KEY_LOCK_SPACE
         rows = self._db.run(
-            "WITH " + ", ".join(ctes) +
+            lock + "WITH " + ", ".join(ctes) +
             f" SELECT job.*, {'COALESCE(' + refused + ')' if limits else 'NULL::int'} FROM (VALUES (1)) AS one"
             " LEFT JOIN (SELECT * FROM replayed UNION ALL SELECT * FROM created) AS job ON true",
             **params,
@@ -191,14 +266,16 @@ class Uploads:
 
     def get(self, upload_id: str) -> Optional[UploadRecord]:
         """The job with this id, or None."""
-        rows = self._db.run(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = :id", id=upload_id)
+        rows = self._db.run(f"SELECT {_JOB_COLUMNS} FROM uploads WHERE id = :id", id=upload_id)
         return UploadRecord(*rows[0]) if rows else None
 
     def mark_confirmed(self, upload_id: str, token_hash: str, etag: str) -> Optional[UploadRecord]:
         """Confirm a pending job once, pinning the ETag of the bytes checked; None when it was already confirmed,
         expired, or its token rotated."""
+        # dispatched_at: the hand-off to the queue follows the commit; should it never arrive, the dispatcher
+        # finds the job by this time and sends it again.
         rows = self._db.run(
-            "UPDATE uploads SET confirmed_at = now(), updated_at = now(), etag = :etag"
+            "UPDATE uploads SET confirmed_at = now(), updated_at = now(), dispatched_at = now(), etag = :etag"
             " WHERE id = :id AND session_token_hash = :hash AND confirmed_at IS NULL AND status = :pending"
             f" RETURNING {_UPLOAD_COLUMNS}",
             id=upload_id,
@@ -338,6 +415,215 @@ class Uploads:
         id or token. (If this fails too, the abandoned-upload sweep expires it later.)"""
         self._db.run("DELETE FROM uploads WHERE id = :id AND idempotency_key IS NULL AND confirmed_at IS NULL",
                      id=upload_id)
+
+    # --- Processing: each step one conditional statement, scoped to the job's attempt -------------------------
+
+    def claim_for_processing(self, upload_id: str, attempt: int, lease_seconds: float) -> Optional[Claim]:
+        """Move a confirmed job of this attempt to `processing` and take its submission, once: a duplicate message
+        finds the job claimed; a worker that died between this claim and recording its task leaves a lease that
+        another may take after `lease_seconds`. `started` is true only for the claim that began the attempt."""
+        rows = self._db.run(
+            "UPDATE uploads SET status = :processing, progress = coalesce(progress, 0), polled_at = now(),"
+            " processing_started_at = coalesce(processing_started_at, now()), updated_at = now()"
+            " WHERE id = :id AND attempt = :attempt AND confirmed_at IS NOT NULL AND workflow_run_id IS NULL"
+            " AND (status = :pending OR (status = :processing"
+            " AND polled_at < now() - make_interval(secs => :lease)))"
+            " RETURNING original_url, file_type, processing_started_at = now()",
+            id=upload_id, attempt=attempt, lease=lease_seconds, pending=domain.PENDING,
+            processing=domain.PROCESSING,
+        )
+        return Claim(*rows[0]) if rows else None
+
+    def record_submission(self, upload_id: str, attempt: int, task_id: str) -> bool:
+        """Store the processing service's task of this attempt; False when another worker stored one first."""
+        rows = self._db.run(
+            "UPDATE uploads SET workflow_run_id = :task, polled_at = now(), updated_at = now()"
+            " WHERE id = :id AND attempt = :attempt AND status = :processing AND workflow_run_id IS NULL"
+            " RETURNING 1",
+            id=upload_id, attempt=attempt, task=task_id, processing=domain.PROCESSING,
+        )
+        return bool(rows)
+
+    def take_poll(self, upload_id: str, attempt: int, task_id: str, min_gap_seconds: float) -> bool:
+        """Take the next look at the task: True for one caller per `min_gap_seconds`, so that duplicate messages
+        do not multiply into parallel polling chains."""
+        rows = self._db.run(
+            "UPDATE uploads SET polled_at = now()"
+            " WHERE id = :id AND attempt = :attempt AND status = :processing AND workflow_run_id = :task"
+            " AND (polled_at IS NULL OR polled_at < now() - make_interval(secs => :gap)) RETURNING 1",
+            id=upload_id, attempt=attempt, task=task_id, gap=min_gap_seconds, processing=domain.PROCESSING,
+        )
+        return bool(rows)
+
+    def record_progress(self, upload_id: str, attempt: int, task_id: str, progress: Optional[int],
+                        preview_key: Optional[str]) -> None:
+        """Progress only grows, and the preview is stored once."""
+        self._db.run(
+            "UPDATE uploads SET progress = greatest(progress, :progress), updated_at = now(),"
+            " preview_url = coalesce(preview_url, :preview)"
+            " WHERE id = :id AND attempt = :attempt AND status = :processing AND workflow_run_id = :task"
+            " AND (progress IS DISTINCT FROM greatest(progress, :progress)"
+            " OR (preview_url IS NULL AND :preview IS NOT NULL))",
+            id=upload_id, attempt=attempt, task=task_id, progress=progress, preview=preview_key,
+            processing=domain.PROCESSING,
+        )
+
+    def complete(self, upload_id: str, attempt: int, task_id: str, result_key: str,
+                 preview_key: Optional[str]) -> Optional[Finished]:
+        """Mark the attempt completed with its results, once, and owing its person the email that says so: None
+        when it was completed, failed or retried."""
+        rows = self._db.run(
+            "UPDATE uploads SET status = :completed, progress = 100, result_url = :result,"
+            " preview_url = coalesce(:preview, preview_url), completed_at = now(), updated_at = now(),"
+            " email_due_at = now()"
+            " WHERE id = :id AND attempt = :attempt AND status = :processing AND workflow_run_id = :task"
+            " RETURNING processing_started_at, completed_at",
+            id=upload_id, attempt=attempt, task=task_id, result=result_key, preview=preview_key,
+            completed=domain.COMPLETED, processing=domain.PROCESSING,
+        )
+        return Finished(*rows[0]) if rows else None
+
+    def fail(self, upload_id: str, attempt: int, reason: str, message: str,
+             task_id: Optional[str] = None, for_good: bool = False) -> Optional[Finished]:
+        """Mark a confirmed job of this attempt that is still on its way failed, once (with `task_id`, only while
+        that task is the job's), owing its person an email when it failed `for_good`: None when it had finished or
+        moved on already."""
+        rows = self._db.run(
+            "UPDATE uploads SET status = :failed, error_code = :reason, error_message = :message,"
+            " completed_at = now(), updated_at = now(), email_due_at = CASE WHEN :for_good THEN now() END"
+            " WHERE id = :id AND attempt = :attempt AND confirmed_at IS NOT NULL"
+            " AND status IN (:pending, :processing) AND (:task IS NULL OR workflow_run_id = :task)"
+            " RETURNING processing_started_at, completed_at",
+            id=upload_id, attempt=attempt, reason=reason, message=message, task=task_id, for_good=for_good,
+            failed=domain.FAILED, pending=domain.PENDING, processing=domain.PROCESSING,
+        )
+        return Finished(*rows[0]) if rows else None
+
+    def retry(self, upload_id: str, token_hash: str, max_attempts: int) -> Optional[RetryOutcome]:
+        """Start a new attempt of a failed job held by this token (keeping its preview), in one statement that also
+        tells why not: None for an unknown id."""
+        rows = self._db.run(
+            "WITH retried AS ("
+            " UPDATE uploads SET status = :pending, attempt = attempt + 1, workflow_run_id = NULL, progress = NULL,"
+            " error_code = NULL, error_message = NULL, processing_started_at = NULL, polled_at = NULL,"
+            " completed_at = NULL, result_url = NULL, dispatched_at = now(), updated_at = now()"
+            " WHERE id = :id AND session_token_hash = :hash AND status = :failed AND attempt < :max"
+            " AND confirmed_at IS NOT NULL AND results_deleted_at IS NULL"
+            " RETURNING attempt)"
+            " SELECT session_token_hash = :hash, status, confirmed_at IS NOT NULL, attempt,"
+            " results_deleted_at IS NOT NULL, (SELECT attempt FROM retried)"
+            " FROM uploads WHERE id = :id",
+            id=upload_id, hash=token_hash, max=max_attempts, pending=domain.PENDING, failed=domain.FAILED,
+        )
+        return RetryOutcome(*rows[0]) if rows else None
+
+    # --- The email a finished job owes its person: each try one conditional statement -----------------------
+
+    def claim_email(self, upload_id: str, attempt: int, view_token_hash: str, *, lease_seconds: float,
+                    max_tries: int, retention_days: int) -> Optional[EmailClaim]:
+        """Take the next try at the job's email, once: None when it is not owed (never due, sent, given up, its
+        address cleared by retention, its tries used up) or another try holds it (until `lease_seconds` pass, or a
+        failed try's wait). A completed job's try stores the digest of the view credential its email carries,
+        expiring with the results' retention (which counts from `updated_at`, as `results_to_delete` does)."""
+        rows = self._db.run(
+            "UPDATE uploads SET email_tries = email_tries + 1, email_next_at = now() + make_interval(secs => :lease),"
+            " view_token_hash = CASE WHEN status = :completed THEN :view ELSE view_token_hash END,"
+            " view_expires_at = CASE WHEN status = :completed THEN updated_at + make_interval(days => :days)"
+            " ELSE view_expires_at END"
+            " WHERE id = :id AND attempt = :attempt AND status IN (:completed, :failed) AND email_due_at IS NOT NULL"
+            " AND email_sent_at IS NULL AND email_given_up_at IS NULL AND email <> '' AND email_tries < :max"
+            " AND (email_next_at IS NULL OR email_next_at <= now())"
+            " RETURNING email, status, error_message, email_tries, view_expires_at",
+            id=upload_id, attempt=attempt, view=view_token_hash, lease=lease_seconds, max=max_tries,
+            days=retention_days, completed=domain.COMPLETED, failed=domain.FAILED,
+        )
+        return EmailClaim(*rows[0]) if rows else None
+
+    def mark_email_sent(self, upload_id: str, attempt: int) -> bool:
+        """Record that the job's email went out (the mail service accepted it)."""
+        rows = self._db.run(
+            "UPDATE uploads SET email_sent_at = now(), email_next_at = NULL"
+            " WHERE id = :id AND attempt = :attempt AND email_sent_at IS NULL RETURNING 1",
+            id=upload_id, attempt=attempt,
+        )
+        return bool(rows)
+
+    def defer_email(self, upload_id: str, attempt: int, delay_seconds: float) -> None:
+        """After a failed try: no other try before `delay_seconds` from now."""
+        self._db.run(
+            "UPDATE uploads SET email_next_at = now() + make_interval(secs => :delay)"
+            " WHERE id = :id AND attempt = :attempt AND email_sent_at IS NULL AND email_given_up_at IS NULL",
+            id=upload_id, attempt=attempt, delay=delay_seconds,
+        )
+
+    def give_up_email(self, upload_id: str, attempt: int) -> bool:
+        """Record that the job's email will not be sent (refused for good, or out of tries)."""
+        rows = self._db.run(
+            "UPDATE uploads SET email_given_up_at = now(), email_next_at = NULL"
+            " WHERE id = :id AND attempt = :attempt AND email_sent_at IS NULL AND email_given_up_at IS NULL"
+            " RETURNING 1",
+            id=upload_id, attempt=attempt,
+        )
+        return bool(rows)
+
+    def emails_to_offer(self, older_than_seconds: float, max_tries: int, limit: int) -> list[tuple[str, int]]:
+        """(id, attempt) of jobs owing an email that no try took or came back to within the age (a lost message,
+        a worker that died mid-try): the dispatcher asks for another try, which `claim_email` decides."""
+        rows = self._db.run(
+            "SELECT id, attempt FROM uploads"
+            " WHERE email_due_at IS NOT NULL AND email_sent_at IS NULL AND email_given_up_at IS NULL"
+            " AND email <> '' AND email_tries < :max"
+            " AND coalesce(email_next_at, email_due_at) < now() - make_interval(secs => :age)"
+            " ORDER BY email_due_at LIMIT :limit",
+            age=older_than_seconds, max=max_tries, limit=limit,
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def jobs_to_dispatch(self, older_than_seconds: float, limit: int) -> list[tuple[str, int]]:
+        """(id, attempt) of confirmed jobs on their way that nobody took or looked at within the age (a lost
+        send, a worker that died, a polling chain that broke), marked as dispatched now; concurrent dispatchers
+        take disjoint jobs."""
+        rows = self._db.run(
+            "UPDATE uploads SET dispatched_at = now()"
+            " WHERE id IN (SELECT id FROM uploads WHERE confirmed_at IS NOT NULL AND status IN (:pending, :processing)"
+            " AND coalesce(dispatched_at, confirmed_at) < now() - make_interval(secs => :age)"
+            " AND (status = :pending OR coalesce(polled_at, processing_started_at) < now() - make_interval(secs => :age))"
+            " ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, attempt",
+            age=older_than_seconds, limit=limit, pending=domain.PENDING, processing=domain.PROCESSING,
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def stuck_jobs(self, deadline_seconds: float, limit: int) -> list[tuple[str, int, Optional[str]]]:
+        """(id, attempt, task) of jobs processing for longer than the deadline."""
+        rows = self._db.run(
+            "SELECT id, attempt, workflow_run_id FROM uploads"
+            " WHERE confirmed_at IS NOT NULL AND status = :processing"
+            " AND processing_started_at < now() - make_interval(secs => :deadline)"
+            " ORDER BY processing_started_at LIMIT :limit",
+            deadline=deadline_seconds, limit=limit, processing=domain.PROCESSING,
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def results_to_delete(self, retention_days: int, limit: int) -> list[tuple[str, list[str]]]:
+        """(id, keys) of finished jobs past the results' retention whose original, preview and model remain."""
+        rows = self._db.run(
+            "SELECT id, original_url, coalesce(preview_url, ''), coalesce(result_url, '') FROM uploads"
+            " WHERE status IN (:completed, :failed) AND results_deleted_at IS NULL"
+            " AND updated_at < now() - make_interval(days => :days) ORDER BY updated_at LIMIT :limit",
+            days=retention_days, limit=limit, completed=domain.COMPLETED, failed=domain.FAILED,
+        )
+        return [(row[0], [key for key in row[1:] if key]) for row in rows]
+
+    def mark_results_deleted(self, upload_ids: list[str]) -> None:
+        """Record that these finished jobs' objects are gone (the status then says so); a job retried meanwhile is
+        left as it is."""
+        if upload_ids:
+            self._db.run(
+                "UPDATE uploads SET results_deleted_at = now(), object_deleted_at = now()"
+                " WHERE id = ANY(string_to_array(:ids, ',')) AND status IN (:completed, :failed)",
+                ids=",".join(upload_ids), completed=domain.COMPLETED, failed=domain.FAILED,
+            )
 
     def ping(self) -> None:
         """One round trip to prove the database answers."""

@@ -165,6 +165,24 @@ def authorize(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
     return record
 
 
+VIEW_LINK_INVALID = "This link is not valid for this upload."
+VIEW_LINK_EXPIRED = "This link has expired: the photo and its 3D model were deleted. Please upload your photo again."
+
+
+def authorize_view(upload_id: str, view_token: Optional[str], *, uploads) -> UploadRecord:
+    """The read-only check of the emailed link: the view credential must be this job's and still live (it dies
+    with the results' retention). One statement reads the job, the credential's digest and its expiry."""
+    view_token = _presented_token(upload_id, view_token)
+    record = uploads.get(upload_id)
+    if record is None:
+        raise UploadNotFound()
+    if record.view_token_hash is None or not domain.token_matches(view_token, record.view_token_hash):
+        raise InvalidToken(VIEW_LINK_INVALID)
+    if not record.view_live:
+        raise UploadExpired(VIEW_LINK_EXPIRED)
+    return record
+
+
 @dataclass(frozen=True)
 class ConfirmedUpload:
     """A job that is confirmed and ready for processing."""
@@ -173,14 +191,16 @@ class ConfirmedUpload:
     status: str
 
 
-def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics) -> ConfirmedUpload:
+def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics,
+                   queue=None) -> ConfirmedUpload:
     """Check the photo really is in storage as declared (size, type and its first bytes, in one storage request),
-    then mark the job confirmed, exactly once, pinned to the ETag of those bytes."""
+    then mark the job confirmed, exactly once, pinned to the ETag of those bytes, and hand it to processing."""
     record = authorize(upload_id, token, uploads=uploads)
     if record.confirmed_at is not None:
         owed = uploads.claim_owed_report(record.id, record.token_hash, "confirmed")
         if owed is not None:
             # This token's earlier confirm committed but its answer was lost: answer it now, and report it once.
+            hand_off(owed.id, owed.attempt, queue=queue)
             return _report_confirmed(owed, analytics)
     _ensure_confirmable(record)
     stored = storage.peek(record.key, domain.SIGNATURE_BYTES)
@@ -212,7 +232,19 @@ def confirm_upload(upload_id: str, token: Optional[str], *, uploads, storage, an
             raise UploadNotFound()
         _ensure_confirmable(current)
         raise InvalidToken()
+    hand_off(confirmed.id, confirmed.attempt, queue=queue)
     return _report_confirmed(confirmed, analytics)
+
+
+def hand_off(upload_id: str, attempt: int, *, queue) -> None:
+    """Send the committed job to the processing queue. A send that fails or times out (bounded by the queue
+    client's timeouts) fails nothing: the dispatcher sends every confirmed job that was not taken in time."""
+    if queue is None:
+        return
+    try:
+        queue.send(upload_id, attempt)
+    except Exception as exc:  # the confirm has committed; its answer must not depend on the queue
+        log.warning("hand-off to processing deferred to the dispatcher: %s", type(exc).__name__)
 
 
 def _report_confirmed(confirmed: UploadRecord, analytics) -> "ConfirmedUpload":
@@ -243,11 +275,55 @@ def _media_type(content_type: str) -> str:
     return content_type.partition(";")[0].strip().lower()
 
 
-def get_upload_status(upload_id: str, token: Optional[str], *, uploads) -> UploadRecord:
-    """The job as the processing screen shows it."""
-    record = authorize(upload_id, token, uploads=uploads)
+@dataclass(frozen=True)
+class JobStatus:
+    """The job as the processing screen shows it, with short-lived links to its preview and model."""
+
+    record: UploadRecord
+    preview_url: Optional[str]
+    result_url: Optional[str]
+
+
+def get_upload_status(upload_id: str, token: Optional[str], *, view_token: Optional[str] = None, uploads,
+                      storage=None, link_seconds: int = 900) -> JobStatus:
+    """The job as the processing screen shows it: links (presigned GETs, no storage request) only to results
+    that were written and not yet removed by their retention. Opened with the session token, or, without one,
+    with the emailed view credential (read-only: this is the only use case that takes it)."""
+    if token or not view_token:
+        record = authorize(upload_id, token, uploads=uploads)
+    else:
+        record = authorize_view(upload_id, view_token, uploads=uploads)
     domain.ensure_visible(_stage(record))
-    return record
+    links = {}
+    if storage is not None and record.results_deleted_at is None:
+        for name, key in (("preview_url", record.preview_key), ("result_url", record.result_key)):
+            if key:
+                links[name] = storage.presign_get(key, expires_in=link_seconds)
+    return JobStatus(record=record, preview_url=links.get("preview_url"), result_url=links.get("result_url"))
+
+
+def retry_job(upload_id: str, token: Optional[str], *, uploads, queue, analytics, max_attempts: int) -> UploadRecord:
+    """Start a new attempt of a failed job, without a new upload, up to `max_attempts` attempts in all; one
+    conditional statement decides (a double click retries once)."""
+    token_hash = domain.hash_token(_presented_token(upload_id, token))
+    outcome = uploads.retry(upload_id, token_hash, max_attempts)
+    if outcome is None:
+        raise UploadNotFound()
+    if not outcome.owned:
+        raise InvalidToken()
+    if outcome.retried_attempt is None:
+        stage = domain.stage_of(outcome.status, outcome.confirmed)
+        domain.ensure_visible(stage)
+        if stage == domain.FAILED and outcome.results_deleted:
+            raise UploadExpired()
+        if stage == domain.FAILED and outcome.attempt < max_attempts:
+            # A concurrent retry (a double click) won after this statement's snapshot: that one sent it.
+            return uploads.get(upload_id)
+        domain.ensure_retryable(stage, outcome.attempt, max_attempts)
+    attempt = outcome.retried_attempt
+    analytics.capture("processing_retried", upload_id, {"uploadId": upload_id, "attempt": attempt})
+    hand_off(upload_id, attempt, queue=queue)
+    return uploads.get(upload_id)
 
 
 def cancel_upload(upload_id: str, token: Optional[str], *, uploads, storage, analytics) -> None:
@@ -292,6 +368,22 @@ def cancel_upload(upload_id: str, token: Optional[str], *, uploads, storage, ana
         log.warning("cancelled upload's object not deleted; the sweep will")
 
 
+def _delete_old_results(uploads, storage, retention_days: int, batch_size: int, out_of_time=lambda: False) -> int:
+    """Remove the photo, preview and model of jobs finished longer ago than the retention; the status then
+    shows no links and says when they went. No batch starts once `out_of_time()`."""
+    deleted = 0
+    while not out_of_time():
+        finished = uploads.results_to_delete(retention_days, batch_size)
+        if not finished:
+            return deleted
+        for _, keys in finished:
+            for key in keys:
+                storage.delete(key)
+        uploads.mark_results_deleted([upload_id for upload_id, _ in finished])
+        deleted += len(finished)
+    return deleted
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     """What a front end on any origin checks before it creates a job."""
@@ -324,7 +416,8 @@ SWEEP_RESERVE_SECONDS = 30
 
 def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_ttl_seconds: int,
                              email_retention_days: int | None = None, rate_limit_windows: tuple = (),
-                             batch_size: int = 200, seconds_left=None) -> dict:
+                             batch_size: int = 200, result_retention_days: int | None = None,
+                             seconds_left=None) -> dict:
     """Expire jobs created but never confirmed, delete the objects of expired and cancelled jobs (a cancelled one's
     once `url_ttl_seconds` have passed since the cancel, so that no upload URL outlives its job), clear emails past
     their retention and forget rate-limit rows older than the longest window in `rate_limit_windows` (seconds);
@@ -335,11 +428,15 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_t
     if rate_limit_windows:
         uploads.forget_rate_limits(max(rate_limit_windows))
     expired = uploads.expire_abandoned(older_than_seconds)
-    deleted, stopped_early = 0, False
-    while True:
-        if seconds_left is not None and seconds_left() < SWEEP_RESERVE_SECONDS:
-            stopped_early = True
-            break
+    stopped = []
+
+    def out_of_time() -> bool:
+        if not stopped and seconds_left is not None and seconds_left() < SWEEP_RESERVE_SECONDS:
+            stopped.append(True)
+        return bool(stopped)
+
+    deleted = 0
+    while not out_of_time():
         pending = uploads.objects_to_delete(batch_size, url_ttl_seconds)
         if not pending:
             break
@@ -348,7 +445,10 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_t
         uploads.mark_objects_deleted([upload_id for upload_id, _ in pending])
         deleted += len(pending)
     summary = {"expired": expired, "objectsDeleted": deleted}
-    if stopped_early:
+    if result_retention_days is not None:
+        summary["resultsDeleted"] = _delete_old_results(uploads, storage, result_retention_days, batch_size,
+                                                        out_of_time)
+    if stopped:
         summary["stoppedEarly"] = True
     if email_retention_days is not None:
         summary["emailsCleared"] = uploads.clear_old_emails(email_retention_days)

@@ -75,6 +75,19 @@ class Storage:
             ExpiresIn=expires_in,
         )
 
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        """A URL that lets whoever holds it read this object until it expires (no network call)."""
+        return self._client.generate_presigned_url("get_object", Params={"Bucket": self._bucket, "Key": key},
+                                                   ExpiresIn=expires_in)
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Store these bytes at `key` (a result copied from the processing service)."""
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type,
+                                    ContentLength=len(data))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("put", exc) from exc
+
     def peek(self, key: str, length: int) -> Optional[ObjectInfo]:
         """The object's first `length` bytes with its size, type and ETag, in one request; None if it is absent
         or empty."""

@@ -30,7 +30,10 @@ from .frontend import FrontendServer
 from .pgbouncer import PgBouncer
 from .postgres import PostgresCluster
 from .processes import StopSignals, free_port, stop_process, wait_for_port
+from .processing_service import ProcessingService
 from .seaweed import SeaweedS3
+from .serve import start_worker
+from .sqs import MotoSqs
 from .ssm import MotoSsm
 from .stack import BUCKET, DATABASE, _warm_up
 from .tls import make_server_tls
@@ -38,6 +41,8 @@ from .tls import make_server_tls
 log = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STAGE = "api"
+JOBS_QUEUE = "three-d-ultra-prod-local-jobs"
+MODEL_VERSION = "reference-relief-1"
 SSM_PREFIX = "/3d-ultra/prod-local/"
 # Variables of the developer's shell that would bypass SSM or point the function somewhere else.
 NOT_INHERITED = ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCOUNT_ID", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY",
@@ -65,7 +70,9 @@ class ProdLocal:
         self.pooler: PgBouncer | None = None
         self.s3: SeaweedS3 | None = None
         self.ssm: MotoSsm | None = None
+        self.processing: ProcessingService | None = None
         self.api: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
         self.frontend: FrontendServer | None = None
         self.storage_url = ""
 
@@ -81,11 +88,15 @@ class ProdLocal:
                 database = pool.submit(self._start_database)
                 storage = pool.submit(self._start_storage)
                 ssm = pool.submit(self._start_ssm)
+                processing = pool.submit(self._start_processing)
                 secrets_by_name = {**database.result(), **storage.result(),
                                    "DIGEST_SECRET": secrets.token_urlsafe(32)}
                 ssm.result()
+                processing.result()
             self.ssm.put_secrets({SSM_PREFIX + name.lower().replace("_", "-"): value
-                                  for name, value in secrets_by_name.items()})
+                                  for name, value in {**secrets_by_name,
+                                                      "PROCESSING_API_TOKEN": self.processing.token}.items()})
+            self.queues = self.ssm.create_job_queues(JOBS_QUEUE, visibility_timeout=60)
             self._start_api(secrets_by_name)
             self.frontend = FrontendServer(api_base=self.api_url, storage_url=self.storage_url,
                                            max_upload_bytes=20 * 1024 * 1024, port=self.frontend_port).start()
@@ -100,10 +111,11 @@ class ProdLocal:
         if self.frontend is not None:
             self.frontend.stop()
             self.frontend = None
-        if self.api is not None:
-            stop_process(self.api)
-            self.api = None
-        for name in ("pooler", "postgres", "s3", "ssm"):
+        for name in ("api", "worker"):
+            if getattr(self, name) is not None:
+                stop_process(getattr(self, name))
+                setattr(self, name, None)
+        for name in ("processing", "pooler", "postgres", "s3", "ssm"):
             part = getattr(self, name)
             if part is not None:
                 part.stop()
@@ -167,15 +179,27 @@ class ProdLocal:
         return env
 
     def _start_ssm(self) -> None:
-        self.ssm = MotoSsm(log_file=self.base_dir / "moto.log")
+        # One moto server for SSM and SQS, as one AWS region serves both.
+        self.ssm = MotoSqs(log_file=self.base_dir / "moto.log")
         self.ssm.start()
+
+    def _start_processing(self) -> None:
+        self.processing = ProcessingService(token=secrets.token_urlsafe(16), log_file=self.base_dir / "processing.log")
+        self.processing.start()
 
     def _start_api(self, secrets_by_name: dict[str, str]) -> None:
         env = {k: v for k, v in os.environ.items()
                if k not in NOT_INHERITED and not k.endswith("_SSM_PARAMETER") and not k.startswith("AWS_")}
         env.update(self.ssm.client_env())
         env.update({f"{name}_SSM_PARAMETER": SSM_PREFIX + name.lower().replace("_", "-") for name in secrets_by_name})
-        env.update({"R2_BUCKET": BUCKET, "ALLOWED_ORIGINS": ",".join(self.allowed_origins), "PYTHONUNBUFFERED": "1"})
+        env.update({"R2_BUCKET": BUCKET, "ALLOWED_ORIGINS": ",".join(self.allowed_origins), "PYTHONUNBUFFERED": "1",
+                    "JOBS_QUEUE_URL": self.queues[JOBS_QUEUE], "JOBS_QUEUE_NAME": JOBS_QUEUE})
+        # The worker's own settings, as its function's environment holds them (the token from SSM).
+        self.worker = start_worker({**env, "PROCESSING_API_URL": self.processing.endpoint_url,
+                                    "PROCESSING_MODEL_VERSION": MODEL_VERSION, "PROCESSING_POLL_SECONDS": "1",
+                                    "PROCESSING_OUTPUT_HOSTS": "127.0.0.1",
+                                    "PROCESSING_API_TOKEN_SSM_PARAMETER": SSM_PREFIX + "processing-api-token"},
+                                   log_file=self.api_log or sys.stderr, inherit=False)
         self.api = subprocess.Popen(
             [sys.executable, "-m", "devstack.apigw", "--port", str(self.api_port), "--stage", STAGE],
             cwd=PROJECT_DIR, env=env, stdout=self.api_log or sys.stderr, stderr=subprocess.STDOUT,

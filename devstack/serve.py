@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chalicelib.config import allowed_origins_from_env
 
+from .mail import describe
 from .processes import StopSignals, stop_process, wait_for_port
 from .stack import LocalStack
 
@@ -36,6 +37,21 @@ def start_api(env: dict[str, str], port: int, *, log_file=None) -> subprocess.Po
     return process
 
 
+def start_worker(env: dict[str, str], *, log_file=None, dispatch_seconds: float = 60.0,
+                 inherit: bool = True) -> subprocess.Popen:
+    """Run the worker functions as Lambda would around them (devstack/worker.py) with `env` (added to this
+    process's environment, or the whole of it with `inherit=False`)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("ALLOWED_ORIGIN", "ALLOWED_ORIGINS")} if inherit else {}
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "devstack.worker", "--dispatch-seconds", str(dispatch_seconds)],
+        cwd=PROJECT_DIR,
+        env={**base, **env},
+        stdout=log_file,
+        stderr=subprocess.STDOUT if log_file is not None else None,
+        start_new_session=True,
+    )
+
+
 def dev_origins(port: int, env) -> tuple[str, ...]:
     """`make dev`'s own origin, plus whatever ALLOWED_ORIGINS (or ALLOWED_ORIGIN) adds: a front end under
     development on another port, say."""
@@ -51,11 +67,14 @@ def main() -> int:
     """Serve until told to stop; stop everything that was started, whatever happens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     port = int(os.environ.get("PORT", "8000"))
-    stack = LocalStack(allowed_origins=dev_origins(port, os.environ))
-    api = None
+    # Every email the worker sends lands in the stack's own mail server and is printed here, in full.
+    stack = LocalStack(allowed_origins=dev_origins(port, os.environ), frontend_url=f"http://127.0.0.1:{port}",
+                       on_mail=lambda message: print(describe(message), flush=True))
+    api = worker = None
     try:
         with StopSignals() as stop:
             env = stack.start()
+            worker = start_worker(env)
             api = start_api(env, port)
             print(f"3D Ultra upload API ready at http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
             api.wait()
@@ -63,8 +82,9 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if api is not None:
-            stop_process(api)
+        for process in (api, worker):
+            if process is not None:
+                stop_process(process)
         stack.stop()
         print("stopped", flush=True)
 

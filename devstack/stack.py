@@ -11,22 +11,40 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .mail import MailServer
 from .postgres import PostgresCluster
+from .processing_service import ProcessingService
 from .processes import free_port
 from .seaweed import SeaweedS3
+from .sqs import MotoSqs
 
 log = logging.getLogger(__name__)
 DATABASE = "uploads"
 BUCKET = "uploads"
 R2_VARIABLES = ("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET")
+JOBS_QUEUE = "three-d-ultra-jobs"
+# Locally a change at the processing service shows in the job within a second or two.
+POLL_SECONDS = 1
+# The reference service answers for any model version; this one names what it does.
+MODEL_VERSION = "reference-relief-1"
+EMAIL_FROM = "3D Ultra <no-reply@3d-ultra.example>"
+# A mail-server outage locally is over within seconds; its email goes out soon after.
+EMAIL_RETRY_SECONDS = 5
 
 
 class LocalStack:
     """PostgreSQL + SeaweedFS in a temp directory outside the project, or the servers the environment names."""
 
     def __init__(self, *, allowed_origins: tuple[str, ...] | list[str], environ: dict | None = None,
-                 base_dir: Path | None = None):
+                 base_dir: Path | None = None, frontend_url: str | None = None, on_mail=None):
+        """Besides the database and storage, the hand-off: SQS (moto's server) with the jobs queue and its
+        dead-letter queue, and the reference processing service (devstack/processing_service.py); and a mail
+        server of its own (devstack/mail.py), which hands each message it receives to `on_mail`. The emailed
+        links open at `frontend_url`, by default the first origin (the stack's own pages)."""
         self.allowed_origins = tuple(allowed_origins)
+        self.frontend_url = frontend_url or self.allowed_origins[0]
+        self.on_mail = on_mail
+        self.mail: MailServer | None = None
         environ = dict(os.environ if environ is None else environ)
         self.given_database_url = environ.get("DATABASE_URL")
         # A fresh secret per run unless one is given (a given database's digests were made with that one).
@@ -41,17 +59,20 @@ class LocalStack:
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="3d-ultra-stack-"))
         self.postgres: PostgresCluster | None = None
         self.s3: SeaweedS3 | None = None
+        self.sqs: MotoSqs | None = None
+        self.processing: ProcessingService | None = None
         self.env: dict[str, str] = {}
 
     def start(self) -> dict[str, str]:
         """Start what is needed, prepare database and bucket; return the environment the API needs."""
         started = time.monotonic()
         try:
-            with ThreadPoolExecutor(max_workers=2) as pool:
+            with ThreadPoolExecutor(max_workers=3) as pool:
                 db_url = pool.submit(self._start_database)
                 storage = pool.submit(self._start_storage)
-                self.env = {**db_url.result(), **storage.result(), "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
-                            "DIGEST_SECRET": self.digest_secret}
+                processing = pool.submit(self._start_processing)
+                self.env = {**db_url.result(), **storage.result(), **processing.result(), **self._start_mail(),
+                            "ALLOWED_ORIGINS": ",".join(self.allowed_origins), "DIGEST_SECRET": self.digest_secret}
         except BaseException:
             self.stop()
             raise
@@ -60,6 +81,11 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop every process this stack started and remove its files."""
+        for name in ("mail", "processing", "sqs"):
+            server = getattr(self, name)
+            if server is not None:
+                server.stop()
+                setattr(self, name, None)
         if self.s3 is not None:
             self.s3.stop()
             self.s3 = None
@@ -93,6 +119,23 @@ class LocalStack:
         finally:
             db.close()
         return {"DATABASE_URL": url}
+
+    def _start_processing(self) -> dict[str, str]:
+        self.sqs = MotoSqs(log_file=self.base_dir / "moto.log")
+        self.processing = ProcessingService(token=secrets.token_urlsafe(16), log_file=self.base_dir / "processing.log")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for started in [pool.submit(self.sqs.start), pool.submit(self.processing.start)]:
+                started.result()
+        queues = self.sqs.create_job_queues(JOBS_QUEUE, visibility_timeout=6 * 10)
+        return {**self.sqs.client_env(), "JOBS_QUEUE_URL": queues[JOBS_QUEUE], "JOBS_QUEUE_NAME": JOBS_QUEUE,
+                "PROCESSING_API_URL": self.processing.endpoint_url, "PROCESSING_API_TOKEN": self.processing.token,
+                "PROCESSING_MODEL_VERSION": MODEL_VERSION, "PROCESSING_POLL_SECONDS": str(POLL_SECONDS),
+                "PROCESSING_TIMEOUT_SECONDS": "5", "PROCESSING_OUTPUT_HOSTS": "127.0.0.1"}
+
+    def _start_mail(self) -> dict[str, str]:
+        self.mail = MailServer(on_message=self.on_mail).start()
+        return {**self.mail.client_env(), "EMAIL_FROM": EMAIL_FROM, "FRONTEND_URL": self.frontend_url,
+                "EMAIL_RETRY_SECONDS": str(EMAIL_RETRY_SECONDS)}
 
     def _start_storage(self) -> dict[str, str]:
         from chalicelib.config import r2_endpoint

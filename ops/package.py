@@ -81,7 +81,8 @@ HEALTH_CHECK_MINUTES = 5
 HEALTH_CHECK_TIMEOUT_SECONDS = 10
 # .chalice/config.json's name for each function's section under lambda_functions.
 HEALTH_CHECK_SOURCE = Path(__file__).with_name("health_check.py")
-CONFIG_NAMES = {"APIHandler": "api_handler", "Migrate": "migrate", "ExpireAbandoned": "expire-abandoned"}
+CONFIG_NAMES = {"APIHandler": "api_handler", "Migrate": "migrate", "ExpireAbandoned": "expire-abandoned",
+                "ProcessJob": "process-job", "FailUndeliverable": "fail-undeliverable", "DispatchJobs": "dispatch-jobs"}
 
 
 class PackageRefused(RuntimeError):
@@ -167,7 +168,9 @@ def api_reserved_concurrency(stage: str) -> int | None:
 def function_names(stage: str) -> dict[str, str]:
     """Template logical id -> the fixed function name the runbook uses."""
     base = f"{APP_NAME}-{stage}"
-    return {"APIHandler": base, "Migrate": f"{base}-migrate", "ExpireAbandoned": f"{base}-expire-abandoned"}
+    return {"APIHandler": base, "Migrate": f"{base}-migrate", "ExpireAbandoned": f"{base}-expire-abandoned",
+            "ProcessJob": f"{base}-process-job", "FailUndeliverable": f"{base}-fail-undeliverable",
+            "DispatchJobs": f"{base}-dispatch-jobs"}
 
 
 def _alarm(name: str, description: str, **properties) -> dict:
@@ -256,17 +259,27 @@ def dashboard(stage: str, names: dict[str, str], api_dimensions: list[dict]) -> 
 
 
 # What each function's role may read from SSM: exactly the parameters its environment names. The API never
-# names the direct (owner-capable) database URL; migrate names only it; the sweep has no analytics key. The
-# sweep computes no digest, but its settings are checked whole at start-up, the digest secret's length included.
+# names the direct (owner-capable) database URL; migrate names only it and the PostHog key, which every function
+# reads to report its failures to error tracking. The sweep computes no digest, but its settings are checked
+# whole at start-up, the digest secret's length included.
 FUNCTION_SECRETS = {
     "APIHandler": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
                    "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key",
                    "POSTHOG_API_KEY": "posthog-api-key", "DIGEST_SECRET": "digest-secret"},
     "ExpireAbandoned": {"DATABASE_URL": "database-url", "R2_ENDPOINT_URL": "r2-endpoint-url",
                         "R2_ACCESS_KEY_ID": "r2-access-key-id", "R2_SECRET_ACCESS_KEY": "r2-secret-access-key",
-                        "DIGEST_SECRET": "digest-secret"},
-    "Migrate": {"DATABASE_URL": "database-url-direct"},
+                        "POSTHOG_API_KEY": "posthog-api-key", "DIGEST_SECRET": "digest-secret"},
+    "Migrate": {"DATABASE_URL": "database-url-direct", "POSTHOG_API_KEY": "posthog-api-key"},
 }
+# The processing functions: the worker and the dispatcher speak to the processing service (its token); the
+# dead-letter handler only fails jobs.
+_WORKER_SECRETS = {**FUNCTION_SECRETS["ExpireAbandoned"], "PROCESSING_API_TOKEN": "processing-api-token"}
+FUNCTION_SECRETS.update({"ProcessJob": _WORKER_SECRETS, "DispatchJobs": _WORKER_SECRETS,
+                         "FailUndeliverable": dict(FUNCTION_SECRETS["ExpireAbandoned"])})
+# A message is invisible for six times the worker's timeout after each receive (AWS's advice for a Lambda
+# trigger), and goes to the dead-letter queue after five receives.
+VISIBILITY_TIMEOUT_FACTOR = 6
+MAX_RECEIVES = 5
 
 
 def scope_function_access(template: dict, stage: str) -> None:
@@ -281,10 +294,10 @@ def scope_function_access(template: dict, stage: str) -> None:
         function = resources[logical_id]["Properties"]
         variables = function["Environment"]["Variables"]
         for name in ("DATABASE_URL", "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY",
-                     "POSTHOG_API_KEY", "DIGEST_SECRET"):
+                     "POSTHOG_API_KEY", "DIGEST_SECRET", "PROCESSING_API_TOKEN"):
             if name in secrets:
                 variables[f"{name}_SSM_PARAMETER"] = f"/3d-ultra/{stage}/{secrets[name]}"
-            elif name == "POSTHOG_API_KEY":
+            elif name in ("POSTHOG_API_KEY", "PROCESSING_API_TOKEN"):
                 variables.pop(f"{name}_SSM_PARAMETER", None)
         readable = sorted(set(secrets.values()))
         role = resources[function["Role"]["Fn::GetAtt"][0]]["Properties"]
@@ -357,6 +370,9 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
         "APIHandler": functions_config.get("api_handler", {}).get("reserved_concurrency"),
         "Migrate": functions_config.get("migrate", {}).get("reserved_concurrency"),
         "ExpireAbandoned": functions_config.get("expire-abandoned", {}).get("reserved_concurrency"),
+        "ProcessJob": functions_config.get("process-job", {}).get("reserved_concurrency"),
+        "FailUndeliverable": functions_config.get("fail-undeliverable", {}).get("reserved_concurrency"),
+        "DispatchJobs": functions_config.get("dispatch-jobs", {}).get("reserved_concurrency"),
     }
     template["Parameters"] = {
         "AlarmEmail": {"Type": "String", "Default": "",
@@ -545,12 +561,97 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
         "Properties": {"DashboardName": api_name,
                        "DashboardBody": {"Fn::Sub": json.dumps(dashboard(stage, names, api_dimensions))}},
     }
+    add_processing(template, stage, config, names)
     scope_function_access(template, stage)
 
     outputs["ApiUrl"] = {"Description": "Base URL of the API (routes start with /api/)",
                          "Value": outputs.pop("EndpointURL")["Value"]}
     outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
     return template
+
+
+def add_processing(template: dict, stage: str, config: dict, names: dict[str, str]) -> None:
+    """The hand-off: the jobs queue and its dead-letter queue, the worker's trigger (one message per invocation,
+    concurrency capped at the processing service's limit), who may send and receive, and the alarms that say a
+    person must look (messages waiting too long, messages given up on, a worker that keeps failing)."""
+    resources = template["Resources"]
+    functions_config = config.get("lambda_functions", {})
+    worker_config = functions_config.get("process-job", {})
+    worker_timeout = worker_config.get("lambda_timeout", config.get("lambda_timeout", 60))
+    queue_name = stage_environment(stage).get("JOBS_QUEUE_NAME") or f"{APP_NAME}-{stage}-jobs"
+    resources["JobsDeadLetterQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {
+        "QueueName": f"{queue_name}-dead", "MessageRetentionPeriod": 14 * 24 * 3600, "SqsManagedSseEnabled": True}}
+    resources["JobsQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {
+        "QueueName": queue_name, "VisibilityTimeout": VISIBILITY_TIMEOUT_FACTOR * worker_timeout,
+        "MessageRetentionPeriod": 4 * 24 * 3600, "SqsManagedSseEnabled": True,
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]},
+                          "maxReceiveCount": MAX_RECEIVES}}}
+    queue_arn = {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+    dead_arn = {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    for logical_id, event, arn in (("ProcessJob", "ProcessJobSqsEventSource", queue_arn),
+                                   ("FailUndeliverable", "FailUndeliverableSqsEventSource", dead_arn)):
+        properties = resources[logical_id]["Properties"]["Events"][event]["Properties"]
+        properties["Queue"] = arn
+        properties["BatchSize"] = 1
+    # The processing service's limit on tasks at once; the function's reserved concurrency matches it.
+    concurrency = worker_config.get("maximum_concurrency", 10)
+    resources["ProcessJob"]["Properties"]["Events"]["ProcessJobSqsEventSource"]["Properties"]["ScalingConfig"] = {
+        "MaximumConcurrency": concurrency}
+    # The queue's URL where a function sends (the processing settings are the worker's and the dispatcher's own,
+    # in .chalice/config.json's lambda_functions).
+    for logical_id in ("APIHandler", "ProcessJob", "DispatchJobs"):
+        resources[logical_id]["Properties"]["Environment"]["Variables"]["JOBS_QUEUE_URL"] = {"Ref": "JobsQueue"}
+    # The email of a finished job goes out through SES from the worker: its configuration set (bounces and
+    # complaints are SES's to track), and a grant to send from the sender's domain through it only. The domain's
+    # identity is verified in SES by the operator (DNS records), once.
+    worker_variables = resources["ProcessJob"]["Properties"]["Environment"]["Variables"]
+    configuration_set = worker_variables.get("SES_CONFIGURATION_SET")
+    if configuration_set:
+        sender_domain = worker_variables["EMAIL_FROM"].rsplit("@", 1)[1].rstrip(">").strip()
+        resources["EmailConfigurationSet"] = {"Type": "AWS::SES::ConfigurationSet",
+                                              "Properties": {"Name": configuration_set}}
+        role = resources[resources["ProcessJob"]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+        role["Policies"].append({"PolicyName": "SendJobEmail", "PolicyDocument": {"Version": "2012-10-17",
+                                 "Statement": [{"Effect": "Allow", "Action": "ses:SendEmail", "Resource": [
+                                     {"Fn::Sub": f"arn:${{AWS::Partition}}:ses:${{AWS::Region}}:${{AWS::AccountId}}:"
+                                                 f"identity/{sender_domain}"},
+                                     {"Fn::Sub": f"arn:${{AWS::Partition}}:ses:${{AWS::Region}}:${{AWS::AccountId}}:"
+                                                 f"configuration-set/{configuration_set}"}]}]}})
+    grants = {"APIHandler": (["sqs:SendMessage"], [queue_arn]),
+              "DispatchJobs": (["sqs:SendMessage"], [queue_arn]),
+              "ProcessJob": (["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                              "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"], [queue_arn]),
+              "FailUndeliverable": (["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                                     "sqs:ChangeMessageVisibility"], [dead_arn])}
+    for logical_id, (actions, queues) in grants.items():
+        role = resources[resources[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+        role["Policies"].append({"PolicyName": "JobsQueue", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": actions, "Resource": queues}]}})
+    api_name = f"{APP_NAME}-{stage}"
+    queue_dimensions = [{"Name": "QueueName", "Value": queue_name}]
+    resources.update({
+        "JobsQueueAgeAlarm": _alarm(
+            f"{api_name}-jobs-waiting", "The oldest job in the processing queue has waited over 10 minutes, three "
+            "times in a row: workers are not taking jobs (throttled, failing at start-up, or the provider's limit). "
+            "Act: the worker's log and the queue widgets (runbook: Jobs wait in the queue)",
+            Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage", Dimensions=queue_dimensions,
+            Statistic="Maximum", Period=300, EvaluationPeriods=3, Threshold=600,
+            ComparisonOperator="GreaterThanThreshold"),
+        # Its handler fails a dead-lettered job within seconds, so the queue itself is nearly always empty: the
+        # handler's invocations are what say a job was given up.
+        "JobsDeadLettersAlarm": _alarm(
+            f"{api_name}-jobs-dead-letters", "A job message failed five receives and reached the dead-letter queue "
+            "(its job was failed). Act: find why in the worker's log, fix it, retry the jobs (runbook)",
+            Namespace="AWS/Lambda", MetricName="Invocations",
+            Dimensions=[{"Name": "FunctionName", "Value": names["FailUndeliverable"]}], Statistic="Sum", Period=300,
+            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold"),
+        "ProcessJobErrorsAlarm": _alarm(
+            f"{api_name}-worker-errors", "The processing worker failed 10 or more invocations in each of three "
+            "5-minute periods (a bug, or a dependency down for 15 minutes). Act: its log names the exception",
+            Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
+                "ProcessJob"]}], Statistic="Sum", Period=300, EvaluationPeriods=3, Threshold=10,
+            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+    })
 
 
 def gateway_responses() -> dict:
@@ -616,6 +717,9 @@ def package(stage: str, *, allow_placeholder_origins: bool = False, allowed_orig
         variables = resource.get("Properties", {}).get("Environment", {}).get("Variables")
         if variables is not None:
             variables.update(overrides)
+            if "FRONTEND_URL" in variables:
+                # The emailed links open the front end the API serves: its first allowed origin.
+                variables["FRONTEND_URL"] = allowed_origins(environment)[0]
     template_path.write_text(json.dumps(template, indent=2) + "\n")
     (out / "package.json").write_text(json.dumps({
         "stage": stage, "version": environment["VERSION"],

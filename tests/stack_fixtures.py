@@ -21,6 +21,7 @@ from tests.helpers import ApiClient, require_system_tool
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECOND_ORIGIN = "https://preview.3d-ultra.example"
+SQS_CLIENT_ENV = ("AWS_ENDPOINT_URL_SQS", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +38,16 @@ def local_stack(live_port):
     stack = LocalStack(allowed_origins=[f"http://127.0.0.1:{live_port}", SECOND_ORIGIN],
                        environ={"DIGEST_SECRET": os.environ["DIGEST_SECRET"]})
     stack.start()
+    # The in-process app is a function of this stack: boto3 finds its queue server, region and credentials in the
+    # process's environment, as a Lambda function finds them in its own.
+    saved = {name: os.environ.get(name) for name in SQS_CLIENT_ENV}
+    os.environ.update({name: stack.env[name] for name in SQS_CLIENT_ENV})
     yield stack
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     stack.stop()
 
 

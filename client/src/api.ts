@@ -112,6 +112,9 @@ export function createClient(options: ClientOptions): UploadClient {
       response = await fetchImpl(baseUrl + path, {
         method,
         signal: controller.signal,
+        // The API never redirects: following one would send the token, the Idempotency-Key and the create's body
+        // to wherever the redirect points. A redirect fails the request instead (reported as NETWORK_ERROR).
+        redirect: "error",
         headers: body === undefined ? headers : { "Content-Type": "application/json", ...headers },
         body: body === undefined ? null : JSON.stringify(body),
       });

@@ -9,7 +9,9 @@ import {
   type ClientErrorCode, type ErrorCode, type JobStatus, type Limits, type ServerErrorCode, type UploadClient,
   type UploadEvent, type UploadState,
 } from "@3d-ultra/upload-client";
-import { useJob, useUpload, type UseUploadResult } from "@3d-ultra/upload-client/react";
+import {
+  UploadForm, useCurrentJob, useJob, useUpload, type UploadFormProps, type UseUploadResult,
+} from "@3d-ultra/upload-client/react";
 
 // The story's session API, exactly.
 expectTypeOf<typeof SESSION_PREFIX>().toEqualTypeOf<"3d-ultra-session-">();
@@ -58,8 +60,12 @@ engine.subscribe((event: UploadEvent, state: UploadState) => {
   expectTypeOf(state.error).toEqualTypeOf<ApiError | null>();
 });
 
-// The story's UseUploadResult, exactly these five members.
-expectTypeOf<keyof UseUploadResult>().toEqualTypeOf<"state" | "startUpload" | "confirmUpload" | "cancelUpload" | "reset">();
+// The story's UseUploadResult, and retry() ("Try again" at the failed step of the same job).
+expectTypeOf<keyof UseUploadResult>()
+  .toEqualTypeOf<"state" | "startUpload" | "retry" | "confirmUpload" | "cancelUpload" | "reset">();
+expectTypeOf<UseUploadResult["retry"]>()
+  .toEqualTypeOf<() => Promise<{ uploadId: string; sessionToken: string } | null>>();
+expectTypeOf<UseUploadResult["state"]["busy"]>().toEqualTypeOf<boolean>();
 expectTypeOf(useUpload).returns.toEqualTypeOf<UseUploadResult>();
 expectTypeOf<UseUploadResult["state"]["status"]>()
   .toEqualTypeOf<"idle" | "creating" | "uploading" | "waiting" | "confirming" | "done" | "error">();
@@ -78,3 +84,14 @@ useUpload({ client });
 useUpload({ baseUrl: 8000 });
 expectTypeOf(useJob).parameter(0).toEqualTypeOf<string | null | undefined>();
 expectTypeOf(useJob).returns.toHaveProperty("job").toEqualTypeOf<JobStatus | null>();
+
+// onUploadComplete({ uploadId, sessionToken }), on the hook and on the story's form.
+useUpload({ baseUrl: "", onUploadComplete: ({ uploadId, sessionToken }) => void [uploadId, sessionToken] });
+expectTypeOf<Parameters<NonNullable<UploadFormProps["onUploadComplete"]>>[0]>()
+  .toMatchTypeOf<{ uploadId: string; sessionToken: string }>();
+expectTypeOf<UploadFormProps["enableUpload"]>().toEqualTypeOf<boolean | undefined>();
+UploadForm({ enableUpload: true, onUploadComplete: () => undefined });
+UploadForm({ client, labels: { submit: "Hochladen" }, classNames: { root: "card", input: "field" } });
+// @ts-expect-error only the form's parts take a class name
+UploadForm({ classNames: { wrapper: "x" } });
+expectTypeOf(useCurrentJob).returns.toEqualTypeOf<string | null>();

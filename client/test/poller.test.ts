@@ -6,7 +6,8 @@ import {
 import { installStorages, removeStorages, type MemoryStorage } from "./helpers.js";
 
 const job = (status: JobStatus["status"]): JobStatus => ({ jobId: "job1", status, fileType: "image/jpeg", fileSize: 10,
-  createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z" });
+  createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z", updatedAt: "2026-11-28T18:00:05Z", attempt: 1, progress: null, previewUrl: null, resultUrl: null,
+  errorMessage: null, resultsDeletedAt: null });
 
 class FakeVisibility implements Visibility {
   hidden = false;

@@ -1,13 +1,14 @@
 // @vitest-environment happy-dom
-import { StrictMode, type ReactNode } from "react";
-import { act, renderHook, waitFor } from "@testing-library/react";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { act, cleanup, renderHook, waitFor } from "@testing-library/react";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 
 import { ApiError, CURRENT_JOB_KEY, PENDING_UPLOAD_KEY, SESSION_PREFIX, type JobStatus } from "../src/index.js";
-import { useJob, useUpload } from "../src/react/index.js";
+import { useCurrentJob, useJob, useUpload } from "../src/react/index.js";
 import { MemoryStorage, installStorages, jpeg, removeStorages, scriptedClient } from "./helpers.js";
 
-const strict = ({ children }: { children: ReactNode }) => <StrictMode>{children}</StrictMode>;
+// StrictMode at the root, as an app has it: a wrapper component above StrictMode would keep React from
+// rehearsing the effects (it double-invokes them only below a StrictMode that is placed with the root).
+const STRICT = { reactStrictMode: true } as const;
 
 /** XMLHttpRequest for the PUT: records it, reports progress and answers `status`. */
 class FakeXhr {
@@ -58,12 +59,15 @@ beforeEach(() => {
   FakeXhr.hold = false;
   globalThis.XMLHttpRequest = FakeXhr as unknown as typeof XMLHttpRequest;
 });
-afterEach(removeStorages);
+afterEach(() => {
+  cleanup();
+  removeStorages();
+});
 
 describe("useUpload under StrictMode", () => {
   test("starts idle, then startUpload creates, PUTs, confirms, stores the session and returns the story's result", async () => {
     const { client, calls } = scriptedClient();
-    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
     expect(result.current.state).toMatchObject({ status: "idle", progress: 0, error: null });
 
     let outcome: Awaited<ReturnType<typeof result.current.startUpload>> = null;
@@ -83,7 +87,7 @@ describe("useUpload under StrictMode", () => {
   test("a failing confirm gives null and an error state; confirmUpload(uploadId) then succeeds and gives true", async () => {
     const down = Array.from({ length: 6 }, () => new ApiError(503, "SERVICE_UNAVAILABLE", "down"));
     const { client, calls } = scriptedClient({ confirm: down });
-    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
 
     let started: unknown;
     await act(async () => {
@@ -108,7 +112,7 @@ describe("useUpload under StrictMode", () => {
   test("a reload between the PUT and the confirm: the next mount confirms the kept attempt", async () => {
     session.setItem(PENDING_UPLOAD_KEY, JSON.stringify({ uploadId: "job7", sessionToken: "token7" }));
     const { client } = scriptedClient();
-    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
 
     await waitFor(() => expect(result.current.state.status).toBe("done"));
     expect(result.current.state.result).toMatchObject({ uploadId: "job7", sessionToken: "token7" });
@@ -118,7 +122,7 @@ describe("useUpload under StrictMode", () => {
 
   test("a file that is not a photo gives null and an INVALID_FILE error, nothing sent", async () => {
     const { client, calls } = scriptedClient();
-    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
     let started: unknown = "unset";
     await act(async () => {
       started = await result.current.startUpload(new File(["hello"], "notes.txt", { type: "text/plain" }), "maya@example.com");
@@ -131,7 +135,7 @@ describe("useUpload under StrictMode", () => {
   test("the size limit is asked of the API when none is given", async () => {
     const { client, calls } = scriptedClient();
     const small = { ...client, limits: async () => ({ maxUploadBytes: 1000, fileTypes: [] }) };
-    const { result } = renderHook(() => useUpload({ client: small }), { wrapper: strict });
+    const { result } = renderHook(() => useUpload({ client: small }), STRICT);
     await act(async () => {
       await new Promise((resolve) => setTimeout(resolve, 5));
     });
@@ -145,7 +149,7 @@ describe("useUpload under StrictMode", () => {
   test("cancelUpload during the PUT goes back to idle and withdraws the job", async () => {
     FakeXhr.hold = true;
     const { client, calls } = scriptedClient();
-    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
     let started: Promise<unknown> = Promise.resolve();
     act(() => {
       started = result.current.startUpload(jpeg(), "maya@example.com");
@@ -159,7 +163,7 @@ describe("useUpload under StrictMode", () => {
 
   test("reset after an error goes back to idle", async () => {
     const { client } = scriptedClient({ create: [new ApiError(400, "VALIDATION_ERROR", "email: bad")] });
-    const { result } = renderHook(() => useUpload({ client }), { wrapper: strict });
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
     await act(async () => {
       await result.current.startUpload(jpeg(), "nope");
     });
@@ -169,15 +173,192 @@ describe("useUpload under StrictMode", () => {
   });
 });
 
+describe("useUpload's onUploadComplete, retry and busy under StrictMode", () => {
+  const down = (n = 6) => Array.from({ length: n }, () => new ApiError(503, "SERVICE_UNAVAILABLE", "down"));
+  const settle = () => act(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  });
+
+  test("startUpload: onUploadComplete once with the job; busy while it runs, not after", async () => {
+    FakeXhr.hold = true;
+    const { client } = scriptedClient();
+    const onUploadComplete = vi.fn();
+    const { result } = renderHook(() => useUpload({ client, onUploadComplete }), STRICT);
+    expect(result.current.state.busy).toBe(false);
+    let started: Promise<unknown> = Promise.resolve();
+    act(() => {
+      started = result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    await waitFor(() => expect(result.current.state.status).toBe("uploading"));
+    expect(result.current.state.busy).toBe(true);
+    FakeXhr.hold = false;
+    act(() => result.current.cancelUpload());
+    await started;
+    expect(result.current.state.busy).toBe(false);
+
+    await act(async () => {
+      await result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    await settle();
+    expect(result.current.state).toMatchObject({ status: "done", busy: false });
+    expect(onUploadComplete).toHaveBeenCalledTimes(1);
+    expect(onUploadComplete).toHaveBeenCalledWith(expect.objectContaining({ uploadId: "job2", sessionToken: "token2" }));
+  });
+
+  test("busy while a step waits to be tried again", async () => {
+    const { client } = scriptedClient({ create: down(1), timing: { retryDelaysMs: [200] } });
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
+    act(() => {
+      void result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    await waitFor(() => expect(result.current.state.status).toBe("waiting"));
+    expect(result.current.state.busy).toBe(true);
+    act(() => result.current.cancelUpload());
+  });
+
+  test("retry after a failed create resumes the same attempt: one key, one job, onUploadComplete once", async () => {
+    const { client, calls } = scriptedClient({ create: down() });
+    const onUploadComplete = vi.fn();
+    const { result } = renderHook(() => useUpload({ client, onUploadComplete }), STRICT);
+    await act(async () => {
+      expect(await result.current.startUpload(jpeg(), "maya@example.com")).toBeNull();
+    });
+    expect(result.current.state).toMatchObject({ status: "error", step: "creating", busy: false });
+
+    let retried: unknown;
+    await act(async () => {
+      retried = await result.current.retry();
+    });
+    expect(retried).toEqual({ uploadId: "job1", sessionToken: "token1" });
+    expect(new Set(calls.create.map(({ key }) => key)).size).toBe(1);
+    expect(calls.confirm).toEqual([{ id: "job1", token: "token1" }]);
+    await settle();
+    expect(onUploadComplete).toHaveBeenCalledTimes(1);
+    expect(onUploadComplete.mock.calls[0]?.[0]).toMatchObject({ uploadId: "job1" });
+  });
+
+  test("retry after a failed PUT PUTs again to the same job without creating another", async () => {
+    FakeXhr.status = 500;
+    const { client, calls } = scriptedClient();
+    const onUploadComplete = vi.fn();
+    const { result } = renderHook(() => useUpload({ client, onUploadComplete }), STRICT);
+    await act(async () => {
+      await result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    expect(result.current.state).toMatchObject({ status: "error", uploadId: "job1", uploaded: false,
+      error: { code: "STORAGE_UNAVAILABLE" } });
+    FakeXhr.status = 200;
+    await act(async () => {
+      await result.current.retry();
+    });
+    expect(result.current.state).toMatchObject({ status: "done", uploadId: "job1" });
+    expect(calls.create).toHaveLength(1);
+    expect(FakeXhr.puts.length).toBe(7);
+    await settle();
+    expect(onUploadComplete).toHaveBeenCalledTimes(1);
+  });
+
+  test("retry with nothing to retry gives null and sends nothing", async () => {
+    const { client, calls } = scriptedClient();
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
+    let retried: unknown = "unset";
+    await act(async () => {
+      retried = await result.current.retry();
+    });
+    expect(retried).toBeNull();
+    expect(calls.create).toEqual([]);
+  });
+
+  test("a confirm resumed after a reload is sent once under StrictMode's double effects", async () => {
+    session.setItem(PENDING_UPLOAD_KEY, JSON.stringify({ uploadId: "job7", sessionToken: "token7" }));
+    const { client, calls } = scriptedClient();
+    const { result } = renderHook(() => useUpload({ client }), STRICT);
+    await waitFor(() => expect(result.current.state.status).toBe("done"));
+    await settle();
+    expect(calls.confirm).toEqual([{ id: "job7", token: "token7" }]);
+  });
+
+  test("a confirm resumed after a reload is reported once", async () => {
+    session.setItem(PENDING_UPLOAD_KEY, JSON.stringify({ uploadId: "job7", sessionToken: "token7" }));
+    const { client, calls } = scriptedClient();
+    const onUploadComplete = vi.fn();
+    const { result } = renderHook(() => useUpload({ client, onUploadComplete }), STRICT);
+
+    await waitFor(() => expect(result.current.state.status).toBe("done"));
+    await settle();
+    expect(calls.confirm).toEqual([{ id: "job7", token: "token7" }]);
+    expect(onUploadComplete).toHaveBeenCalledTimes(1);
+    expect(onUploadComplete).toHaveBeenCalledWith(expect.objectContaining({ uploadId: "job7", sessionToken: "token7" }));
+  });
+
+  test("confirmUpload after a failed confirm: reported once, and not again when confirmed a second time", async () => {
+    const { client, calls } = scriptedClient({ confirm: down() });
+    const onUploadComplete = vi.fn();
+    const { result } = renderHook(() => useUpload({ client, onUploadComplete }), STRICT);
+    await act(async () => {
+      await result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    expect(onUploadComplete).not.toHaveBeenCalled();
+    await act(async () => {
+      expect(await result.current.confirmUpload("job1")).toBe(true);
+    });
+    await act(async () => {
+      expect(await result.current.confirmUpload("job1")).toBe(true);
+    });
+    await settle();
+    expect(calls.confirm.length).toBe(8);
+    expect(onUploadComplete).toHaveBeenCalledTimes(1);
+  });
+
+  test("the newest onUploadComplete given is the one called", async () => {
+    const { client } = scriptedClient();
+    const first = vi.fn();
+    const second = vi.fn();
+    const { result, rerender } = renderHook(({ done }) => useUpload({ client, onUploadComplete: done }),
+      { ...STRICT, initialProps: { done: first } });
+    rerender({ done: second });
+    await act(async () => {
+      await result.current.startUpload(jpeg(), "maya@example.com");
+    });
+    expect(first).not.toHaveBeenCalled();
+    expect(second).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe("useCurrentJob under StrictMode", () => {
+  test("the stored current job whose token is kept; null without one; follows an upload in this tab", async () => {
+    const { client } = scriptedClient();
+    const { result } = renderHook(() => ({ current: useCurrentJob(), upload: useUpload({ client }) }),
+      STRICT);
+    expect(result.current.current).toBeNull();
+    await act(async () => {
+      await result.current.upload.startUpload(jpeg(), "maya@example.com");
+    });
+    expect(result.current.current).toBe("job1");
+  });
+
+  test("a current job whose token is gone is not offered", () => {
+    local.setItem(CURRENT_JOB_KEY, "job9");
+    const { result } = renderHook(() => useCurrentJob(), STRICT);
+    expect(result.current).toBeNull();
+    local.setItem(`${SESSION_PREFIX}job9`, "token9");
+    act(() => {
+      window.dispatchEvent(new Event("storage"));
+    });
+    expect(result.current).toBe("job9");
+  });
+});
+
 describe("useJob under StrictMode", () => {
   const job = (status: JobStatus["status"]): JobStatus => ({ jobId: "job1", status, fileType: "image/jpeg",
-    fileSize: 10, createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z" });
+    fileSize: 10, createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z", updatedAt: "2026-11-28T18:00:05Z", attempt: 1, progress: null, previewUrl: null, resultUrl: null,
+  errorMessage: null, resultsDeletedAt: null });
 
   test("follows the job until a final status", async () => {
     const answers = [job("pending"), job("completed")];
     const { client } = scriptedClient({ timing: { pollStartMs: 5 } });
     const polling = { ...client, getJob: async () => answers.length > 1 ? answers.shift()! : answers[0]! };
-    const { result } = renderHook(() => useJob("job1", { client: polling }), { wrapper: strict });
+    const { result } = renderHook(() => useJob("job1", { client: polling }), STRICT);
     expect(result.current).toMatchObject({ job: null, stopped: false });
 
     await waitFor(() => expect(result.current).toMatchObject({ stopped: true, job: { status: "completed" } }));
@@ -186,7 +367,7 @@ describe("useJob under StrictMode", () => {
   test("stops on 410 with the error", async () => {
     const { client } = scriptedClient();
     const polling = { ...client, getJob: async () => { throw new ApiError(410, "UPLOAD_CANCELLED", "cancelled"); } };
-    const { result } = renderHook(() => useJob("job1", { client: polling }), { wrapper: strict });
+    const { result } = renderHook(() => useJob("job1", { client: polling }), STRICT);
     await waitFor(() => expect(result.current).toMatchObject({ stopped: true, error: { code: "UPLOAD_CANCELLED" } }));
   });
 
@@ -194,7 +375,7 @@ describe("useJob under StrictMode", () => {
     const { client } = scriptedClient();
     let polls = 0;
     const polling = { ...client, getJob: async () => { polls += 1; return job("pending"); } };
-    const { result } = renderHook(() => useJob(null, { client: polling }), { wrapper: strict });
+    const { result } = renderHook(() => useJob(null, { client: polling }), STRICT);
     await act(async () => {
       await new Promise((resolve) => setTimeout(resolve, 10));
     });

@@ -2,17 +2,18 @@
 import { renderToString } from "react-dom/server";
 import { expect, test, vi } from "vitest";
 
-import { useJob, useUpload } from "../src/react/index.js";
+import { useCurrentJob, useJob, useUpload } from "../src/react/index.js";
 
 function Page() {
   const { state } = useUpload({ baseUrl: "http://127.0.0.1:8000" });
   const job = useJob("job1", { baseUrl: "http://127.0.0.1:8000" });
-  return <p>{state.status} {state.progress} {job.job === null ? "no job" : "job"}</p>;
+  const current = useCurrentJob();
+  return <p>{state.status} {state.progress} {job.job === null ? "no job" : "job"} {current ?? "none"}</p>;
 }
 
-test("a page using both hooks renders on the server with the idle state and no request", () => {
+test("a page using the hooks renders on the server with the idle state and no request", () => {
   const fetch = vi.spyOn(globalThis, "fetch");
   expect(typeof (globalThis as { window?: unknown }).window).toBe("undefined");
-  expect(renderToString(<Page />)).toBe("<p>idle<!-- --> <!-- -->0<!-- --> <!-- -->no job</p>");
+  expect(renderToString(<Page />)).toBe("<p>idle<!-- --> <!-- -->0<!-- --> <!-- -->no job<!-- --> <!-- -->none</p>");
   expect(fetch).not.toHaveBeenCalled();
 });

@@ -2,6 +2,8 @@
 served on an origin of its own, in real Chromium: against the API as `make dev` runs it (the page on a second
 origin), and as `make prod-local` runs it (the page on its front-end origin, the API under its stage prefix)."""
 
+import base64
+import gzip
 import json
 import mimetypes
 import os
@@ -9,6 +11,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -19,12 +22,12 @@ PROCESSING = re.compile(r"(.*)/processing/([a-z0-9]{24})$")
 CONFIRM = re.compile(r".*/api/upload/[a-z0-9]{24}/confirm$")
 
 
-def vite_build(api_base, out_dir):
+def vite_build(api_base, out_dir, **env):
     """The example as a front-end team ships it, pointed at `api_base` at build time (VITE_API_BASE_URL)."""
     vite = EXAMPLE_DIR / "node_modules" / ".bin" / "vite"
     assert vite.exists(), f"{vite} is missing: run `make test` (it packs client/ and installs the example)"
     result = subprocess.run([str(vite), "build", "--outDir", str(out_dir), "--emptyOutDir", "--logLevel", "warn"],
-                            cwd=EXAMPLE_DIR, env={**os.environ, "VITE_API_BASE_URL": api_base},
+                            cwd=EXAMPLE_DIR, env={**os.environ, "VITE_API_BASE_URL": api_base, **env},
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return Path(out_dir)
@@ -33,10 +36,11 @@ def vite_build(api_base, out_dir):
 BUILDS = {}
 
 
-def build_for(api_base, tmp_path_factory):
-    if api_base not in BUILDS:
-        BUILDS[api_base] = vite_build(api_base, tmp_path_factory.mktemp("example-dist"))
-    return BUILDS[api_base]
+def build_for(api_base, tmp_path_factory, **env):
+    key = (api_base, tuple(sorted(env.items())))
+    if key not in BUILDS:
+        BUILDS[key] = vite_build(api_base, tmp_path_factory.mktemp("example-dist"), **env)
+    return BUILDS[key]
 
 
 def serve_from(dist, origin):
@@ -53,16 +57,8 @@ def serve_from(dist, origin):
     return handle
 
 
-@pytest.fixture(params=["make dev", "make prod-local"])
-def app_tab(request, browser, tmp_path_factory):
-    """A tab whose origin (allowed by the API's and the bucket's CORS) serves the example built for that stack."""
-    if request.param == "make dev":
-        api, origin = request.getfixturevalue("live_server"), SECOND_ORIGIN
-    else:
-        stack = request.getfixturevalue("prod_local")
-        api, origin = stack["api"], stack["frontend"]
-    dist = build_for(api, tmp_path_factory)
-    context = browser.new_context(viewport={"width": 1024, "height": 800})
+def open_app(browser, api, origin, dist, **options):
+    context = browser.new_context(viewport={"width": 1024, "height": 800}, **options)
     # A page Playwright serves comes from no address, so Chromium counts it as public and asks the user before it
     # reaches the test's API on loopback (Local Network Access). A deployed front end calling a public API is never
     # asked; granting it here is the user's "Allow".
@@ -72,6 +68,21 @@ def app_tab(request, browser, tmp_path_factory):
     page.origin = origin
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    return context, page
+
+
+def stack_for(request, name):
+    if name == "make dev":
+        return request.getfixturevalue("live_server"), SECOND_ORIGIN
+    stack = request.getfixturevalue("prod_local")
+    return stack["api"], stack["frontend"]
+
+
+@pytest.fixture(params=["make dev", "make prod-local"])
+def app_tab(request, browser, tmp_path_factory):
+    """A tab whose origin (allowed by the API's and the bucket's CORS) serves the example built for that stack."""
+    api, origin = stack_for(request, request.param)
+    context, page = open_app(browser, api, origin, build_for(api, tmp_path_factory))
     yield page
     context.close()
 
@@ -109,7 +120,7 @@ def test_an_upload_lands_on_the_processing_route_and_survives_a_reload_there(app
     assert app_tab.errors == []
 
 
-def test_a_failing_confirm_shows_its_message_and_confirm_upload_then_succeeds(app_tab, photo):
+def test_a_failing_confirm_shows_its_message_and_try_again_then_confirms_the_same_job(app_tab, photo):
     failures = []
 
     def unavailable(route):
@@ -121,17 +132,19 @@ def test_a_failing_confirm_shows_its_message_and_confirm_upload_then_succeeds(ap
     app_tab.clock.install()  # the client's retry waits (1, 2, 4, 8, 16 s) pass when the test says so
     app_tab.route(CONFIRM, unavailable)
     submit(app_tab, photo)
-    status = app_tab.get_by_role("status")
+    alert = app_tab.get_by_role("alert")
     deadline = time.monotonic() + 30
-    while not status.inner_text().startswith("error") and time.monotonic() < deadline:
+    while not alert.inner_text() and time.monotonic() < deadline:
         time.sleep(0.2)  # real time, for the refused confirm to come back
         app_tab.clock.run_for(5000)
-    assert app_tab.get_by_role("alert").inner_text() == (
-        "The service is temporarily unavailable. Please try again in a moment.")
+    assert alert.inner_text() == "The service is temporarily unavailable. Please try again in a moment."
     assert len(failures) == 6 and stored(app_tab) == {}
 
+    # "Try again" (the hook's retry()) has the focus and resumes the same job at its confirm.
     app_tab.unroute(CONFIRM)
-    app_tab.get_by_role("button", name="Try again").click()
+    retry = app_tab.get_by_role("button", name="Try again")
+    assert retry.evaluate("(button) => button === document.activeElement")
+    app_tab.keyboard.press("Enter")
     app_tab.wait_for_url(PROCESSING, timeout=20000)
     job_id = job_of(app_tab)
     assert failures[0].endswith(f"/api/upload/{job_id}/confirm")
@@ -141,8 +154,11 @@ def test_a_failing_confirm_shows_its_message_and_confirm_upload_then_succeeds(ap
 def test_a_reload_between_the_put_and_the_confirm_resumes_the_confirm(app_tab, photo):
     held = []
 
+    sent = []
+
     def hold_the_first(route):
         if held:
+            sent.append(route.request.url)
             route.continue_()
         else:
             held.append(route)  # never answered, never sent on: the tab is reloaded while it waits
@@ -157,6 +173,8 @@ def test_a_reload_between_the_put_and_the_confirm_resumes_the_confirm(app_tab, p
     app_tab.wait_for_url(PROCESSING, timeout=20000)
     job_id = job_of(app_tab)
     assert held[0].request.url.endswith(f"/api/upload/{job_id}/confirm")
+    # Under StrictMode's double effects the resumed confirm is sent once (no second one answered 409).
+    assert sent == [held[0].request.url]
     assert app_tab.get_by_role("status").inner_text(timeout=10000) == "pending"
     assert stored(app_tab)[f"3d-ultra-session-{job_id}"]
 
@@ -173,3 +191,140 @@ def test_without_crypto_random_uuid_the_upload_still_goes_through_with_an_idempo
     assert app_tab.evaluate("() => typeof crypto.randomUUID") == "undefined"
     assert len(keys) == 1 and keys[0] and len(keys[0]) >= 16
     assert app_tab.errors == []
+
+
+STORAGE_PUT = re.compile(r".*/uploads/uploads/.*")
+CREATE = re.compile(r".*/api/upload$")
+
+
+@pytest.mark.parametrize("app_tab", ["make dev"], indirect=True)
+def test_upload_form_has_no_axe_violations_in_any_state_and_works_from_the_keyboard(app_tab, photo, axe, screenshots):
+    page = app_tab
+    found = {}
+
+    def look(state):
+        found[state] = axe(page)
+        screenshots(page, f"example-{state}")
+
+    page.goto(f"{page.origin}/")
+    page.get_by_label("Email").wait_for()
+    look("idle")
+
+    # Keyboard only: type the email, Tab to the photo, Tab to Upload, Enter.
+    page.get_by_label("Email").focus()
+    page.keyboard.type("not an email")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.type") == "file"
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Upload"
+    page.keyboard.press("Enter")
+    page.get_by_text("Please enter a valid email address, like name@example.com.").wait_for()
+    email = page.get_by_label("Email")
+    assert email.get_attribute("aria-invalid") == "true"
+    assert email.evaluate("(input) => input === document.activeElement")
+    look("field-error")
+
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.type("maya@example.com")
+    page.route(STORAGE_PUT, lambda route: None)  # the PUT hangs: the form stays uploading
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text="Uploading your photo").wait_for()
+    assert page.get_by_label("Email").is_disabled()
+    look("uploading")
+
+    page.get_by_role("button", name="Cancel").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text="Upload cancelled.").wait_for()
+    page.wait_for_function("() => document.activeElement.textContent === 'Upload'")
+    look("cancelled")
+    page.unroute(STORAGE_PUT)
+
+    page.clock.install()
+    page.route(CREATE, lambda route: route.fulfill(status=503, content_type="application/json", body=json.dumps(
+        {"error": {"code": "SERVICE_UNAVAILABLE",
+                   "message": "The service is temporarily unavailable. Please try again in a moment."}})))
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text="The connection dropped. Trying again").wait_for()
+    look("waiting")
+    alert = page.get_by_role("alert")
+    deadline = time.monotonic() + 30
+    while not alert.inner_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+        page.clock.run_for(5000)
+    assert alert.inner_text() == "The service is temporarily unavailable. Please try again in a moment."
+    page.wait_for_function("() => document.activeElement.textContent === 'Try again'")
+    assert page.get_by_role("button", name="Start over").is_visible()
+    look("error")
+
+    # Start over, then an upload that goes through; the app's navigation is held so the finished form is seen.
+    page.unroute(CREATE)
+    page.get_by_role("button", name="Start over").click()
+    page.wait_for_function("() => document.activeElement.type === 'email'")
+    assert page.get_by_role("alert").inner_text() == ""
+    look("started-over")
+    page.get_by_label("Photo").set_input_files(str(photo))
+    page.evaluate("() => { history.pushState = () => undefined; }")
+    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("status").filter(has_text="Upload complete.").wait_for(timeout=20000)
+    assert page.get_by_role("progressbar", name="Upload progress").evaluate("(bar) => bar.value") == 100
+    look("done")
+
+    assert found == {state: [] for state in found}, found
+    assert page.errors == []
+
+
+POSTHOG = "https://posthog.example.test"
+
+
+@pytest.mark.parametrize("stack", ["make dev"])
+def test_a_storage_refusing_the_token_reaches_posthog_error_tracking(request, stack, browser, tmp_path_factory, photo):
+    """The example built with a PostHog key: the client's onError (storage refusing the session token) becomes a
+    $exception event at the PostHog host, carrying where it happened and never the token."""
+    api, origin = stack_for(request, stack)
+    dist = build_for(api, tmp_path_factory, VITE_POSTHOG_KEY="phc_example_test", VITE_POSTHOG_HOST=POSTHOG)
+    # posthog-js drops events from browsers that look like bots (HeadlessChrome, navigator.webdriver): this tab
+    # presents itself as the Chrome a person uses.
+    probe = browser.new_page()
+    user_agent = probe.evaluate("() => navigator.userAgent").replace("HeadlessChrome", "Chrome")
+    probe.close()
+    context, page = open_app(browser, api, origin, dist, user_agent=user_agent)
+    bodies = []
+
+    def capture(route):
+        body = route.request.post_data_buffer or b""
+        if body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        text = body.decode("utf-8", "replace")
+        if text.startswith("data="):  # posthog-js's base64 form encoding
+            text = base64.b64decode(parse_qs(text)["data"][0]).decode("utf-8", "replace")
+        bodies.append(text)
+        route.fulfill(status=200, content_type="application/json", body="{}")
+
+    context.route(f"{POSTHOG}/**", capture)
+    # localStorage refuses the session token: the upload goes on (kept for the tab) and onError is told.
+    page.add_init_script("Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false });")
+    page.add_init_script("""
+        const setItem = Storage.prototype.setItem;
+        Storage.prototype.setItem = function (key, value) {
+          if (this === window.localStorage && key.startsWith('3d-ultra-session-')) {
+            throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+          }
+          return setItem.call(this, key, value);
+        };
+    """)
+    try:
+        submit(page, photo)
+        page.wait_for_url(PROCESSING, timeout=20000)
+        job_id = job_of(page)
+        token = page.evaluate(f"() => sessionStorage.getItem('3d-ultra-session-{job_id}')")
+        assert token
+        deadline = time.monotonic() + 20
+        while not any("$exception" in body for body in bodies) and time.monotonic() < deadline:
+            page.wait_for_timeout(250)
+        events = [body for body in bodies if "$exception" in body]
+        assert events, bodies
+        assert "QuotaExceededError" in events[0] and f"3d-ultra-session-{job_id}" in events[0]
+        assert token not in "".join(bodies)
+    finally:
+        context.close()

@@ -41,7 +41,7 @@ def test_every_allowed_origin_gets_the_preflight_of_every_api_route(live_server,
         assert {k: headers[k] for k in ("Access-Control-Allow-Origin", "Access-Control-Allow-Headers",
                                         "Access-Control-Max-Age", "Vary")} == {
             "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Headers": "Content-Type, X-Session-Token, Idempotency-Key",
+            "Access-Control-Allow-Headers": "Content-Type, X-Session-Token, Idempotency-Key, X-View-Token",
             "Access-Control-Max-Age": "7200",
             "Vary": "Origin",
         }

@@ -27,7 +27,7 @@ UNAVAILABLE = {"error": {"code": "SERVICE_UNAVAILABLE",
                          "message": "The service is temporarily unavailable. Please try again in a moment."}}
 CONFIRM = b"SET confirmed_at"
 INSERT = b"INSERT INTO uploads"
-CANCEL = b"SET status = ('cancelled')"
+CANCEL = b"SET status = (E'cancelled')"
 
 
 @pytest.fixture(scope="module")

@@ -25,16 +25,19 @@ from chalicelib.migrate import available_migrations
 from devstack.ssm import CREDENTIALS, REGION, MotoSsm
 from ops.deploy import (SEND_ONCE, DeployError, Step, artifact_prefix, check_health, cli, deploy_steps, execute,
                         invoke_step, plan)
-from ops.package import function_names, package
+from ops.deploy import reserved_concurrency
+from ops.package import CONFIG_NAMES, function_names, package, stage_config
 from tests.aws_endpoints import FakeAws, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "3d-ultra-artifacts"
 STORED_SECRETS = [f"/3d-ultra/prod/{name}" for name in ("database-url", "r2-endpoint-url", "r2-access-key-id",
-                                                        "r2-secret-access-key", "posthog-api-key", "digest-secret")]
+                                                        "r2-secret-access-key", "posthog-api-key", "digest-secret",
+                                                        "processing-api-token")]
 REAL_AWS = Path(sys.executable).parent / "aws"
 NAMES = function_names("prod")
 MIGRATE, SWEEP = NAMES["Migrate"], NAMES["ExpireAbandoned"]
+RESERVED = reserved_concurrency("prod")
 LOGGING_ROLE = "arn:aws:iam::123456789012:role/apigateway-cloudwatch"
 
 
@@ -159,20 +162,22 @@ def test_a_deploy_runs_every_step_with_the_pinned_cli_migrates_first_and_invokes
     printed = capsys.readouterr().out
     once = " ".join(f"{k}={v}" for k, v in SEND_ONCE.items())
     assert printed_commands(printed) == [
-        "aws lambda get-account-settings", *["aws lambda get-function-concurrency"] * 3, "aws apigateway get-account",
+        "aws lambda get-account-settings", *["aws lambda get-function-concurrency"] * len(NAMES),
+        "aws apigateway get-account",
         "aws s3api head-bucket", "aws ssm get-parameters", "aws ssm get-parameter",
         f"DATABASE_URL=<DirectDatabaseUrl> {sys.executable} -m chalicelib.migrate", "aws cloudformation package",
         "aws s3 cp", "aws cloudformation deploy", "aws cloudformation describe-stacks",
         f"{once} aws lambda invoke", f"{once} aws lambda invoke"]
     # What the fake Lambda and CloudFormation served, in order: the CLI's own calls, and when the schema changed.
     assert [op[:2] for op in fake.operations] == [
-        ("lambda", "GetAccountSettings"), *[("lambda", "GetFunctionConcurrency")] * 3,
+        ("lambda", "GetAccountSettings"), *[("lambda", "GetFunctionConcurrency")] * len(NAMES),
         ("cloudformation", "DescribeStacks"), ("cloudformation", "CreateChangeSet"),
         ("cloudformation", "DescribeChangeSet"), ("cloudformation", "ExecuteChangeSet"),
         ("database", "migrations applied when the stack changed"),
         ("cloudformation", "DescribeStacks"), ("cloudformation", "DescribeStacks"),
         ("lambda", "Invoke"), ("lambda", "Invoke")]
-    assert fake.operations[8][2] == len(available_migrations())
+    [schema] = [op for op in fake.operations if op[0] == "database"]
+    assert schema[2] == len(available_migrations())
     assert applied_migrations(direct_url) == [version for version, _ in available_migrations()]
     # Each function was invoked exactly once, with the bytes `{}` (CLI v1 sends the file's bytes as they are).
     assert (fake.invocations[MIGRATE], fake.invocations[SWEEP]) == ([b"{}"], [b"{}"])
@@ -197,21 +202,23 @@ def test_an_account_without_the_unreserved_concurrency_the_reservations_need_sto
     log_dir, direct_url = aws
     fake.account = {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 110}
 
-    with pytest.raises(DeployError, match=r"the account has 110 of its 1000 concurrent executions unreserved; the "
-                                          r"functions reserve 0 now and 22 once deployed, which would leave 88"):
+    with pytest.raises(DeployError, match=rf"the account has 110 of its 1000 concurrent executions unreserved; the "
+                                          rf"functions reserve 0 now and {RESERVED} once deployed, which would leave "
+                                          rf"{110 - RESERVED}"):
         execute(steps_for(build))
-    assert fake.names() == ["GetAccountSettings", *["GetFunctionConcurrency"] * 3]
+    assert fake.names() == ["GetAccountSettings", *["GetFunctionConcurrency"] * len(NAMES)]
     assert applied_migrations(direct_url) == []
 
 
 def test_a_redeploy_counts_the_reservations_the_functions_already_hold(aws, build, fake, health_server):
-    # 100 unreserved of 122: the old check (the account's total against 122) passed either way; what matters is
-    # what stays unreserved once the functions reserve 22, and they already hold 22.
-    fake.account = {"ConcurrentExecutions": 122, "UnreservedConcurrentExecutions": 100}
-    for name, reserved in zip(NAMES.values(), (20, 1, 1)):
-        fake.function(name).reserved = reserved
+    # 100 unreserved: what matters is what stays unreserved once the functions reserve theirs, and they already
+    # hold them (a function deployed without a reservation answers {}).
+    fake.account = {"ConcurrentExecutions": 100 + RESERVED, "UnreservedConcurrentExecutions": 100}
+    for logical_id, name in NAMES.items():
+        fake.function(name).reserved = stage_config("prod")["lambda_functions"][CONFIG_NAMES[logical_id]].get(
+            "reserved_concurrency") or 0
 
-    execute(steps_for(build)[:4])
+    execute(steps_for(build)[:1 + len(NAMES)])
 
 
 def test_a_missing_artefact_bucket_stops_the_deploy_before_migrating(aws, build, fake, capfd):

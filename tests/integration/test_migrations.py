@@ -184,7 +184,7 @@ def test_0006_digests_keys_stored_in_clear_and_the_new_code_still_replays_them_w
     confirmed_id, _ = old_release_create(fresh_db, confirmed)
     fresh_db.run("UPDATE uploads SET confirmed_at = now() WHERE id = :id", id=confirmed_id)
 
-    assert apply_migrations(fresh_db) == ["0006_keyed_digests"]
+    assert apply_migrations(fresh_db)[0] == "0006_keyed_digests"  # and any later one
     # The release still serving during the deploy writes a key in clear: stored as its digest, and its replay
     # still finds the row.
     written, inserted = old_release_create(fresh_db, during_deploy)
@@ -247,7 +247,7 @@ def test_0006_leaves_no_key_in_clear_when_the_previous_release_writes_one_while_
             written = pool.submit(old_release_create, previous_release, during_migration)
             time.sleep(0.3)  # the previous release's create ran, or queued behind the migration
             holder.run("COMMIT")
-            assert migration.result(timeout=30) == ["0006_keyed_digests"]
+            assert migration.result(timeout=30)[0] == "0006_keyed_digests"
             written_id, inserted = written.result(timeout=30)
     finally:
         holder.close()
@@ -305,7 +305,7 @@ def test_0006_lets_a_replay_of_the_previous_release_wait_for_it_and_then_find_it
         holder.close()
         previous_release.close()
 
-    assert applied == ["0006_keyed_digests"]
+    assert applied[0] == "0006_keyed_digests"
     assert (found_id, inserted) == (replayed_id, False)
     assert fresh_db.run("SELECT idempotency_key FROM uploads WHERE id = :id", id=replayed_id) == [
         [domain.legacy_idempotency_key_digest(replayed_key)]]

@@ -134,7 +134,7 @@ def test_the_whole_job_lifecycle_works_through_a_transaction_mode_pooler(pooled_
     status = services.get_upload_status(created.upload_id, replayed.session_token, uploads=pooled_uploads)
 
     assert replayed.upload_id == created.upload_id and replayed.replayed
-    assert confirmed.status == "pending" and status.confirmed_at is not None
+    assert confirmed.status == "pending" and status.record.confirmed_at is not None
     with pytest.raises(AlreadyConfirmed):
         services.confirm_upload(created.upload_id, replayed.session_token, **deps)
     assert services.expire_abandoned_uploads(uploads=pooled_uploads, storage=live_deps.storage,

@@ -45,6 +45,9 @@ def test_every_function_has_a_fixed_name_and_a_log_group_with_retention(template
         "APIHandler": "three-d-ultra-upload-prod",
         "Migrate": "three-d-ultra-upload-prod-migrate",
         "ExpireAbandoned": "three-d-ultra-upload-prod-expire-abandoned",
+        "ProcessJob": "three-d-ultra-upload-prod-process-job",
+        "FailUndeliverable": "three-d-ultra-upload-prod-fail-undeliverable",
+        "DispatchJobs": "three-d-ultra-upload-prod-dispatch-jobs",
         "HealthCheck": "three-d-ultra-upload-prod-health-check",
     }
     for name, function in functions.items():
@@ -62,7 +65,8 @@ def test_each_function_reserves_its_own_concurrency(template):
 
     # The health check reserves nothing: starved of concurrency, it stops reporting, which its alarm reports.
     assert {name: f.get("ReservedConcurrentExecutions") for name, f in functions.items()} == {
-        "APIHandler": api_reserved, "Migrate": 1, "ExpireAbandoned": 1, "HealthCheck": None}
+        "APIHandler": api_reserved, "Migrate": 1, "ExpireAbandoned": 1, "ProcessJob": 10, "FailUndeliverable": 2,
+        "DispatchJobs": 1, "HealthCheck": None}
     assert "reserved_concurrency" not in stage_config("prod")
 
 
@@ -162,6 +166,9 @@ def test_alarms_watch_errors_latency_throttling_concurrency_the_health_check_the
         ("3DUltra/Upload", "SweepHeartbeat", ("prod",)),
         ("3DUltra/Upload", "UnhandledErrors", ("prod",)),
         ("AWS/Lambda", "Errors", (api,)),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", ("three-d-ultra-upload-prod-jobs",)),
+        ("AWS/Lambda", "Invocations", ("three-d-ultra-upload-prod-fail-undeliverable",)),
+        ("AWS/Lambda", "Errors", ("three-d-ultra-upload-prod-process-job",)),
     }
     # No alarm on the sweep's Errors: a run Lambda's retry mended needs nobody; one whose tries all failed
     # reaches the topic as its failure destination, and two missed runs fire the heartbeat alarm.
@@ -314,7 +321,7 @@ def test_the_dashboard_shows_traffic_errors_latency_refusals_confirms_the_sweep_
 def test_each_function_reads_only_its_own_parameters_and_writes_only_its_own_log_group(template):
     resources = template["Resources"]
     grants = {}
-    for logical_id in ("APIHandler", "Migrate", "ExpireAbandoned"):
+    for logical_id in ("APIHandler", "Migrate", "ExpireAbandoned", "ProcessJob", "DispatchJobs", "FailUndeliverable"):
         function = resources[logical_id]["Properties"]
         role = resources[function["Role"]["Fn::GetAtt"][0]]["Properties"]
         statements = [st for p in role["Policies"] for st in p["PolicyDocument"]["Statement"]]
@@ -333,9 +340,16 @@ def test_each_function_reads_only_its_own_parameters_and_writes_only_its_own_log
     assert grants == {
         "APIHandler": ["database-url", "digest-secret", "posthog-api-key", "r2-access-key-id", "r2-endpoint-url",
                        "r2-secret-access-key"],
-        "ExpireAbandoned": ["database-url", "digest-secret", "r2-access-key-id", "r2-endpoint-url",
-                            "r2-secret-access-key"],
-        "Migrate": ["database-url-direct"],
+        "ExpireAbandoned": ["database-url", "digest-secret", "posthog-api-key", "r2-access-key-id",
+                            "r2-endpoint-url", "r2-secret-access-key"],
+        "Migrate": ["database-url-direct", "posthog-api-key"],
+        # The worker and the dispatcher speak to the processing service; the dead-letter handler only fails jobs.
+        "ProcessJob": ["database-url", "digest-secret", "posthog-api-key", "processing-api-token",
+                       "r2-access-key-id", "r2-endpoint-url", "r2-secret-access-key"],
+        "DispatchJobs": ["database-url", "digest-secret", "posthog-api-key", "processing-api-token",
+                         "r2-access-key-id", "r2-endpoint-url", "r2-secret-access-key"],
+        "FailUndeliverable": ["database-url", "digest-secret", "posthog-api-key", "r2-access-key-id",
+                              "r2-endpoint-url", "r2-secret-access-key"],
     }
     migrate_variables = resources["Migrate"]["Properties"]["Environment"]["Variables"]
     assert migrate_variables["DATABASE_URL_SSM_PARAMETER"] == "/3d-ultra/prod/database-url-direct"
@@ -385,7 +399,7 @@ def test_the_dry_run_prints_the_exact_aws_calls_in_order(deploy_dry_run):
         "aws s3api head-bucket --region eu-central-1 --bucket 3d-ultra-artifacts",
         "aws ssm get-parameters --region eu-central-1 --names /3d-ultra/prod/database-url"
         " /3d-ultra/prod/database-url-direct /3d-ultra/prod/digest-secret /3d-ultra/prod/posthog-api-key"
-        " /3d-ultra/prod/r2-access-key-id /3d-ultra/prod/r2-endpoint-url /3d-ultra/prod/r2-secret-access-key"
+        " /3d-ultra/prod/processing-api-token /3d-ultra/prod/r2-access-key-id /3d-ultra/prod/r2-endpoint-url /3d-ultra/prod/r2-secret-access-key"
         " --query InvalidParameters --output json",
         "aws ssm get-parameter --region eu-central-1 --name /3d-ultra/prod/database-url-direct --with-decryption"
         " --query Parameter.Value --output text",
@@ -417,7 +431,8 @@ def test_a_rollback_redeploys_a_kept_template_without_migrating(tmp_path):
 
     assert result.returncode == 0, result.stderr
     commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ aws ")]
-    assert commands[6:8] == [
+    checks = 1 + len(function_names("prod")) + 2  # account settings, each reservation, API Gateway's role, bucket
+    assert commands[checks:checks + 2] == [
         f"aws s3 cp s3://3d-ultra-artifacts/three-d-ultra-upload/prod/v1.4.0/packaged.json"
         f" {tmp_path}/rollback-v1.4.0.json --region eu-central-1",
         f"aws cloudformation deploy --region eu-central-1 --stack-name three-d-ultra-upload-prod"
@@ -469,3 +484,51 @@ def test_the_limits_route_is_its_own_literal_resource_beside_the_upload_id(templ
 
     assert set(paths["/api/upload/limits"]) == {"get", "options"}
     assert set(paths["/api/upload/{upload_id}"]) == {"get", "delete", "options"}
+
+
+def test_the_hand_off_queue_redrives_after_five_receives_and_only_the_right_functions_touch_it(template):
+    resources = template["Resources"]
+    queue = resources["JobsQueue"]["Properties"]
+    worker = resources["ProcessJob"]["Properties"]
+
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]},
+                                      "maxReceiveCount": 5}
+    assert queue["VisibilityTimeout"] == 6 * worker["Timeout"]
+    assert worker["Events"]["ProcessJobSqsEventSource"]["Properties"] == {
+        "Queue": {"Fn::GetAtt": ["JobsQueue", "Arn"]}, "BatchSize": 1, "MaximumBatchingWindowInSeconds": 0,
+        "ScalingConfig": {"MaximumConcurrency": worker["ReservedConcurrentExecutions"]}}
+    sqs_actions = {}
+    for logical_id, function in resources_of(template, "AWS::Serverless::Function").items():
+        role = resources[function["Role"]["Fn::GetAtt"][0]]["Properties"]
+        for policy in role["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(action.startswith("sqs:") for action in actions):
+                    sqs_actions[logical_id] = (sorted(actions), statement["Resource"])
+    assert sqs_actions == {
+        "APIHandler": (["sqs:SendMessage"], [{"Fn::GetAtt": ["JobsQueue", "Arn"]}]),
+        "DispatchJobs": (["sqs:SendMessage"], [{"Fn::GetAtt": ["JobsQueue", "Arn"]}]),
+        "ProcessJob": (["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                        "sqs:ReceiveMessage", "sqs:SendMessage"], [{"Fn::GetAtt": ["JobsQueue", "Arn"]}]),
+        "FailUndeliverable": (["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                               "sqs:ReceiveMessage"], [{"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}]),
+    }
+    assert {name: resources[name]["Properties"]["Environment"]["Variables"].get("JOBS_QUEUE_URL")
+            for name in ("APIHandler", "ProcessJob", "DispatchJobs", "FailUndeliverable")} == {
+        "APIHandler": {"Ref": "JobsQueue"}, "ProcessJob": {"Ref": "JobsQueue"}, "DispatchJobs": {"Ref": "JobsQueue"},
+        "FailUndeliverable": None}
+    assert "PROCESSING_MODEL_VERSION" not in resources["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert {"JobsQueueAgeAlarm", "JobsDeadLettersAlarm", "ProcessJobErrorsAlarm"} <= set(resources)
+
+
+def test_the_worker_emails_through_its_ses_configuration_set_linking_to_the_front_ends_origin(template):
+    resources = template["Resources"]
+    worker = resources["ProcessJob"]["Properties"]["Environment"]["Variables"]
+    role = resources[resources["ProcessJob"]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+    [grant] = [policy for policy in role["Policies"] if policy["PolicyName"] == "SendJobEmail"]
+
+    api = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert worker["FRONTEND_URL"] == api["ALLOWED_ORIGINS"].split(",")[0]
+    assert resources["EmailConfigurationSet"]["Properties"] == {"Name": worker["SES_CONFIGURATION_SET"]}
+    assert grant["PolicyDocument"]["Statement"][0]["Action"] == "ses:SendEmail"
+    assert "EMAIL_FROM" not in resources["APIHandler"]["Properties"]["Environment"]["Variables"]

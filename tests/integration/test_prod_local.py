@@ -162,3 +162,29 @@ def test_under_the_stage_prefix_the_limits_reach_the_front_end_origin_cacheably(
                                     "fileTypes": ["image/jpeg", "image/png", "image/webp", "image/heic"]})
     assert (headers["Access-Control-Allow-Origin"], headers["Cache-Control"]) == (prod_local["frontend"],
                                                                                  "public, max-age=3600")
+
+
+def test_a_photo_uploaded_through_the_stage_prefix_is_processed_to_completed_by_the_stacks_worker(prod_local):
+    from tests.helpers import http, put_object
+    from tests.images import pillow_bytes
+
+    api, photo = prod_local["api"], pillow_bytes("JPEG", 64, 48)
+    status, raw = http("POST", f"{api}/api/upload", json.dumps({
+        "email": "maya@example.com", "fileType": "image/jpeg", "fileSize": len(photo)}).encode(),
+                       {"Content-Type": "application/json"})
+    created = json.loads(raw)
+    assert status == 201 and put_object(created["uploadUrl"], photo, "image/jpeg")[0] == 200
+    headers = {"Content-Type": "application/json", "X-Session-Token": created["sessionToken"]}
+    assert http("POST", f"{api}/api/upload/{created['uploadId']}/confirm", b"{}", headers)[0] == 200
+
+    import time
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = json.loads(http("GET", f"{api}/api/upload/{created['uploadId']}", None, headers)[1])
+        if job["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.5)
+
+    assert (job["status"], job["progress"], job["errorMessage"]) == ("completed", 100, None)
+    model = http("GET", job["resultUrl"])[1]
+    assert model[:4] == b"glTF"

@@ -261,3 +261,28 @@ def test_racing_sends_of_one_new_key_queued_behind_the_locked_limit_rows_are_cha
     assert len({body["uploadId"] for _, _, body in replies}) == 1
     # One for the first create, one for the racing sends' job: the third slot is still free.
     assert after == [201, 429]
+
+
+DEADLOCK_ROUNDS = 120
+
+
+@pytest.mark.parametrize("through", ["postgres", "pgbouncer"])
+def test_racing_sends_of_one_key_with_both_limits_on_never_deadlock(limited, pooler, db, through):
+    # A double-click or a retry racing its original: six sends of one key and body at once, round after round.
+    # Each round makes one job (one 201, five 200s); a deadlock between them would be a 503.
+    call = limited(database_url=pooler.url() if through == "pgbouncer" else None,
+                   rate_limit_per_ip=RateLimit(1000, 600), rate_limit_per_email=RateLimit(1000, 600))
+    ip, email = unique_ip(), unique_email()
+    deadlocks_before = db.run("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")[0][0]
+
+    rounds = []
+    for _ in range(DEADLOCK_ROUNDS):
+        key = str(uuid.uuid4())
+        replies = call.burst([create_event(ip, email, idempotency_key=key) for _ in range(6)])
+        jobs = {body.get("uploadId") for _, _, body in replies}
+        rounds.append((sorted(status for status, _, _ in replies), len(jobs)))
+
+    deadlocks = db.run("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")[0][0]
+    assert [r for r in rounds if r != ([200] * 5 + [201], 1)] == []
+    assert deadlocks - deadlocks_before == 0
+    assert count_jobs(db, [email]) == DEADLOCK_ROUNDS

@@ -78,3 +78,29 @@ def test_every_value_comes_back_exactly_from_select_and_insert_returning(route, 
           f"booleans {len(seen['boolean'])}, None {seen['none']}, datetimes {len(seen['datetime'])}")
     assert seen["examples"] >= EXAMPLES
     assert seen["boolean"] == {True, False}
+
+
+BACKSLASHED = ["\\');SELECT current_user;--", "\\", "a\\'b", "\\\\'", "C:\\path\\to\\file", "\\x41", "E'\\n'"]
+
+
+@pytest.mark.parametrize("route", ["direct", "through PgBouncer"])
+def test_values_come_back_exactly_after_standard_conforming_strings_is_turned_off_on_an_open_connection(
+        route, local_stack, pooler):
+    url = local_stack.env["DATABASE_URL"] if route == "direct" else pooler.url()
+    database = Database(DatabaseSettings.from_url(url), max_open=1)
+    try:
+        assert database.run("SHOW standard_conforming_strings") == [["on"]]
+        database.run("SET standard_conforming_strings = off")
+        assert database.run("SHOW standard_conforming_strings") == [["off"]]
+
+        for value in BACKSLASHED:
+            assert database.run("SELECT :v", v=value) == [[value]]
+        assert database.run("SELECT :b", b=b"\x00\\\xff") == [[b"\x00\\\xff"]]
+        assert database.run("SHOW standard_conforming_strings") == [["off"]]  # still the same session's setting
+    finally:
+        database.close()
+
+
+def test_the_server_reads_a_dollar_quote_tag_beyond_ascii_as_render_does(db):
+    # render refuses a placeholder inside `$é$ ... $é$` because the server reads it as a quoted body, not code.
+    assert db.run("SELECT $é$ a ' b $é$, $_ü1$'$_ü1$") == [[" a ' b ", "'"]]

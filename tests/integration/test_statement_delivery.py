@@ -132,3 +132,60 @@ def test_an_answered_statement_returns_its_rows():
 
     assert client(server).run_once("SELECT 'hi'") == [["hi"]]
     server.close()
+
+
+class MalformedStartup:
+    """Reads the start-up message and answers with `reply` on a real socket, then hangs up."""
+
+    def __init__(self, reply: bytes):
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(1)
+        self.port = self._listener.getsockname()[1]
+        self._reply = reply
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _ = self._listener.accept()
+        try:
+            length = struct.unpack("!i", conn.recv(4))[0]
+            conn.recv(length - 4)
+            conn.sendall(self._reply)
+            time.sleep(0.5)
+        finally:
+            conn.close()
+            self._listener.close()
+
+
+@pytest.mark.parametrize("reply", [
+    b"R" + struct.pack("!i", 0),  # a length below the header's own four bytes
+    b"R" + struct.pack("!i", 3),
+    b"R" + struct.pack("!i", 4),  # an authentication request without its code
+    b"R" + struct.pack("!i", 6) + b"\x00\x00",
+], ids=["length 0", "length 3", "no body", "short body"])
+def test_a_malformed_start_up_message_is_the_database_being_unavailable(reply):
+    from chalicelib.config import DatabaseSettings
+    from chalicelib.db import Database
+    from chalicelib.errors import DatabaseUnavailable
+
+    server = MalformedStartup(reply)
+    database = Database(DatabaseSettings.from_url(f"postgresql://app@127.0.0.1:{server.port}/db?sslmode=disable"),
+                        timeout=2)
+
+    with pytest.raises(DatabaseUnavailable):
+        database.run("SELECT 1")
+
+
+def test_a_malformed_message_after_the_statement_went_out_is_an_unknown_outcome():
+    from chalicelib.config import DatabaseSettings
+    from chalicelib.db import Database
+    from chalicelib.errors import DatabaseOutcomeUnknown
+
+    server = ScriptedServer(on_query=lambda conn: conn.sendall(b"C" + struct.pack("!i", 0)))
+    database = Database(DatabaseSettings.from_url(f"postgresql://app@127.0.0.1:{server.port}/db?sslmode=disable"),
+                        timeout=1)
+
+    with pytest.raises(DatabaseOutcomeUnknown):
+        database.run("UPDATE t SET x = 1")
+    assert len(server.queries) == 1
+    server.close()

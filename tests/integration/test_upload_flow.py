@@ -152,7 +152,8 @@ def test_status_shows_the_job_and_never_the_email_or_token(api):
     confirmed = api.status(body["uploadId"], body["sessionToken"])
 
     assert pending.status == 200
-    assert set(pending.body) == {"jobId", "status", "fileType", "fileSize", "createdAt", "confirmedAt"}
+    assert set(pending.body) == {"jobId", "status", "fileType", "fileSize", "createdAt", "confirmedAt", "updatedAt",
+                                 "attempt", "progress", "previewUrl", "resultUrl", "errorMessage", "resultsDeletedAt"}
     assert pending.body["jobId"] == body["uploadId"] and pending.body["status"] == "pending"
     assert (pending.body["fileType"], pending.body["fileSize"]) == ("image/png", len(PNG))
     assert pending.body["confirmedAt"] is None

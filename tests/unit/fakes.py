@@ -141,6 +141,9 @@ class FakeStorage:
     def presign_put(self, key, *, content_type, content_length, expires_in):
         return f"https://storage.test/{key}?type={content_type}&length={content_length}&ttl={expires_in}"
 
+    def presign_get(self, key, *, expires_in):
+        return f"https://storage.test/{key}?get&ttl={expires_in}"
+
     def peek(self, key, length):
         self.peeks.append({"key": key, "length": length})
         if self.failure:
@@ -176,6 +179,31 @@ class FakeAnalytics:
         self.flushes += 1
 
 
+class FakeErrorTracking:
+    def __init__(self):
+        self.captured = []  # (exception, {keyword: value})
+        self.flushes = 0
+
+    def capture(self, exc, **context):
+        self.captured.append((exc, context))
+
+    def flush(self):
+        self.flushes += 1
+
+
+class FakeQueue:
+    """Sent messages as (upload id, attempt, delay seconds); `failure` is raised by every send."""
+
+    def __init__(self):
+        self.sent = []
+        self.failure = None
+
+    def send(self, upload_id, attempt, *, delay_seconds=0, notify=False):
+        if self.failure:
+            raise self.failure
+        self.sent.append((upload_id, attempt, delay_seconds) + (("notify",) if notify else ()))
+
+
 class FakeDeps:
     def __init__(self, settings):
         self.settings = settings
@@ -183,6 +211,9 @@ class FakeDeps:
         self.uploads = FakeUploads()
         self.storage = FakeStorage()
         self.analytics = FakeAnalytics()
+        self.error_tracking = FakeErrorTracking()
+        self.queue = FakeQueue()
+        self.processing = None
 
     def built(self, name):
         return getattr(self, name)
@@ -213,3 +244,82 @@ class SweepUploads:
     def clear_old_emails(self, older_than_days):
         self.calls.append(("clear_old_emails", {"older_than_days": older_than_days}))
         return self.emails_cleared
+
+    def results_to_delete(self, retention_days, limit):
+        self.calls.append(("results_to_delete", {"retention_days": retention_days, "limit": limit}))
+        return []
+
+    def mark_results_deleted(self, upload_ids):
+        self.calls.append(("mark_results_deleted", {"upload_ids": upload_ids}))
+
+
+class FakeEmailJobs:
+    """What the email's use cases ask of the uploads table, on finished jobs held in memory; `now` is the clock
+    the statements' conditions read (a test moves it on)."""
+
+    def __init__(self):
+        self.jobs = {}
+        self.now = 1000.0
+
+    def add(self, upload_id, *, status="completed", attempt=1, email="maya@example.com", error_message=None,
+            due=True):
+        self.jobs[upload_id] = {"status": status, "attempt": attempt, "email": email, "error_message": error_message,
+                                "due": due, "next_at": None, "tries": 0, "sent": False, "given_up": False,
+                                "view_token_hash": None}
+
+    def fail(self, upload_id, attempt, reason, message, task_id=None, for_good=False):
+        job = self.jobs[upload_id]
+        if job["attempt"] != attempt or job["status"] not in ("pending", "processing"):
+            return None
+        job.update(status="failed", error_message=message, due=for_good)
+        now = datetime.now(timezone.utc)
+        from chalicelib.repository import Finished
+        return Finished(now, now)
+
+    def claim_email(self, upload_id, attempt, view_token_hash, *, lease_seconds, max_tries, retention_days):
+        from chalicelib.repository import EmailClaim
+        job = self.jobs.get(upload_id)
+        if (job is None or job["attempt"] != attempt or job["status"] not in ("completed", "failed")
+                or not job["due"] or job["sent"] or job["given_up"] or job["email"] == ""
+                or job["tries"] >= max_tries or (job["next_at"] is not None and job["next_at"] > self.now)):
+            return None
+        job["tries"] += 1
+        job["next_at"] = self.now + lease_seconds
+        expires = None
+        if job["status"] == "completed":
+            job["view_token_hash"] = view_token_hash
+            expires = datetime(2027, 1, 3, 12, 0, tzinfo=timezone.utc)
+        return EmailClaim(job["email"], job["status"], job["error_message"], job["tries"], expires)
+
+    def mark_email_sent(self, upload_id, attempt):
+        self.jobs[upload_id].update(sent=True, next_at=None)
+        return True
+
+    def defer_email(self, upload_id, attempt, delay_seconds):
+        self.jobs[upload_id]["next_at"] = self.now + delay_seconds
+
+    def give_up_email(self, upload_id, attempt):
+        self.jobs[upload_id].update(given_up=True, next_at=None)
+        return True
+
+
+class FakeMailer:
+    """Messages sent, in order; each exception in `failures` is raised by one send, in turn."""
+
+    def __init__(self, failures=()):
+        self.sent = []
+        self.failures = list(failures)
+
+    def send(self, message):
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(message)
+
+
+class FakeNotifyQueue(FakeQueue):
+    """Sent messages as (upload id, attempt, delay seconds, notify)."""
+
+    def send(self, upload_id, attempt, *, delay_seconds=0, notify=False):
+        if self.failure:
+            raise self.failure
+        self.sent.append((upload_id, attempt, delay_seconds, notify))

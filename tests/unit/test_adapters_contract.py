@@ -14,7 +14,7 @@ from chalicelib.analytics import Analytics, build_analytics
 from chalicelib.config import DatabaseSettings, Settings
 from chalicelib.db import Database, ssl_context_for
 from chalicelib.deps import Dependencies, RotatingS3Client
-from chalicelib.errors import DatabaseOutcomeUnknown, StorageUnavailable
+from chalicelib.errors import DatabaseOutcomeUnknown, DatabaseUnavailable, StorageUnavailable
 from chalicelib.storage import ObjectInfo, Storage, s3_client
 from tests.unit.logcapture import records
 
@@ -439,7 +439,7 @@ def test_a_statement_without_placeholders_is_sent_as_written_and_values_are_esca
     database.run("SELECT '10:30', x::int FROM t")
     database.run("SELECT :a", a="it's")
 
-    assert recording.opened[0].statements == [sent("SELECT '10:30', x::int FROM t"), sent("SELECT ('it''s')")]
+    assert recording.opened[0].statements == [sent("SELECT '10:30', x::int FROM t"), sent("SELECT (E'it''s')")]
 
 
 def test_a_connection_is_opened_with_the_settings_of_the_url(recording):
@@ -475,6 +475,11 @@ def self_signed_authority(path):
 def test_sslrootcert_is_the_trusted_authority_for_verified_tls(tmp_path):
     import ssl
 
+    from chalicelib import db
+
+    # Contexts are kept per setting, and one that verified a server lists the authority it loaded for that: compare
+    # fresh ones.
+    db._ssl_context.cache_clear()
     cert = self_signed_authority(tmp_path / "ca.pem")
 
     def authorities(mode, rootcert):
@@ -488,6 +493,21 @@ def test_sslrootcert_is_the_trusted_authority_for_verified_tls(tmp_path):
     # "system" is libpq's name for the platform's own authorities, the same as giving none, and checks the host.
     assert authorities("verify-full", "system") == authorities("verify-full", None)
     assert ssl_context_for(DatabaseSettings.from_url("postgresql://u@h/d?sslrootcert=system")).check_hostname
+
+
+def test_the_tls_context_is_built_once_per_tls_setting_and_shared_by_every_connection(tmp_path, recording):
+    cert = self_signed_authority(tmp_path / "ca.pem")
+    url = f"postgresql://app@127.0.0.1:9/app?sslmode=verify-full&sslrootcert={cert}"
+    database = Database(DatabaseSettings.from_url(url), connect=recording, max_idle=0)
+
+    database.run("SELECT 1")
+    database.run("SELECT 1")
+    rotated = DatabaseSettings.from_url(url.replace("app@", "app:new-password@"))
+    other = DatabaseSettings.from_url(url.replace("verify-full", "verify-ca"))
+
+    first, second = (conn.kwargs["ssl_context"] for conn in recording.opened)
+    assert first is second is ssl_context_for(rotated)
+    assert ssl_context_for(other) is not first and not ssl_context_for(other).check_hostname
 
 
 def test_a_client_error_without_an_error_code_is_storage_unavailable():
@@ -567,10 +587,13 @@ def test_other_database_errors_reach_the_caller_and_keep_the_connection(failing,
     assert not conn.closed and database.run("SELECT 2") == [[1]]
 
 
-def test_a_server_that_does_not_report_standard_conforming_strings_is_accepted(recording):
+def test_a_server_that_does_not_report_standard_conforming_strings_counts_as_off_and_is_refused(recording):
     class Quiet(RecordingConnection):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.parameter_statuses = {}
 
-    assert Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=Quiet).run("SELECT 1") == [[1]]
+    with pytest.raises(DatabaseUnavailable):
+        Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=Quiet).run("SELECT 1")
+    (conn,) = recording.opened
+    assert conn.closed and conn.statements == []

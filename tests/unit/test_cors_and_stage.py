@@ -63,7 +63,7 @@ def test_a_preflight_from_an_allowed_origin_gets_methods_headers_and_two_hours()
     assert response.headers == {
         "Access-Control-Allow-Origin": "http://localhost:3000",
         "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Content-Type, X-Session-Token, Idempotency-Key",
+        "Access-Control-Allow-Headers": "Content-Type, X-Session-Token, Idempotency-Key, X-View-Token",
         "Access-Control-Max-Age": "7200",
         "Vary": "Origin",
     }

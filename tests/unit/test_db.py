@@ -17,8 +17,8 @@ def test_values_are_escaped_parenthesised_and_casts_are_left_alone():
     sql = render("SELECT :a, :b, :c, :d, x::text FROM t WHERE y = :a",
                  {"a": "it's", "b": None, "c": 42, "d": "'; DROP TABLE uploads; --"})
 
-    assert sql == ("SELECT ('it''s'), (NULL), (42), ('''; DROP TABLE uploads; --'), x::text FROM t"
-                   " WHERE y = ('it''s')")
+    assert sql == ("SELECT (E'it''s'), (NULL), (42), (E'''; DROP TABLE uploads; --'), x::text FROM t"
+                   " WHERE y = (E'it''s')")
 
 
 def test_a_negative_number_after_a_minus_does_not_become_a_comment():
@@ -26,7 +26,7 @@ def test_a_negative_number_after_a_minus_does_not_become_a_comment():
 
 
 def test_a_string_next_to_another_string_cannot_concatenate_with_it():
-    assert render("SELECT :a\n'b'", {"a": "x"}) == "SELECT ('x')\n'b'"
+    assert render("SELECT :a\n'b'", {"a": "x"}) == "SELECT (E'x')\n'b'"
 
 
 @pytest.mark.parametrize("sql, where", [
@@ -38,6 +38,9 @@ def test_a_string_next_to_another_string_cannot_concatenate_with_it():
     ("SELECT 1 /* /* nested */ :n */", "a comment"),
     ("DO $$ BEGIN PERFORM :n; END $$", "a dollar-quoted body ($$)"),
     ("DO $body$ BEGIN PERFORM :n; END $body$", "a dollar-quoted body ($body$)"),
+    ("DO $é$ BEGIN PERFORM :n; END $é$", "a dollar-quoted body ($é$)"),
+    ("DO $_ü1$ BEGIN PERFORM :n; END $_ü1$", "a dollar-quoted body ($_ü1$)"),
+    ("SELECT $日本$ :n $日本$", "a dollar-quoted body ($日本$)"),
 ])
 def test_a_placeholder_inside_quotes_comments_or_bodies_is_refused(sql, where):
     with pytest.raises(UnsafePlaceholder, match=where.replace("$", r"\$").replace("(", r"\(").replace(")", r"\)")):
@@ -46,15 +49,21 @@ def test_a_placeholder_inside_quotes_comments_or_bodies_is_refused(sql, where):
 
 def test_the_first_character_of_a_statement_is_lexed_like_any_other():
     assert render(":v", {"v": 1}) == "(1)"
-    assert render("'\\' || :v", {"v": "x"}) == "'\\' || ('x')"
+    assert render("'\\' || :v", {"v": "x"}) == "'\\' || (E'x')"
     with pytest.raises(UnsafePlaceholder):
         render("$$ :v $$", {"v": 1})
+
+
+def test_a_dollar_sign_after_a_letter_beyond_ascii_is_part_of_that_name_not_a_dollar_quote():
+    # PostgreSQL reads `é$$` as one identifier (a `$` may continue a name), so what follows is code.
+    assert render("SELECT é$$ :v", {"v": 1}) == "SELECT é$$ (1)"
+    assert render("SELECT €$$ :v", {"v": 1}) == "SELECT €$$ (1)"
 
 
 def test_colons_that_are_not_placeholders_pass_through_untouched():
     sql = "SELECT '10:30', $1, a$b, arr[1:2], x::int, $tag$ a:b $tag$ FROM t WHERE id = :id"
 
-    assert render(sql, {"id": "x"}) == sql.replace(":id", "('x')")
+    assert render(sql, {"id": "x"}) == sql.replace(":id", "(E'x')")
 
 
 def test_a_missing_value_a_nul_and_an_unknown_type_are_refused_before_anything_is_sent():
@@ -78,7 +87,7 @@ def test_the_migration_statements_keep_their_values_outside_the_dollar_quoted_bo
 
     body = sent[1][sent[1].index("DO $migration$"):]
     assert "CREATE TABLE x" not in body and "0009_x" not in body
-    assert "set_config('migration.sql', ('CREATE TABLE x (a text DEFAULT '':not_a_placeholder'');')" in sent[1]
+    assert "set_config('migration.sql', (E'CREATE TABLE x (a text DEFAULT '':not_a_placeholder'');')" in sent[1]
 
 
 def test_an_unknown_channel_binding_is_refused_at_start_up_with_its_name():

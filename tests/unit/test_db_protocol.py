@@ -35,8 +35,8 @@ PLUS, PLAIN = "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"
     (datetime(2026, 3, 1, 12, 30, 5, 123456), "('2026-03-01T12:30:05.123456'::timestamp)"),
     (datetime(2026, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=2))), "('2026-03-01T10:30:05+00:00'::timestamptz)"),
     (date(2026, 3, 1), "('2026-03-01'::date)"),
-    (b"\x00\xffa", "('\\x00ff61'::bytea)"), (bytearray(b"ab"), "('\\x6162'::bytea)"),
-    ("a'b", "('a''b')"),
+    (b"\x00\xffa", "(E'\\\\x00ff61'::bytea)"), (bytearray(b"ab"), "(E'\\\\x6162'::bytea)"),
+    ("a'b", "(E'a''b')"), ("\\');SELECT current_user;--", "(E'\\\\'');SELECT current_user;--')"),
 ])
 def test_each_kind_of_value_has_its_exact_self_contained_literal(value, literal):
     assert sql_literal(value) == literal

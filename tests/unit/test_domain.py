@@ -236,6 +236,6 @@ def test_the_lifecycle_lists_each_stored_status_once_and_confirmed_only_as_a_sta
     assert {"completed", "failed", "expired", "cancelled"} <= set(domain.FINISHED)
     assert not {"pending", "processing"} & set(domain.FINISHED)
     assert domain.TRANSITIONS["pending"] == {"confirmed", "expired", "cancelled"}
-    assert domain.TRANSITIONS["confirmed"] == {"processing"}
+    assert domain.TRANSITIONS["confirmed"] == {"processing", "failed"}
     assert domain.TRANSITIONS["processing"] == {"completed", "failed"}
     assert all(not domain.TRANSITIONS[final] for final in domain.FINISHED)

@@ -25,7 +25,7 @@ def test_the_sweep_runs_from_an_empty_manual_event_and_from_its_schedule(deps, j
 
     summary = app_module.expire_abandoned(event, context())
 
-    assert summary == {"expired": 7, "objectsDeleted": 0, "emailsCleared": 3}
+    assert summary == {"expired": 7, "objectsDeleted": 0, "emailsCleared": 3, "resultsDeleted": 0}
     finished = [line for line in json_lines() if line["message"] == "sweep finished"]
     assert len(finished) == 1 and finished[0]["SweepHeartbeat"] == 1
     assert finished[0]["requestId"] == "0f6d-req" and finished[0]["function"] == "expire-abandoned"

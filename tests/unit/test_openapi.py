@@ -83,13 +83,25 @@ def test_every_error_status_in_the_spec_uses_the_error_body():
 
 
 def test_the_session_token_is_an_api_key_scheme_on_every_job_route_and_never_a_parameter():
-    assert SPEC["components"]["securitySchemes"] == {"sessionToken": {
+    assert SPEC["components"]["securitySchemes"]["sessionToken"] == {
         "type": "apiKey", "in": "header", "name": "X-Session-Token",
-        "description": "The upload's session token (UploadCreated.sessionToken): a UUID, valid for that upload only."}}
+        "description": "The upload's session token (UploadCreated.sessionToken): a UUID, valid for that upload only."}
     secured = {(path, method) for path, method, operation in operations()
-               if operation.get("security") == [{"sessionToken": []}]}
+               if {"sessionToken": []} in operation.get("security", [])}
     assert secured == {(p, m) for p, m, _ in operations() if "{uploadId}" in p}
-    assert not [p for _, _, op in operations() for p in op.get("parameters", []) if p["name"] == "X-Session-Token"]
+    assert not [p for _, _, op in operations() for p in op.get("parameters", [])
+                if p["name"] in ("X-Session-Token", "X-View-Token")]
+
+
+def test_the_view_token_is_a_second_api_key_scheme_accepted_by_the_status_route_only():
+    assert SPEC["components"]["securitySchemes"]["viewToken"] == {
+        "type": "apiKey", "in": "header", "name": "X-View-Token",
+        "description": "The read-only view credential of the emailed link (its fragment's `view`): opens getUpload "
+                       "only, until the results' retention ends."}
+    viewable = {(path, method) for path, method, operation in operations()
+                if {"viewToken": []} in operation.get("security", [])}
+    assert viewable == {("/api/upload/{uploadId}", "get")}
+    assert SPEC["paths"]["/api/upload/{uploadId}"]["get"]["security"] == [{"sessionToken": []}, {"viewToken": []}]
 
 
 def test_ids_and_file_types_are_as_narrow_as_the_domain_mints_them():

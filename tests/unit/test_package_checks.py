@@ -64,21 +64,26 @@ def account(unreserved, total=1000):
 
 
 def test_the_concurrency_check_reads_what_stays_unreserved_after_the_functions_reserve_theirs():
-    from ops.deploy import check_account_concurrency
+    from ops.deploy import check_account_concurrency, reserved_concurrency
+    from ops.package import CONFIG_NAMES, stage_config
 
-    # A new account (10 in all): nothing reserved yet, 22 to reserve.
-    with pytest.raises(DeployError, match=r"has 10 of its 10 .* reserve 0 now and 22 once deployed, which would "
-                                          r"leave -12, and Lambda keeps at least 100 unreserved"):
-        check_account_concurrency(account(10, 10), ["null", "null", "null"], "prod")
-    # Other functions in the account reserve 900 of 1000: the total would have passed the old check.
-    with pytest.raises(DeployError, match="which would leave 78"):
-        check_account_concurrency(account(100), ["null", "null", "null"], "prod")
-    # A redeploy: the 22 are reserved already and count back in.
-    check_account_concurrency(account(100), ['{"ReservedConcurrentExecutions": 20}',
-                                             '{"ReservedConcurrentExecutions": 1}',
-                                             '{"ReservedConcurrentExecutions": 1}'], "prod")
+    needed = reserved_concurrency("prod")
+    functions = stage_config("prod")["lambda_functions"]
+    none_yet = ["null"] * len(CONFIG_NAMES)
+    held = [json.dumps({"ReservedConcurrentExecutions": functions[name]["reserved_concurrency"]})
+            if functions[name].get("reserved_concurrency") else "{}" for name in CONFIG_NAMES.values()]
+    assert needed == 35
+    # A new account (10 in all): nothing reserved yet.
+    with pytest.raises(DeployError, match=rf"has 10 of its 10 .* reserve 0 now and {needed} once deployed, which "
+                                          rf"would leave {10 - needed}, and Lambda keeps at least 100 unreserved"):
+        check_account_concurrency(account(10, 10), none_yet, "prod")
+    # Other functions in the account reserve 900 of 1000: the account's total alone would have passed.
+    with pytest.raises(DeployError, match=f"which would leave {100 - needed}"):
+        check_account_concurrency(account(100), none_yet, "prod")
+    # A redeploy: the functions' reservations are held already and count back in.
+    check_account_concurrency(account(100), held, "prod")
     # A function that exists without a reservation answers {}.
-    check_account_concurrency(account(122), ["{}", "null", "{}"], "prod")
+    check_account_concurrency(account(100 + needed), ["{}"] * len(CONFIG_NAMES), "prod")
 
 
 def test_the_stage_burst_stays_within_the_api_functions_reserved_concurrency():

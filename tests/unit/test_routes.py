@@ -254,3 +254,31 @@ def test_confirm_pins_the_etag_of_the_bytes_it_checked(api, deps):
     assert status == 200
     assert deps.uploads.rows[body["uploadId"]]["etag"] == f'"etag-of-{body["key"]}"'
 
+
+
+def test_every_answer_of_the_job_routes_is_no_store_and_the_limits_stay_publicly_cacheable(api, deps):
+    key = "no-store-5d2c4f7a-9c1e-4b3d-8e6f-0a1b2c3d4e5f"
+    created = api.create(key=key)
+    replayed = api.create(key=key)
+    upload_id, token = created.body["uploadId"], replayed.body["sessionToken"]
+    deps.storage.put(created.body["key"], 68, "image/png")
+    answers = {
+        "create 201": created, "create 200 (replay)": replayed,
+        "create 400": api("POST", "/api/upload", raw="[]"),
+        "create 413": api("POST", "/api/upload", raw="x" * 20_000),
+        "create 415": api("POST", "/api/upload", raw="{}", headers={"content-type": "text/plain"}),
+        "create 422": api.create({**BODY, "fileSize": 69}, key=key),
+        "status 200": api.status(upload_id, token), "status 401": api.status(upload_id, None),
+        "status 404": api.status("zzzzzzzzzzzzzzzzzzzzzzzz", token),
+        "confirm 200": api.confirm(upload_id, token), "confirm 409": api.confirm(upload_id, token),
+        "cancel 401": api.cancel(upload_id, "wrong"),
+        "limits 405": api("POST", "/api/upload/limits"),
+    }
+    deps.uploads.down = True
+    answers.update({"create 503": api.create(), "status 503": api.status(upload_id, token),
+                    "confirm 503": api.confirm(upload_id, token), "cancel 503": api.cancel(upload_id, token)})
+    limits = api("GET", "/api/upload/limits")
+
+    assert {name: (reply.status, reply.headers.get("Cache-Control")) for name, reply in answers.items()} == {
+        name: (int(name.split()[1]), "no-store") for name in answers}
+    assert (limits.status, limits.headers["Cache-Control"]) == (200, "public, max-age=3600")

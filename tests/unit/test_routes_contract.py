@@ -173,7 +173,8 @@ def test_status_answers_the_whole_job(api, deps):
     assert (status, body) == (200, {
         "jobId": created["uploadId"], "status": "pending", "fileType": "image/png", "fileSize": 68,
         "createdAt": record.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "confirmedAt": None})
+        "confirmedAt": None, "updatedAt": None, "attempt": 1, "progress": None, "previewUrl": None,
+        "resultUrl": None, "errorMessage": None, "resultsDeletedAt": None})
 
 
 def test_status_after_confirm_shows_when(api, deps):

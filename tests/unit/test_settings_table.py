@@ -38,6 +38,30 @@ DEFAULTS = {
     "version": "dev",
     "stage": "dev",
     "secrets_max_age_seconds": 300.0,
+    "jobs_queue_url": "",
+    "jobs_queue_name": "three-d-ultra-jobs",
+    "queue_timeout_seconds": 1.0,
+    "processing_api_url": "https://api.replicate.com",
+    "processing_api_token": "",
+    "processing_model_version": "",
+    "processing_image_input": "image",
+    "processing_output_hosts": ("replicate.delivery", "*.replicate.delivery"),
+    "processing_extra_input": "{}",
+    "processing_timeout_seconds": 10.0,
+    "processing_poll_seconds": 5,
+    "processing_deadline_seconds": 1800,
+    "processing_max_attempts": 3,
+    "dispatch_after_seconds": 60,
+    "max_result_bytes": 100 * 1024 * 1024,
+    "result_retention_days": 30,
+    "frontend_url": "",
+    "email_from": "",
+    "ses_configuration_set": "",
+    "smtp_host": "",
+    "smtp_port": 25,
+    "email_timeout_seconds": 5.0,
+    "email_max_tries": 5,
+    "email_retry_seconds": 60,
     "ssm_parameters": (),
 }
 
@@ -71,6 +95,25 @@ def test_only_the_required_settings_give_the_documented_defaults():
     ("SECRETS_MAX_AGE_SECONDS", "60.5", "secrets_max_age_seconds", 60.5),
     ("VERSION", "v1.2.3-4-gabcdef0", "version", "v1.2.3-4-gabcdef0"),
     ("STAGE", "prod", "stage", "prod"),
+    ("JOBS_QUEUE_URL", "https://sqs.eu-central-1.amazonaws.com/1/q", "jobs_queue_url",
+     "https://sqs.eu-central-1.amazonaws.com/1/q"),
+    ("JOBS_QUEUE_NAME", "q", "jobs_queue_name", "q"),
+    ("QUEUE_TIMEOUT_SECONDS", "0.5", "queue_timeout_seconds", 0.5),
+    ("PROCESSING_API_URL", "https://processing.example", "processing_api_url", "https://processing.example"),
+    ("PROCESSING_TIMEOUT_SECONDS", "3.5", "processing_timeout_seconds", 3.5),
+    ("PROCESSING_OUTPUT_HOSTS", "cdn.example, *.Delivery.example", "processing_output_hosts",
+     ("cdn.example", "*.delivery.example")),
+    ("PROCESSING_POLL_SECONDS", "2", "processing_poll_seconds", 2),
+    ("PROCESSING_DEADLINE_SECONDS", "600", "processing_deadline_seconds", 600),
+    ("PROCESSING_MAX_ATTEMPTS", "5", "processing_max_attempts", 5),
+    ("DISPATCH_AFTER_SECONDS", "30", "dispatch_after_seconds", 30),
+    ("MAX_RESULT_BYTES", "1048576", "max_result_bytes", 1048576),
+    ("RESULT_RETENTION_DAYS", "7", "result_retention_days", 7),
+    ("FRONTEND_URL", "https://app.3d-ultra.example", "frontend_url", "https://app.3d-ultra.example"),
+    ("SMTP_PORT", "2525", "smtp_port", 2525),
+    ("EMAIL_TIMEOUT_SECONDS", "2.5", "email_timeout_seconds", 2.5),
+    ("EMAIL_MAX_TRIES", "3", "email_max_tries", 3),
+    ("EMAIL_RETRY_SECONDS", "30", "email_retry_seconds", 30),
 ])
 def test_each_setting_is_read_from_its_own_variable(variable, raw, field, value):
     settings = Settings.from_env({**REQUIRED, variable: raw})
@@ -106,6 +149,12 @@ CEILINGS = [
     ("STORAGE_TIMEOUT_SECONDS", float, 900), ("SECRETS_MAX_AGE_SECONDS", float, 86400),
     ("MAX_UPLOAD_BYTES", int, 5 * 1024 ** 3), ("UPLOAD_URL_TTL_SECONDS", int, 7 * 86400),
     ("ABANDONED_AFTER_SECONDS", int, 10 * 365 * 86400), ("EMAIL_RETENTION_DAYS", int, 3650),
+    ("QUEUE_TIMEOUT_SECONDS", float, 10), ("PROCESSING_TIMEOUT_SECONDS", float, 60),
+    ("PROCESSING_POLL_SECONDS", int, 900), ("PROCESSING_DEADLINE_SECONDS", int, 7 * 86400),
+    ("PROCESSING_MAX_ATTEMPTS", int, 20), ("DISPATCH_AFTER_SECONDS", int, 86400),
+    ("MAX_RESULT_BYTES", int, 1024 ** 3), ("RESULT_RETENTION_DAYS", int, 3650),
+    ("SMTP_PORT", int, 65535), ("EMAIL_TIMEOUT_SECONDS", float, 60), ("EMAIL_MAX_TRIES", int, 20),
+    ("EMAIL_RETRY_SECONDS", int, 900),
 ]
 # The URL lifetime must stay below the abandoned-job age, so its own ceiling is tried with a longer age.
 ROOM = {"UPLOAD_URL_TTL_SECONDS": {"ABANDONED_AFTER_SECONDS": str(7 * 86400 + 1)}}
@@ -354,3 +403,102 @@ def test_an_invalid_port_is_named():
 
 def test_only_the_leading_slash_is_taken_off_the_database_name():
     assert DatabaseSettings.from_url("postgresql://u@h/Xdb/").database == "Xdb/"
+
+
+def test_a_worker_with_a_model_and_no_token_or_queue_stops_start_up_naming_both():
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, "PROCESSING_MODEL_VERSION": "abc123"})
+
+    assert str(raised.value) == "The processing service needs: PROCESSING_API_TOKEN, JOBS_QUEUE_URL"
+
+
+def test_the_processing_token_may_come_from_ssm_and_then_counts_as_given():
+    settings = Settings.from_env({**REQUIRED, "PROCESSING_MODEL_VERSION": "abc123", "JOBS_QUEUE_URL": "https://q",
+                                  "PROCESSING_API_TOKEN_SSM_PARAMETER": "/3d-ultra/prod/processing-api-token"})
+
+    assert settings.ssm_parameters == (("PROCESSING_API_TOKEN", "/3d-ultra/prod/processing-api-token"),)
+    assert settings.processing_configured
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://processing.example", "PROCESSING_API_URL must use https (plain http only on 127.0.0.1 or localhost)"),
+    ("ftp://processing.example", "PROCESSING_API_URL must be an http(s) URL, got 'ftp://processing.example'"),
+])
+def test_a_processing_url_that_would_expose_the_token_stops_start_up(url, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, "PROCESSING_MODEL_VERSION": "v", "PROCESSING_API_TOKEN": "t",
+                           "JOBS_QUEUE_URL": "https://q", "PROCESSING_API_URL": url})
+
+    assert str(raised.value) == message
+
+
+def test_a_deadline_within_two_polls_stops_start_up():
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, "PROCESSING_MODEL_VERSION": "v", "PROCESSING_API_TOKEN": "t",
+                           "JOBS_QUEUE_URL": "https://q", "PROCESSING_POLL_SECONDS": "60",
+                           "PROCESSING_DEADLINE_SECONDS": "120"})
+
+    assert str(raised.value) == "PROCESSING_DEADLINE_SECONDS must be more than twice PROCESSING_POLL_SECONDS"
+
+
+EMAIL = {"EMAIL_FROM": "3D Ultra <no-reply@3d-ultra.example>", "FRONTEND_URL": "https://app.3d-ultra.example"}
+
+
+def test_email_through_ses_takes_its_sender_link_origin_and_configuration_set():
+    settings = Settings.from_env({**REQUIRED, **EMAIL, "SES_CONFIGURATION_SET": "three-d-ultra"})
+
+    assert named_fields(settings) == {**DEFAULTS, "email_from": "3D Ultra <no-reply@3d-ultra.example>",
+                                      "frontend_url": "https://app.3d-ultra.example",
+                                      "ses_configuration_set": "three-d-ultra"}
+    assert settings.email_configured
+
+
+def test_email_through_an_smtp_server_takes_its_host_and_port():
+    settings = Settings.from_env({**REQUIRED, **EMAIL, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": "2525"})
+
+    assert (settings.smtp_host, settings.smtp_port, settings.email_configured) == ("127.0.0.1", 2525, True)
+
+
+def test_without_a_sender_email_is_off():
+    assert not Settings.from_env(REQUIRED).email_configured
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"EMAIL_FROM": "no-reply@3d-ultra.example"},
+     "The email needs: FRONTEND_URL, SES_CONFIGURATION_SET (or SMTP_HOST)"),
+    ({"SES_CONFIGURATION_SET": "three-d-ultra"}, "The email needs: EMAIL_FROM, FRONTEND_URL"),
+    ({"SMTP_HOST": "127.0.0.1", "FRONTEND_URL": "http://127.0.0.1:8000"}, "The email needs: EMAIL_FROM"),
+    ({**EMAIL, "SES_CONFIGURATION_SET": "c", "SMTP_HOST": "127.0.0.1"},
+     "SES_CONFIGURATION_SET and SMTP_HOST name two ways to send email: set one"),
+    ({**EMAIL, "SES_CONFIGURATION_SET": "c", "EMAIL_FROM": "3D Ultra"},
+     "EMAIL_FROM must be an address such as '3D Ultra <no-reply@3d-ultra.example>', got '3D Ultra'"),
+])
+def test_an_incomplete_or_contradictory_email_setting_stops_start_up_naming_it(env, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, **env})
+
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://app.3d-ultra.example",
+     "FRONTEND_URL must use https (plain http only on 127.0.0.1 or localhost), got 'http://app.3d-ultra.example'"),
+    ("https://app.3d-ultra.example/", "FRONTEND_URL must be scheme://host[:port][/path] with no trailing slash, "
+                                      "query or fragment, got 'https://app.3d-ultra.example/'"),
+    ("https://app.3d-ultra.example/#x", "FRONTEND_URL must be scheme://host[:port][/path] with no trailing slash, "
+                                        "query or fragment, got 'https://app.3d-ultra.example/#x'"),
+    ("app.3d-ultra.example", "FRONTEND_URL must be an http(s) URL, got 'app.3d-ultra.example'"),
+    ("https://app.3d-ultra.example:99999", "FRONTEND_URL has an invalid port: 'https://app.3d-ultra.example:99999'"),
+])
+def test_a_frontend_url_the_emailed_link_could_not_use_stops_start_up(url, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**REQUIRED, "FRONTEND_URL": url})
+
+    assert str(raised.value) == message
+
+
+def test_the_frontend_url_may_have_a_path_and_make_devs_plain_http_on_loopback():
+    assert Settings.from_env({**REQUIRED, "FRONTEND_URL": "https://3d-ultra.example/app"}).frontend_url == (
+        "https://3d-ultra.example/app")
+    assert Settings.from_env({**REQUIRED, "FRONTEND_URL": "http://127.0.0.1:8000"}).frontend_url == (
+        "http://127.0.0.1:8000")

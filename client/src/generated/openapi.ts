@@ -63,6 +63,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/upload/{uploadId}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Process a failed job again, without a new upload (up to PROCESSING_MAX_ATTEMPTS attempts in all). */
+        post: operations["retryJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/upload/{uploadId}": {
         parameters: {
             query?: never;
@@ -70,7 +87,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The job's status, for the processing screen. */
+        /**
+         * The job's status, for the processing screen.
+         * @description Opened with the session token (X-Session-Token), or, on any device, with the read-only view credential of the link emailed when the job completed (X-View-Token; the link carries it in its fragment as `#view=<token>`). The answer is the same with either; the view credential opens nothing else (confirm, cancel and retry read X-Session-Token only) and stops opening the job with the results' retention (RESULT_RETENTION_DAYS after the job finished). When both headers are sent, the session token is the one checked.
+         */
         get: operations["getUpload"];
         put?: never;
         post?: never;
@@ -132,7 +152,7 @@ export interface components {
          * @description The stable code of every error body; clients switch on it, never on the message.
          * @enum {string}
          */
-        ErrorCode: "BAD_REQUEST" | "IDEMPOTENCY_KEY_REUSED" | "INTERNAL_ERROR" | "INVALID_TOKEN" | "METHOD_NOT_ALLOWED" | "MISSING_TOKEN" | "NOT_FOUND" | "ORIGIN_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "SERVICE_UNAVAILABLE" | "STORAGE_UNAVAILABLE" | "UNSUPPORTED_MEDIA_TYPE" | "UPLOAD_ALREADY_CONFIRMED" | "UPLOAD_CANCELLED" | "UPLOAD_EXPIRED" | "UPLOAD_NOT_FOUND" | "UPLOAD_NOT_VERIFIED" | "VALIDATION_ERROR";
+        ErrorCode: "BAD_PROCESSING_OUTPUT" | "BAD_REQUEST" | "EMAIL_REJECTED" | "EMAIL_UNAVAILABLE" | "IDEMPOTENCY_KEY_REUSED" | "INTERNAL_ERROR" | "INVALID_TOKEN" | "JOB_NOT_RETRYABLE" | "METHOD_NOT_ALLOWED" | "MISSING_TOKEN" | "NOT_FOUND" | "ORIGIN_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "PROCESSING_UNAVAILABLE" | "RATE_LIMITED" | "RETRY_LIMIT_REACHED" | "SERVICE_UNAVAILABLE" | "STORAGE_UNAVAILABLE" | "UNSUPPORTED_MEDIA_TYPE" | "UPLOAD_ALREADY_CONFIRMED" | "UPLOAD_CANCELLED" | "UPLOAD_EXPIRED" | "UPLOAD_NOT_FOUND" | "UPLOAD_NOT_VERIFIED" | "VALIDATION_ERROR";
         CreateUpload: {
             /**
              * Format: email
@@ -169,7 +189,7 @@ export interface components {
         JobStatus: {
             jobId: string;
             /**
-             * @description The stored status (chalicelib/domain.py STATUSES). A confirmed job stays "pending" with confirmedAt set until processing starts. "cancelled" is listed because it is a status, but GET answers a cancelled job with 410 UPLOAD_CANCELLED instead.
+             * @description The stored status (chalicelib/domain.py STATUSES). A confirmed job stays "pending" with confirmedAt set until a worker takes it, then "processing", then "completed" or "failed" (a failed job may be retried: POST .../retry). "cancelled" is listed because it is a status, but GET answers a cancelled job with 410 UPLOAD_CANCELLED instead.
              * @enum {unknown}
              */
             status: "pending" | "processing" | "completed" | "failed" | "expired" | "cancelled";
@@ -179,6 +199,32 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             confirmedAt: string | null;
+            /**
+             * Format: date-time
+             * @description The last change of the job (status, progress, results).
+             */
+            updatedAt: string;
+            /** @description Which processing attempt this is: 1, then one more per retry. */
+            attempt: number;
+            /** @description 0-100 while processing, 100 once completed; null before processing starts. */
+            progress: number | null;
+            /**
+             * Format: uri
+             * @description A presigned GET of the photo's preview image (JPEG, PNG or WebP), valid for 15 minutes; present once the preview exists. Ask the status again for a fresh one.
+             */
+            previewUrl: string | null;
+            /**
+             * Format: uri
+             * @description A presigned GET of the 3D model (binary glTF 2.0, model/gltf-binary), valid for 15 minutes; present once completed.
+             */
+            resultUrl: string | null;
+            /** @description Why processing failed, in words a person can read; only when failed. */
+            errorMessage: string | null;
+            /**
+             * Format: date-time
+             * @description When the photo, preview and model were deleted after their retention (no links from then on).
+             */
+            resultsDeletedAt: string | null;
         };
         Health: {
             /** @enum {unknown} */
@@ -191,6 +237,12 @@ export interface components {
                 /** @enum {unknown} */
                 storage?: "ok" | "unavailable";
             };
+        };
+        RetryStarted: {
+            jobId: string;
+            /** @enum {unknown} */
+            status: "pending" | "processing";
+            attempt: number;
         };
     };
     responses: never;
@@ -464,6 +516,92 @@ export interface operations {
             };
         };
     };
+    retryJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The upload's id: a cuid2 of 24 lower-case letters and digits (UploadCreated.uploadId). */
+                uploadId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A new attempt started; follow it with GET /api/upload/{uploadId}. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetryStarted"];
+                };
+            };
+            /** @description No token (MISSING_TOKEN) or a token of another upload (INVALID_TOKEN). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown or malformed id (UPLOAD_NOT_FOUND). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The job has not failed (JOB_NOT_RETRYABLE), or was tried as often as allowed (RETRY_LIMIT_REACHED). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The upload expired, or its photo was deleted after its retention (UPLOAD_EXPIRED), or it was cancelled (UPLOAD_CANCELLED). */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body is too large (PAYLOAD_TOO_LARGE). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An unexpected error, or storage unavailable (INTERNAL_ERROR, STORAGE_UNAVAILABLE). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unavailable (SERVICE_UNAVAILABLE); or settings or secrets could not be resolved (also SERVICE_UNAVAILABLE). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getUpload: {
         parameters: {
             query?: never;
@@ -485,7 +623,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobStatus"];
                 };
             };
-            /** @description No token (MISSING_TOKEN) or a token of another upload (INVALID_TOKEN). */
+            /** @description No token (MISSING_TOKEN), or a session token or view credential of another upload (INVALID_TOKEN). */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -503,7 +641,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The upload was cancelled (UPLOAD_CANCELLED). */
+            /** @description The upload was cancelled (UPLOAD_CANCELLED), or the view credential expired with the results' retention (UPLOAD_EXPIRED). */
             410: {
                 headers: {
                     [name: string]: unknown;

@@ -1,12 +1,15 @@
-// @3d-ultra/upload-client/react: the story's useUpload hook and useJob for the processing screen. Both render on
-// the server (idle state, no polling) and survive React StrictMode's double effects: the engine lives as long as
-// the component, its effects only attach and detach.
+// @3d-ultra/upload-client/react: the story's UploadForm and useUpload hook, useJob for the processing screen and
+// useCurrentJob for "continue your last upload". All render on the server (idle state, no polling, no storage)
+// and survive React StrictMode's double effects: the engine lives as long as the component, its effects only
+// attach and detach.
 
-import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 
 import { createClient, type ClientOptions, type UploadClient } from "../api.js";
-import { IDLE_STATE, UploadEngine, type UploadState } from "../engine.js";
+import { IDLE_STATE, UploadEngine, type UploadResult, type UploadState, type UploadStatus } from "../engine.js";
+import { Listeners } from "../listeners.js";
 import { INITIAL_POLL_STATE, JobPoller, type JobPollState } from "../poller.js";
+import { resumableJob, type StorageErrorHandler } from "../session.js";
 
 export interface ClientChoice {
   /** A client made with createClient (shared by several components). */
@@ -26,14 +29,30 @@ export interface UseUploadOptions extends ClientChoice {
    * confirm). Default true; state then goes to "confirming" and on to "done" with state.result.
    */
   resumePending?: boolean | undefined;
+  /**
+   * Called once per job when it is confirmed and its session stored, however it got there: startUpload, retry,
+   * confirmUpload, or the confirm resumed on mount after a reload. Navigate from here. The latest function given
+   * is called (no need to memoise it).
+   */
+  onUploadComplete?: ((result: UploadResult) => void) | undefined;
 }
 
-export type UseUploadState = UploadState;
+export interface UseUploadState extends UploadState {
+  /** True while work is under way: creating, uploading, confirming, or waiting to try one of them again. */
+  readonly busy: boolean;
+}
+
+const BUSY: ReadonlySet<UploadStatus> = new Set<UploadStatus>(["creating", "uploading", "confirming", "waiting"]);
 
 export interface UseUploadResult {
   state: UseUploadState;
   /** Check, create, PUT, confirm, store the session: the result, or null on failure (then see state.error). */
   startUpload: (file: File | Blob, email: string) => Promise<{ uploadId: string; sessionToken: string } | null>;
+  /**
+   * "Try again" after a failure: resumes the same job at the step that failed (no second job, no second PUT once
+   * the photo is in storage). The result, or null on failure (or when there is nothing to retry).
+   */
+  retry: () => Promise<{ uploadId: string; sessionToken: string } | null>;
   /** Confirm a job whose photo is in storage (after a failed confirm, or a reload): true once confirmed. */
   confirmUpload: (uploadId: string) => Promise<boolean>;
   /** Stop the upload; a job not yet confirming is withdrawn. */
@@ -48,28 +67,46 @@ function useClient({ client, baseUrl, timing, onError }: ClientChoice): UploadCl
     [client, baseUrl]);
 }
 
-/** The story's upload hook. Navigation stays with your router: use the result, or state.result when done. */
+/** The story's upload hook. Navigation stays with your router: use onUploadComplete (or the result). */
 export function useUpload(options: UseUploadOptions = {}): UseUploadResult {
   const client = useClient(options);
   const engine = useMemo(() => new UploadEngine({ client, maxBytes: options.maxBytes ?? null }), [client]);
   const subscribe = useCallback((onChange: () => void) => engine.subscribe(onChange), [engine]);
-  const state = useSyncExternalStore(subscribe, () => engine.state, () => IDLE_STATE);
+  const engineState = useSyncExternalStore(subscribe, () => engine.state, () => IDLE_STATE);
+  const state = useMemo(() => Object.freeze({ ...engineState, busy: BUSY.has(engineState.status) }), [engineState]);
   const resumePending = options.resumePending ?? true;
   const askLimits = options.maxBytes === undefined;
+  const onUploadComplete = useRef(options.onUploadComplete);
+  onUploadComplete.current = options.onUploadComplete;
+  // The jobs already reported: a ref outlives StrictMode's rehearsal of unmounting, so none is reported twice.
+  const completed = useRef(new Set<string>());
 
   useEffect(() => {
     if (options.maxBytes !== undefined) engine.maxBytes = options.maxBytes;
   }, [engine, options.maxBytes]);
 
+  useEffect(() => engine.subscribe((event) => {
+    if (event.type !== "done") return;
+    notifyCurrentJob();
+    if (completed.current.has(event.result.uploadId)) return;
+    completed.current.add(event.result.uploadId);
+    onUploadComplete.current?.(event.result);
+  }), [engine]);
+
   useEffect(() => {
     const controller = new AbortController();
-    if (askLimits) {
-      client.limits({ signal: controller.signal }).then((limits) => {
-        if (engine.maxBytes === null) engine.maxBytes = limits.maxUploadBytes;
-      }, () => undefined);
-    }
-    if (resumePending) engine.resumeConfirm()?.catch(() => undefined);
+    // Started after the effects have settled: StrictMode mounts, unmounts and mounts again at once, and a confirm
+    // sent by the first mount (then aborted) could still reach the server and be answered 409 for the second.
+    const timer = setTimeout(() => {
+      if (askLimits) {
+        client.limits({ signal: controller.signal }).then((limits) => {
+          if (engine.maxBytes === null) engine.maxBytes = limits.maxUploadBytes;
+        }, () => undefined);
+      }
+      if (resumePending) engine.resumeConfirm()?.catch(() => undefined);
+    }, 0);
     return () => {
+      clearTimeout(timer);
       controller.abort();
       engine.detach();
     };
@@ -78,6 +115,14 @@ export function useUpload(options: UseUploadOptions = {}): UseUploadResult {
   const startUpload = useCallback(async (file: File | Blob, email: string) => {
     try {
       const { uploadId, sessionToken } = await engine.start(file, email);
+      return { uploadId, sessionToken };
+    } catch {
+      return null;
+    }
+  }, [engine]);
+  const retry = useCallback(async () => {
+    try {
+      const { uploadId, sessionToken } = await engine.retry();
       return { uploadId, sessionToken };
     } catch {
       return null;
@@ -93,7 +138,50 @@ export function useUpload(options: UseUploadOptions = {}): UseUploadResult {
   }, [engine]);
   const cancelUpload = useCallback(() => engine.cancel(), [engine]);
   const reset = useCallback(() => engine.reset(), [engine]);
-  return { state, startUpload, confirmUpload, cancelUpload, reset };
+  return { state, startUpload, retry, confirmUpload, cancelUpload, reset };
+}
+
+const currentJobListeners = new Listeners<() => void>();
+
+/** Tell every useCurrentJob that this tab changed the stored session (storage events only reach other tabs). */
+function notifyCurrentJob(): void {
+  currentJobListeners.notify();
+}
+
+export interface UseCurrentJobOptions {
+  /** Told of storage failures (see setSessionErrorHandler for the default). */
+  onError?: StorageErrorHandler | undefined;
+}
+
+/**
+ * The job of "continue your last upload" (story 5.7): the current job if its token is still stored, else null.
+ * Server rendering and hydration render null (so server and client agree), then the stored value; it follows
+ * uploads made in this tab (useUpload) and changes made in other tabs.
+ */
+export function useCurrentJob(options: UseCurrentJobOptions = {}): string | null {
+  const onError = useRef(options.onError);
+  onError.current = options.onError;
+  // Read storage once per change, not on every render (a refusing storage would report each time).
+  const cached = useRef<{ value: string | null } | null>(null);
+  const read = useCallback(() => resumableJob({ onError: (error, context) => onError.current?.(error, context) }), []);
+  const subscribe = useCallback((onChange: () => void) => {
+    const refresh = (): void => {
+      const value = read();
+      if (cached.current?.value === value) return;
+      cached.current = { value };
+      onChange();
+    };
+    const off = currentJobListeners.add(refresh);
+    const target = typeof window === "undefined" ? null : window;
+    target?.addEventListener("storage", refresh);
+    refresh();
+    return () => {
+      off();
+      target?.removeEventListener("storage", refresh);
+    };
+  }, [read]);
+  const getSnapshot = (): string | null => (cached.current ??= { value: read() }).value;
+  return useSyncExternalStore(subscribe, getSnapshot, () => null);
 }
 
 export interface UseJobOptions extends ClientChoice {
@@ -126,3 +214,6 @@ export function useJob(jobId: string | null | undefined, options: UseJobOptions 
   }, [client, jobId, token]);
   return state;
 }
+
+export { DEFAULT_UPLOAD_FORM_LABELS, UploadForm } from "./UploadForm.js";
+export type { UploadFormLabels, UploadFormPart, UploadFormProps } from "./UploadForm.js";
