@@ -166,8 +166,8 @@ class ApiGateway:
         event = proxy_event(method=method, raw_path=raw_path, headers=headers, body=body, source_ip=source_ip,
                             stage=self.stage, resource=route[0], path_parameters=route[1],
                             binary_types=self.app.api.binary_types)
-        invocation = LambdaContext(self.app.app_name)
         with self._invoke_lock:
+            invocation = LambdaContext(self.app.app_name)  # its time starts when the container takes the request
             result = self.app(event, invocation)
         out = [(k, v) for k, values in (result.get("multiValueHeaders") or {}).items() for v in values]
         out += [(k, v) for k, v in (result.get("headers") or {}).items()]
