@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +25,15 @@ ASSETS = frozenset(p.name for p in WEB_DIR.iterdir() if p.suffix in CONTENT_TYPE
 @lru_cache(maxsize=None)
 def _read(name: str) -> str:
     return (WEB_DIR / name).read_text()
+
+
+@lru_cache(maxsize=None)
+def viewer_style_hashes() -> tuple[str, ...]:
+    """CSP sources for the <style> elements the 3D viewer (model-viewer.js, @google/model-viewer's bundle) puts in
+    its shadow root: each allowed by its SHA-256, so that no other inline style is."""
+    bundle = _read("model-viewer.js") if "model-viewer.js" in ASSETS else ""
+    return tuple(f"'sha256-{base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()}'"
+                 for style in dict.fromkeys(re.findall(r"<style>(.*?)</style>", bundle, re.S)))
 
 
 def base_path(request) -> str:
@@ -57,7 +69,13 @@ def page(name: str, *, max_upload_bytes: int, storage_endpoint: str, base: str =
         # Back and reload must fetch the page again rather than show a stale copy of a finished upload.
         "Cache-Control": "no-store",
         "Content-Security-Policy": (
-            f"default-src 'self'; connect-src 'self' {storage}; img-src 'self' data:; "
+            # The preview and the model come from storage. The 3D viewer (model-viewer, among the pages' modules)
+            # decodes the model's textures through blob: URLs, compiles its mesh decoder's WebAssembly (which
+            # 'wasm-unsafe-eval' allows; JavaScript eval stays refused) and styles its shadow root with one
+            # <style> allowed by its hash. No inline script, no 'unsafe-eval', no other inline style.
+            f"default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+            f"style-src 'self' {' '.join(viewer_style_hashes())}; "
+            f"connect-src 'self' {storage} blob:; img-src 'self' data: blob: {storage}; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
         ),
         "X-Content-Type-Options": "nosniff",

@@ -1,4 +1,4 @@
-"""Create the uploads bucket if needed and give it the CORS rule the browser's PUT needs.
+"""Create the uploads bucket if needed and give it the CORS rule the browser's PUT and the 3D viewer's GET need.
 
 Needs an R2 API token with Admin Read & Write (bucket settings); the functions' own token, Object Read & Write
 on the bucket, may not change them. A bucket in the EU jurisdiction has its own endpoint,
@@ -70,7 +70,8 @@ def _configure(client, bucket: str, allowed_origins: Sequence[str], retention_da
         CORSConfiguration={
             "CORSRules": [{
                 "AllowedOrigins": list(allowed_origins),
-                "AllowedMethods": ["PUT", "HEAD"],
+                # PUT for the photo; GET for the processing page's 3D viewer, which fetches the model.
+                "AllowedMethods": ["PUT", "HEAD", "GET"],
                 "AllowedHeaders": CORS_ALLOWED_HEADERS,
                 "ExposeHeaders": ["ETag"],
                 "MaxAgeSeconds": 3600,

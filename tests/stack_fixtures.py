@@ -15,7 +15,7 @@ from chalicelib.db import Database
 from chalicelib.deps import Dependencies
 from devstack.pgbouncer import PgBouncer
 from devstack.processes import free_port, stop_process
-from devstack.serve import start_api
+from devstack.serve import start_api, start_worker
 from devstack.stack import LocalStack
 from tests.helpers import ApiClient, require_system_tool
 
@@ -31,11 +31,19 @@ def live_port():
 
 
 @pytest.fixture(scope="session")
-def local_stack(live_port):
+def jobs_live_port():
+    """The port of `jobs_server`'s `chalice local`: the bucket's CORS rule allows its origin too."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def local_stack(live_port, jobs_live_port):
     """Start the same local stack as `make dev` (never the developer's own DATABASE_URL or R2 settings)."""
-    # Its own origin plus one more, as `ALLOWED_ORIGINS=https://preview.3d-ultra.example make dev` would run.
-    # The session's digest secret, so that tests can compute what a key is stored as (tests.helpers.stored_key).
-    stack = LocalStack(allowed_origins=[f"http://127.0.0.1:{live_port}", SECOND_ORIGIN],
+    # Its own origin plus one more, as `ALLOWED_ORIGINS=https://preview.3d-ultra.example make dev` would run (and
+    # jobs_server's origin). The session's digest secret, so that tests can compute what a key is stored as
+    # (tests.helpers.stored_key).
+    stack = LocalStack(allowed_origins=[f"http://127.0.0.1:{live_port}", SECOND_ORIGIN,
+                                        f"http://127.0.0.1:{jobs_live_port}"],
                        environ={"DIGEST_SECRET": os.environ["DIGEST_SECRET"]})
     stack.start()
     # The in-process app is a function of this stack: boto3 finds its queue server, region and credentials in the
@@ -120,6 +128,34 @@ def start_prod_local(log_file, env=None, timeout=180):
             return process, dict(zip(("frontend", "api", "storage"), ready.groups())), lines
     stop_process(process)
     raise RuntimeError(f"prod-local did not become ready; stdout so far: {lines!r}")
+
+
+JOBS_SERVER_QUEUE = "three-d-ultra-jobs-followed"
+
+
+@pytest.fixture(scope="session")
+def jobs_server(local_stack, stack_env, jobs_live_port, output_dir):
+    """`chalice local` plus a worker on a jobs queue of their own, so that confirmed jobs are processed to the
+    end by the reference processing service, as under `make dev`. Other tests' confirmed jobs (on live_server)
+    go to the stack's own queue, which no worker reads, and stay pending. The worker's dispatcher (which sends
+    confirmed jobs of the whole database to the queue) is kept from running during the session.
+
+    Yields {"url", "control"}: control is the processing service's (set(mode="fail"), reset())."""
+    queues = local_stack.sqs.create_job_queues(JOBS_SERVER_QUEUE, visibility_timeout=60)
+    env = {**stack_env, "PYTHONUNBUFFERED": "1", "JOBS_QUEUE_URL": queues[JOBS_SERVER_QUEUE],
+           "JOBS_QUEUE_NAME": JOBS_SERVER_QUEUE}
+    api_log = open(os.path.join(output_dir, "jobs-server-api.log"), "ab")
+    worker_log = open(os.path.join(output_dir, "jobs-server-worker.log"), "ab")
+    api = start_api(env, jobs_live_port, log_file=api_log)
+    worker = start_worker(env, log_file=worker_log, dispatch_seconds=24 * 3600)
+    control = local_stack.processing.control
+    control.reset()
+    yield {"url": f"http://127.0.0.1:{jobs_live_port}", "control": control}
+    control.reset()
+    stop_process(worker)
+    stop_process(api)
+    api_log.close()
+    worker_log.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,12 @@
 // A typed client for the upload API: JSON in and out, the API's error body turned into an ApiError, and
 // X-Session-Token added to job-scoped calls (the token given, else the one stored for the job). Every URL starts
 // from the base given to createClient, so the same code serves the API's own pages (under the stage prefix) and
-// a front end on another origin.
+// a front end on another origin. Reading a job's status also works with the read-only view credential of an
+// emailed link (X-View-Token), on a device that never held the session.
 import { ApiError, MissingSessionError, isAbort } from "./errors.js";
 import { randomId } from "./ids.js";
 import { parseRetryAfter } from "./retry.js";
-import { getSession } from "./session.js";
+import { getSession, getViewToken } from "./session.js";
 import { resolveTiming } from "./timing.js";
 export const NETWORK_MESSAGE = "We couldn't reach the server. Check your connection and try again.";
 const UNEXPECTED_MESSAGE = "Something went wrong on our side. Please try again.";
@@ -82,6 +83,15 @@ export function createClient(options) {
             throw new MissingSessionError(jobId);
         return request(path, { ...spec, headers: { ...spec.headers, "X-Session-Token": sessionToken } });
     }
+    async function readJob(jobId, path, { token, viewToken, ...spec }) {
+        const sessionToken = token || getSession(jobId, { onError });
+        if (sessionToken)
+            return request(path, { ...spec, headers: { "X-Session-Token": sessionToken } });
+        const view = viewToken || getViewToken(jobId, { onError });
+        if (!view)
+            throw new MissingSessionError(jobId);
+        return request(path, { ...spec, headers: { "X-View-Token": view } });
+    }
     const jobPath = (jobId) => `/api/upload/${encodeURIComponent(jobId)}`;
     return Object.freeze({
         baseUrl,
@@ -94,7 +104,8 @@ export function createClient(options) {
             headers: { "Idempotency-Key": idempotencyKey },
         }),
         confirmUpload: (uploadId, callOptions = {}) => jobRequest(uploadId, `${jobPath(uploadId)}/confirm`, { ...callOptions, method: "POST" }),
-        getJob: (jobId, callOptions = {}) => jobRequest(jobId, jobPath(jobId), callOptions),
+        getJob: (jobId, callOptions = {}) => readJob(jobId, jobPath(jobId), callOptions),
+        retryJob: (uploadId, callOptions = {}) => jobRequest(uploadId, `${jobPath(uploadId)}/retry`, { ...callOptions, method: "POST", body: {} }),
         cancelUpload: async (uploadId, callOptions = {}) => {
             await jobRequest(uploadId, jobPath(uploadId), { ...callOptions, method: "DELETE" });
         },

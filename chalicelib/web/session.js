@@ -6,6 +6,8 @@
 // (server rendering, Node) there is no storage: the getters return null and nothing is reported.
 export const SESSION_PREFIX = "3d-ultra-session-";
 export const CURRENT_JOB_KEY = "3d-ultra-current-job";
+/** Where the read-only view credential of an emailed link is kept: `3d-ultra-view-{jobId}` (never as the session). */
+export const VIEW_PREFIX = "3d-ultra-view-";
 let defaultHandler;
 /** Where storage failures go when a call names no onError of its own (e.g. your error reporter). */
 export function setSessionErrorHandler(handler) {
@@ -90,4 +92,51 @@ export function clearSession(jobId, options) {
                 storage.removeItem(CURRENT_JOB_KEY);
         }, undefined, options);
     }
+}
+const viewKey = (jobId) => `${VIEW_PREFIX}${jobId}`;
+/** Keep a job's view credential (from an emailed link) on this device; false when storage refused it. */
+export function storeViewToken(jobId, token, options) {
+    const key = viewKey(jobId);
+    return withStorage("localStorage", "write", key, (storage) => {
+        storage.setItem(key, token);
+        return true;
+    }, false, options);
+}
+/** The stored view credential of a job, or null. */
+export function getViewToken(jobId, options) {
+    const key = viewKey(jobId);
+    return withStorage("localStorage", "read", key, (storage) => storage.getItem(key), null, options);
+}
+/** Forget a job's view credential. */
+export function clearViewToken(jobId, options) {
+    const key = viewKey(jobId);
+    withStorage("localStorage", "remove", key, (storage) => storage.removeItem(key), undefined, options);
+}
+/**
+ * Take the view credential from an emailed link (`/processing/{jobId}#view=<token>`): keep it on this device,
+ * remove it from the address bar (history.replaceState, so it is neither shared nor kept in the history), and
+ * return it. Null outside a browser or when the address holds none. The token is returned even when storage
+ * refuses it, so that the page can still show the job this once.
+ */
+export function takeViewToken(jobId, options) {
+    const win = globalThis.window;
+    if (!win?.location)
+        return null;
+    const hash = win.location.hash.replace(/^#/, "");
+    if (!hash)
+        return null;
+    const params = new URLSearchParams(hash);
+    const token = params.get("view");
+    if (!token)
+        return null;
+    storeViewToken(jobId, token, options);
+    params.delete("view");
+    const rest = params.toString();
+    try {
+        win.history.replaceState(win.history.state, "", win.location.pathname + win.location.search + (rest ? `#${rest}` : ""));
+    }
+    catch {
+        // A page whose history refuses the change still shows the job.
+    }
+    return token;
 }

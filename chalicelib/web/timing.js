@@ -8,6 +8,9 @@ export const DEFAULT_TIMING = Object.freeze({
     pollStartMs: 2000,
     pollFactor: 1.5,
     pollMaxMs: 30000,
+    pollProcessingMs: 1500,
+    // The API's links last 15 minutes (RESULT_LINK_SECONDS in app.py): ask again well before.
+    linkRefreshMs: 12 * 60 * 1000,
 });
 /** The defaults with `overrides` applied (unknown keys and undefined values are ignored). */
 export function resolveTiming(overrides = {}) {

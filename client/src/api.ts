@@ -1,13 +1,14 @@
 // A typed client for the upload API: JSON in and out, the API's error body turned into an ApiError, and
 // X-Session-Token added to job-scoped calls (the token given, else the one stored for the job). Every URL starts
 // from the base given to createClient, so the same code serves the API's own pages (under the stage prefix) and
-// a front end on another origin.
+// a front end on another origin. Reading a job's status also works with the read-only view credential of an
+// emailed link (X-View-Token), on a device that never held the session.
 
 import { ApiError, MissingSessionError, isAbort } from "./errors.js";
 import type { components } from "./generated/openapi.js";
 import { randomId } from "./ids.js";
 import { parseRetryAfter } from "./retry.js";
-import { getSession, type StorageErrorHandler, type StorageFailure } from "./session.js";
+import { getSession, getViewToken, type StorageErrorHandler, type StorageFailure } from "./session.js";
 import { resolveTiming, type Timing } from "./timing.js";
 
 type Schemas = components["schemas"];
@@ -16,6 +17,7 @@ export type UploadCreated = Schemas["UploadCreated"];
 export type Confirmed = Schemas["Confirmed"];
 export type JobStatus = Schemas["JobStatus"];
 export type Limits = Schemas["Limits"];
+export type RetryStarted = Schemas["RetryStarted"];
 export type FileType = Schemas["FileType"];
 
 export const NETWORK_MESSAGE = "We couldn't reach the server. Check your connection and try again.";
@@ -50,6 +52,14 @@ export interface JobCallOptions extends CallOptions {
   token?: string | null | undefined;
 }
 
+export interface ReadJobOptions extends JobCallOptions {
+  /**
+   * The read-only view credential of an emailed link, used when there is no session token (given or stored);
+   * default: the one stored on this device for the job (see takeViewToken).
+   */
+  viewToken?: string | null | undefined;
+}
+
 export interface CreateOptions extends CallOptions {
   /** Once per upload attempt: a replay returns the same job with a fresh URL and token. Default: a new key. */
   idempotencyKey?: string | undefined;
@@ -63,8 +73,13 @@ export interface UploadClient {
   createUpload(body: CreateUploadBody, options?: CreateOptions): Promise<UploadCreated>;
   /** POST /api/upload/{id}/confirm, once the photo is in storage. */
   confirmUpload(uploadId: string, options?: JobCallOptions): Promise<Confirmed>;
-  /** GET /api/upload/{id}: the job's status. */
-  getJob(jobId: string, options?: JobCallOptions): Promise<JobStatus>;
+  /**
+   * GET /api/upload/{id}: the job's status, with its progress, and fresh links to the preview and the model
+   * (each valid for 15 minutes). Sends the session token, or else the job's view credential.
+   */
+  getJob(jobId: string, options?: ReadJobOptions): Promise<JobStatus>;
+  /** POST /api/upload/{id}/retry: process a failed job again (409 JOB_NOT_RETRYABLE or RETRY_LIMIT_REACHED). */
+  retryJob(uploadId: string, options?: JobCallOptions): Promise<RetryStarted>;
   /** DELETE /api/upload/{id}: withdraw an upload that is not confirmed yet (repeating it is harmless). */
   cancelUpload(uploadId: string, options?: JobCallOptions): Promise<void>;
   /** GET /api/upload/limits: the largest photo and the accepted types. */
@@ -145,6 +160,14 @@ export function createClient(options: ClientOptions): UploadClient {
     return request<T>(path, { ...spec, headers: { ...spec.headers, "X-Session-Token": sessionToken } });
   }
 
+  async function readJob(jobId: string, path: string, { token, viewToken, ...spec }: RequestSpec & ReadJobOptions) {
+    const sessionToken = token || getSession(jobId, { onError });
+    if (sessionToken) return request<JobStatus>(path, { ...spec, headers: { "X-Session-Token": sessionToken } });
+    const view = viewToken || getViewToken(jobId, { onError });
+    if (!view) throw new MissingSessionError(jobId);
+    return request<JobStatus>(path, { ...spec, headers: { "X-View-Token": view } });
+  }
+
   const jobPath = (jobId: string): string => `/api/upload/${encodeURIComponent(jobId)}`;
 
   return Object.freeze({
@@ -159,7 +182,9 @@ export function createClient(options: ClientOptions): UploadClient {
     }),
     confirmUpload: (uploadId, callOptions = {}) => jobRequest<Confirmed>(uploadId, `${jobPath(uploadId)}/confirm`,
       { ...callOptions, method: "POST" }),
-    getJob: (jobId, callOptions = {}) => jobRequest<JobStatus>(jobId, jobPath(jobId), callOptions),
+    getJob: (jobId, callOptions = {}) => readJob(jobId, jobPath(jobId), callOptions),
+    retryJob: (uploadId, callOptions = {}) => jobRequest<RetryStarted>(uploadId, `${jobPath(uploadId)}/retry`,
+      { ...callOptions, method: "POST", body: {} }),
     cancelUpload: async (uploadId, callOptions = {}) => {
       await jobRequest<unknown>(uploadId, jobPath(uploadId), { ...callOptions, method: "DELETE" });
     },

@@ -12,6 +12,13 @@ export interface Timing {
   readonly pollStartMs: number;
   readonly pollFactor: number;
   readonly pollMaxMs: number;
+  /** While the job is being processed, it is polled every pollProcessingMs (its progress moves). */
+  readonly pollProcessingMs: number;
+  /**
+   * A finished job's links to its preview and model are asked for afresh this long after they came, or sooner
+   * when a link says it lasts less (its X-Amz-Expires): a page left open still shows the model.
+   */
+  readonly linkRefreshMs: number;
 }
 
 export const DEFAULT_TIMING: Timing = Object.freeze({
@@ -21,6 +28,9 @@ export const DEFAULT_TIMING: Timing = Object.freeze({
   pollStartMs: 2000,
   pollFactor: 1.5,
   pollMaxMs: 30000,
+  pollProcessingMs: 1500,
+  // The API's links last 15 minutes (RESULT_LINK_SECONDS in app.py): ask again well before.
+  linkRefreshMs: 12 * 60 * 1000,
 });
 
 /** The defaults with `overrides` applied (unknown keys and undefined values are ignored). */

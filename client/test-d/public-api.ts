@@ -5,12 +5,13 @@ import { expectTypeOf } from "expect-type";
 
 import {
   ApiError, CURRENT_JOB_KEY, MissingSessionError, SESSION_PREFIX, UploadEngine, clearSession, createClient,
-  getCurrentJob, getSession, storeSession,
-  type ClientErrorCode, type ErrorCode, type JobStatus, type Limits, type ServerErrorCode, type UploadClient,
+  getCurrentJob, getSession, getViewToken, storeSession, takeViewToken, VIEW_PREFIX,
+  type ClientErrorCode, type ErrorCode, type JobPollState, type JobStatus, type Limits, type RetryStarted,
+  type ServerErrorCode, type UploadClient,
   type UploadEvent, type UploadState,
 } from "@3d-ultra/upload-client";
 import {
-  UploadForm, useCurrentJob, useJob, useUpload, type UploadFormProps, type UseUploadResult,
+  UploadForm, useCurrentJob, useJob, useUpload, type UploadFormProps, type UseJobResult, type UseUploadResult,
 } from "@3d-ultra/upload-client/react";
 
 // The story's session API, exactly.
@@ -84,6 +85,29 @@ useUpload({ client });
 useUpload({ baseUrl: 8000 });
 expectTypeOf(useJob).parameter(0).toEqualTypeOf<string | null | undefined>();
 expectTypeOf(useJob).returns.toHaveProperty("job").toEqualTypeOf<JobStatus | null>();
+
+// The processing screen's fields, typed from the OpenAPI document.
+expectTypeOf<JobStatus["progress"]>().toEqualTypeOf<number | null>();
+expectTypeOf<JobStatus["previewUrl"]>().toEqualTypeOf<string | null>();
+expectTypeOf<JobStatus["resultUrl"]>().toEqualTypeOf<string | null>();
+expectTypeOf<JobStatus["errorMessage"]>().toEqualTypeOf<string | null>();
+expectTypeOf<JobStatus["attempt"]>().toEqualTypeOf<number>();
+expectTypeOf(client.retryJob).returns.resolves.toEqualTypeOf<RetryStarted>();
+expectTypeOf<RetryStarted["status"]>().toEqualTypeOf<"pending" | "processing">();
+void client.getJob("job1", { viewToken: "v" });
+// @ts-expect-error the view credential reads a job; it never confirms, cancels or retries one
+void client.retryJob("job1", { viewToken: "v" });
+expectTypeOf<typeof VIEW_PREFIX>().toEqualTypeOf<"3d-ultra-view-">();
+expectTypeOf(takeViewToken).returns.toEqualTypeOf<string | null>();
+expectTypeOf(getViewToken).returns.toEqualTypeOf<string | null>();
+
+// useJob: the poller's state and a retry.
+expectTypeOf(useJob).returns.toEqualTypeOf<UseJobResult>();
+expectTypeOf<UseJobResult>().toMatchTypeOf<JobPollState>();
+expectTypeOf<UseJobResult["retry"]>().toEqualTypeOf<() => Promise<boolean>>();
+expectTypeOf<UseJobResult["retrying"]>().toEqualTypeOf<boolean>();
+expectTypeOf<UseJobResult["retryError"]>().toEqualTypeOf<ApiError | null>();
+useJob("job1", { viewLink: false });
 
 // onUploadComplete({ uploadId, sessionToken }), on the hook and on the story's form.
 useUpload({ baseUrl: "", onUploadComplete: ({ uploadId, sessionToken }) => void [uploadId, sessionToken] });

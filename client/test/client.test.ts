@@ -67,6 +67,45 @@ describe("createClient", () => {
     ]);
   });
 
+  test("retryJob POSTs {} with the session token and answers the new attempt", async () => {
+    const { local } = installStorages();
+    local?.setItem(`${SESSION_PREFIX}job1`, "stored-token");
+    const { fetch, requests } = recordingFetch(json({ jobId: "job1", status: "pending", attempt: 2 }, 202));
+    const started = await createClient({ baseUrl: "", fetch }).retryJob("job1");
+    expect(started).toEqual({ jobId: "job1", status: "pending", attempt: 2 });
+    expect(requests).toEqual([{ url: "/api/upload/job1/retry", method: "POST", body: {},
+      headers: { "Content-Type": "application/json", "X-Session-Token": "stored-token" } }]);
+  });
+
+  test("a refused retry is an ApiError with the server's code", async () => {
+    const { fetch } = recordingFetch(json({ error: { code: "RETRY_LIMIT_REACHED", message: "Tried enough." } }, 409));
+    await expect(createClient({ baseUrl: "", fetch }).retryJob("job1", { token: "t" }))
+      .rejects.toMatchObject({ status: 409, code: "RETRY_LIMIT_REACHED" });
+  });
+
+  test("without a session token, getJob sends the view credential (given or stored) and nothing else", async () => {
+    const { local } = installStorages();
+    local?.setItem("3d-ultra-view-job1", "stored-view");
+    const { fetch, requests } = recordingFetch(json({}));
+    const client = createClient({ baseUrl: "", fetch });
+    await client.getJob("job1");
+    await client.getJob("job1", { viewToken: "given-view" });
+    expect(requests.map((r) => r.headers)).toEqual([{ "X-View-Token": "stored-view" }, { "X-View-Token": "given-view" }]);
+    // The view credential never stands in for the session: confirm, cancel and retry have no token to send.
+    await expect(client.retryJob("job1")).rejects.toBeInstanceOf(MissingSessionError);
+    await expect(client.cancelUpload("job1")).rejects.toBeInstanceOf(MissingSessionError);
+    expect(requests).toHaveLength(2);
+  });
+
+  test("with both, getJob sends only the session token", async () => {
+    const { local } = installStorages();
+    local?.setItem(`${SESSION_PREFIX}job1`, "stored-token");
+    local?.setItem("3d-ultra-view-job1", "stored-view");
+    const { fetch, requests } = recordingFetch(json({}));
+    await createClient({ baseUrl: "", fetch }).getJob("job1");
+    expect(requests[0]?.headers).toEqual({ "X-Session-Token": "stored-token" });
+  });
+
   test("a job id is escaped into its path", async () => {
     const { fetch, requests } = recordingFetch(json({}));
     await createClient({ baseUrl: "", fetch }).getJob("a/b?c", { token: "t" });

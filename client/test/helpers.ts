@@ -1,6 +1,15 @@
 // Test doubles: Web Storage for Node, a scripted API client, and photo bytes.
 
-import { ApiError, createClient, type Confirmed, type UploadClient, type UploadCreated } from "../src/index.js";
+import {
+  ApiError, createClient, type Confirmed, type JobStatus, type UploadClient, type UploadCreated,
+} from "../src/index.js";
+
+/** A job's status as GET /api/upload/{id} answers it (a confirmed job1), with `fields` changed. */
+export function jobStatus(status: JobStatus["status"], fields: Partial<JobStatus> = {}): JobStatus {
+  return { jobId: "job1", status, fileType: "image/jpeg", fileSize: 10, createdAt: "2026-11-28T18:00:00Z",
+    confirmedAt: "2026-11-28T18:00:05Z", updatedAt: "2026-11-28T18:00:05Z", attempt: 1, progress: null,
+    previewUrl: null, resultUrl: null, errorMessage: null, resultsDeletedAt: null, ...fields };
+}
 
 export class MemoryStorage implements Storage {
   readonly items = new Map<string, string>();

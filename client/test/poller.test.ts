@@ -1,13 +1,12 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 
 import {
-  ApiError, JobPoller, SESSION_PREFIX, createClient, type JobPollState, type JobStatus, type Visibility,
+  ApiError, JobPoller, SESSION_PREFIX, createClient, linkRefreshDelay, type JobPollState, type JobStatus,
+  type UploadClient, type Visibility,
 } from "../src/index.js";
-import { installStorages, removeStorages, type MemoryStorage } from "./helpers.js";
+import { installStorages, jobStatus, removeStorages, type MemoryStorage } from "./helpers.js";
 
-const job = (status: JobStatus["status"]): JobStatus => ({ jobId: "job1", status, fileType: "image/jpeg", fileSize: 10,
-  createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z", updatedAt: "2026-11-28T18:00:05Z", attempt: 1, progress: null, previewUrl: null, resultUrl: null,
-  errorMessage: null, resultsDeletedAt: null });
+const job = (status: JobStatus["status"], fields: Partial<JobStatus> = {}): JobStatus => jobStatus(status, fields);
 
 class FakeVisibility implements Visibility {
   hidden = false;
@@ -71,13 +70,13 @@ describe("following a job", () => {
     expect(polledAt[8]! - polledAt[7]!).toBe(30000);
   });
 
-  test("a change of status is news: the next poll comes 2 s later again", async () => {
+  test("a change of status is news: processing is polled every 1.5 s", async () => {
     const { poller, polledAt, states } = pollerFor([job("pending"), job("pending"), job("pending"), job("processing")]);
     poller.start();
     await vi.advanceTimersByTimeAsync(12000);
     poller.stop();
 
-    expect(polledAt).toEqual([0, 2000, 5000, 9500, 11500]);
+    expect(polledAt).toEqual([0, 2000, 5000, 9500, 11000]);
     expect(states.at(-1)?.job?.status).toBe("processing");
   });
 
@@ -86,7 +85,7 @@ describe("following a job", () => {
     poller.start();
     await vi.advanceTimersByTimeAsync(60000);
 
-    expect(polledAt).toEqual([0, 2000]);
+    expect(polledAt).toEqual([0, 1500]);
     expect(states.at(-1)).toMatchObject({ stopped: true, nextPollMs: null, job: { status: "completed" } });
     expect(local?.getItem(`${SESSION_PREFIX}job1`)).toBe("token1");
     expect(visibility.watched).toBe(0);
@@ -154,4 +153,114 @@ describe("following a job", () => {
     expect(polledAt).toHaveLength(2);
     expect(states.at(-1)).toMatchObject({ offline: false, job: { status: "pending" } });
   });
+});
+
+/** A poller over a client whose getJob and retryJob are given. */
+function scripted(getJob: () => Promise<JobStatus>, retryJob: UploadClient["retryJob"] = async () => {
+  throw new ApiError(409, "JOB_NOT_RETRYABLE", "no");
+}, timing: Partial<UploadClient["timing"]> = {}) {
+  const client = createClient({ baseUrl: "", timing: { pollStartMs: 2000, pollFactor: 1.5, pollMaxMs: 30000,
+    pollProcessingMs: 1500, linkRefreshMs: 720000, ...timing } });
+  const start = Date.now();
+  const polledAt: number[] = [];
+  const poller = new JobPoller({ client: { ...client, getJob: async () => {
+    polledAt.push(Date.now() - start);
+    return getJob();
+  }, retryJob }, jobId: "job1", visibility: new FakeVisibility() });
+  return { poller, polledAt };
+}
+
+const link = (name: string, expires = 900) =>
+  `http://storage.test/b/${name}?X-Amz-Expires=${expires}&X-Amz-Signature=s${Date.now()}`;
+
+describe("progress, preview and model", () => {
+  test("while processing it polls every 1.5 s, and exposes progress, preview and model", async () => {
+    const answers = [job("pending"), job("processing", { progress: 10 }), job("processing", { progress: 40,
+      previewUrl: link("preview.jpg") }), job("processing", { progress: 80, previewUrl: link("preview.jpg") })];
+    const { poller, polledAt, states } = pollerFor(answers);
+    poller.start();
+    await vi.advanceTimersByTimeAsync(2000 + 1500 * 4);
+    poller.stop();
+    expect(polledAt).toEqual([0, 2000, 3500, 5000, 6500, 8000]);
+    expect(states.at(-1)?.job).toMatchObject({ status: "processing", progress: 80 });
+    expect(states.at(-1)?.job?.previewUrl).toMatch(/preview\.jpg/);
+  });
+
+  test("a completed job's links are asked for again before they expire, and polling keeps on doing so", async () => {
+    let n = 0;
+    const { poller, polledAt } = scripted(async () => {
+      n += 1;
+      return job("completed", { progress: 100, previewUrl: link("p.jpg"), resultUrl: link(`model${n}.glb`) });
+    });
+    poller.start();
+    await vi.advanceTimersByTimeAsync(60 * 60 * 1000);
+    // 80 % of the links' 900 s: every 720 s, for the hour.
+    expect(polledAt).toEqual([0, 720000, 1440000, 2160000, 2880000, 3600000]);
+    expect(poller.state).toMatchObject({ stopped: true, job: { status: "completed" } });
+    expect(poller.state.job?.resultUrl).toMatch(/model6\.glb/);
+    poller.stop();
+  });
+
+  test("links that say they last less are asked for sooner; a job without links stops polling", async () => {
+    expect(linkRefreshDelay({ previewUrl: null, resultUrl: link("m.glb", 60) }, 720000)).toBe(48000);
+    expect(linkRefreshDelay({ previewUrl: "not a url", resultUrl: null }, 720000)).toBe(720000);
+    expect(linkRefreshDelay({ previewUrl: null, resultUrl: null }, 720000)).toBeNull();
+    const { poller, polledAt } = scripted(async () => job("failed", { errorMessage: "No object found." }));
+    poller.start();
+    await vi.advanceTimersByTimeAsync(60 * 60 * 1000);
+    expect(polledAt).toEqual([0]);
+    expect(poller.state).toMatchObject({ stopped: true, job: { errorMessage: "No object found." } });
+  });
+
+  test("retry: a failed job is processed again and followed to completed", async () => {
+    const answers = [job("failed", { errorMessage: "No object found." }), job("processing", { attempt: 2, progress: 50 }),
+      job("completed", { attempt: 2, progress: 100, resultUrl: link("m.glb") })];
+    const retried: (string | null | undefined)[] = [];
+    const { poller, polledAt } = scripted(async () => (answers.length > 1 ? answers.shift()! : answers[0]!),
+      async (_id, options) => {
+        retried.push(options?.token);
+        return { jobId: "job1", status: "pending", attempt: 2 };
+      });
+    poller.start();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(poller.state).toMatchObject({ stopped: true, job: { status: "failed" } });
+
+    let accepted: Promise<boolean> = Promise.resolve(false);
+    accepted = poller.retry();
+    expect(poller.state.retrying).toBe(true);
+    expect(await accepted).toBe(true);
+    expect(poller.state).toMatchObject({ stopped: false, retrying: false, job: { status: "pending", attempt: 2,
+      errorMessage: null } });
+    await vi.advanceTimersByTimeAsync(1500);
+    expect(poller.state).toMatchObject({ stopped: true, job: { status: "completed", attempt: 2 } });
+    // Followed again at once, then every 1.5 s while processing.
+    expect(polledAt).toEqual([0, 10, 1510]);
+    expect(retried).toEqual([undefined]);
+    poller.stop();
+  });
+
+  test("a refused retry keeps the failed job and says why", async () => {
+    const { poller } = scripted(async () => job("failed", { errorMessage: "No object found." }), async () => {
+      throw new ApiError(409, "RETRY_LIMIT_REACHED", "This photo was tried as often as we allow.");
+    });
+    poller.start();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(await poller.retry()).toBe(false);
+    expect(poller.state).toMatchObject({ stopped: true, retrying: false, error: null,
+      retryError: { code: "RETRY_LIMIT_REACHED" }, job: { status: "failed" } });
+  });
+});
+
+test("the view credential given is passed to every status request", async () => {
+  local?.clear();
+  const seen: unknown[] = [];
+  const client = createClient({ baseUrl: "", timing: { pollStartMs: 10 } });
+  const poller = new JobPoller({ client: { ...client, getJob: async (_id, options) => {
+    seen.push(options?.viewToken);
+    return job("completed", { progress: 100 });
+  } }, jobId: "job1", viewToken: "view-1", visibility: new FakeVisibility() });
+  poller.start();
+  await vi.advanceTimersByTimeAsync(10);
+  expect(seen).toEqual(["view-1"]);
+  expect(poller.state).toMatchObject({ stopped: true, job: { status: "completed" } });
 });

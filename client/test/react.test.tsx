@@ -2,9 +2,11 @@
 import { act, cleanup, renderHook, waitFor } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 
-import { ApiError, CURRENT_JOB_KEY, PENDING_UPLOAD_KEY, SESSION_PREFIX, type JobStatus } from "../src/index.js";
+import {
+  ApiError, CURRENT_JOB_KEY, PENDING_UPLOAD_KEY, SESSION_PREFIX, createClient, type JobStatus,
+} from "../src/index.js";
 import { useCurrentJob, useJob, useUpload } from "../src/react/index.js";
-import { MemoryStorage, installStorages, jpeg, removeStorages, scriptedClient } from "./helpers.js";
+import { MemoryStorage, installStorages, jobStatus, jpeg, removeStorages, scriptedClient } from "./helpers.js";
 
 // StrictMode at the root, as an app has it: a wrapper component above StrictMode would keep React from
 // rehearsing the effects (it double-invokes them only below a StrictMode that is placed with the root).
@@ -350,9 +352,7 @@ describe("useCurrentJob under StrictMode", () => {
 });
 
 describe("useJob under StrictMode", () => {
-  const job = (status: JobStatus["status"]): JobStatus => ({ jobId: "job1", status, fileType: "image/jpeg",
-    fileSize: 10, createdAt: "2026-11-28T18:00:00Z", confirmedAt: "2026-11-28T18:00:05Z", updatedAt: "2026-11-28T18:00:05Z", attempt: 1, progress: null, previewUrl: null, resultUrl: null,
-  errorMessage: null, resultsDeletedAt: null });
+  const job = (status: JobStatus["status"], fields: Partial<JobStatus> = {}): JobStatus => jobStatus(status, fields);
 
   test("follows the job until a final status", async () => {
     const answers = [job("pending"), job("completed")];
@@ -369,6 +369,74 @@ describe("useJob under StrictMode", () => {
     const polling = { ...client, getJob: async () => { throw new ApiError(410, "UPLOAD_CANCELLED", "cancelled"); } };
     const { result } = renderHook(() => useJob("job1", { client: polling }), STRICT);
     await waitFor(() => expect(result.current).toMatchObject({ stopped: true, error: { code: "UPLOAD_CANCELLED" } }));
+  });
+
+  test("exposes progress, preview, model and the failure's message", async () => {
+    let polls = 0;
+    const { client } = scriptedClient({ timing: { pollStartMs: 5, pollProcessingMs: 200 } });
+    const polling = { ...client, getJob: async () => (polls += 1) <= 3
+      ? job("processing", { progress: 30, previewUrl: "http://storage.test/p.jpg" })
+      : job("failed", { previewUrl: "http://storage.test/p.jpg", errorMessage: "We couldn't find an object." }) };
+    const { result } = renderHook(() => useJob("job1", { client: polling }), STRICT);
+    await waitFor(() => expect(result.current.job).toMatchObject({ progress: 30, previewUrl: "http://storage.test/p.jpg" }));
+    await waitFor(() => expect(result.current).toMatchObject({ stopped: true,
+      job: { status: "failed", errorMessage: "We couldn't find an object." } }));
+  });
+
+  test("retry processes a failed job again and follows it to completed", async () => {
+    let attempt = 1;
+    const { client } = scriptedClient({ timing: { pollStartMs: 5, pollProcessingMs: 5 } });
+    const retries: string[] = [];
+    const polling = {
+      ...client,
+      getJob: async () => attempt === 1 ? job("failed", { errorMessage: "No object." })
+        : job("completed", { attempt: 2, progress: 100, resultUrl: "http://storage.test/m.glb?X-Amz-Expires=900" }),
+      retryJob: async (id: string) => {
+        retries.push(id);
+        attempt = 2;
+        return { jobId: id, status: "pending" as const, attempt: 2 };
+      },
+    };
+    const { result } = renderHook(() => useJob("job1", { client: polling }), STRICT);
+    await waitFor(() => expect(result.current).toMatchObject({ stopped: true, job: { status: "failed" } }));
+    let accepted = false;
+    await act(async () => {
+      accepted = await result.current.retry();
+    });
+    expect(accepted).toBe(true);
+    expect(retries).toEqual(["job1"]);
+    await waitFor(() => expect(result.current).toMatchObject({ stopped: true,
+      job: { status: "completed", attempt: 2, resultUrl: "http://storage.test/m.glb?X-Amz-Expires=900" } }));
+  });
+
+  test("a refused retry says why and keeps the failed job", async () => {
+    const { client } = scriptedClient({ timing: { pollStartMs: 5 } });
+    const polling = { ...client, getJob: async () => job("failed", { errorMessage: "No object." }),
+      retryJob: async () => { throw new ApiError(409, "RETRY_LIMIT_REACHED", "Tried as often as we allow."); } };
+    const { result } = renderHook(() => useJob("job1", { client: polling }), STRICT);
+    await waitFor(() => expect(result.current.stopped).toBe(true));
+    await act(async () => {
+      expect(await result.current.retry()).toBe(false);
+    });
+    expect(result.current).toMatchObject({ retryError: { code: "RETRY_LIMIT_REACHED" }, job: { status: "failed" } });
+  });
+
+  test("an emailed link's view credential is kept, taken out of the address, and used to read the job", async () => {
+    const { local } = installStorages();
+    window.history.replaceState(null, "", "/processing/job1#view=view-token-1");
+    const seen: (string | null)[] = [];
+    const fetch = async (_url: string, init: RequestInit) => {
+      seen.push((init.headers as Record<string, string>)["X-View-Token"] ?? null);
+      return new Response(JSON.stringify(job("completed", { progress: 100 })), { status: 200 });
+    };
+    const client = createClient({ baseUrl: "", fetch });
+    const { result } = renderHook(() => useJob("job1", { client }), STRICT);
+    await waitFor(() => expect(result.current.job?.status).toBe("completed"));
+    expect(local?.getItem("3d-ultra-view-job1")).toBe("view-token-1");
+    expect(local?.getItem(`${SESSION_PREFIX}job1`)).toBeNull();
+    expect(window.location.hash).toBe("");
+    expect(seen.every((token) => token === "view-token-1")).toBe(true);
+    window.history.replaceState(null, "", "/");
   });
 
   test("no job id, no polling", async () => {

@@ -93,7 +93,7 @@ def test_the_processing_page_has_no_violations_in_any_state(page, live_server, l
     job = json.loads(body)
 
     page.goto(f"/processing/{job['uploadId']}")
-    page.get_by_role("alert").filter(has_text="We couldn't find this upload's session").wait_for()
+    page.get_by_role("alert").filter(has_text="This device has no access to this upload.").wait_for()
     look(page, "processing-no-token")
 
     page.goto("/processing/%E0%A4%A")

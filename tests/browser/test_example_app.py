@@ -20,6 +20,9 @@ from tests.stack_fixtures import PROJECT_DIR, SECOND_ORIGIN
 EXAMPLE_DIR = PROJECT_DIR / "examples" / "react-vite"
 PROCESSING = re.compile(r"(.*)/processing/([a-z0-9]{24})$")
 CONFIRM = re.compile(r".*/api/upload/[a-z0-9]{24}/confirm$")
+# What the processing route shows of a confirmed job (its own status line; <model-viewer> has one inside too):
+# make dev's tests run no worker (it stays pending); make prod-local's stack processes it.
+FOLLOWED = ("pending", "processing", "completed")
 
 
 def vite_build(api_base, out_dir, **env):
@@ -110,13 +113,13 @@ def test_an_upload_lands_on_the_processing_route_and_survives_a_reload_there(app
     app_tab.wait_for_url(PROCESSING, timeout=20000)
     job_id = job_of(app_tab)
 
-    assert app_tab.get_by_role("status").inner_text(timeout=10000) == "pending"
+    assert app_tab.locator("main > [role=status]").inner_text(timeout=10000) in FOLLOWED
     assert stored(app_tab)["3d-ultra-current-job"] == job_id
     assert set(stored(app_tab)) == {"3d-ultra-current-job", f"3d-ultra-session-{job_id}"}
 
     app_tab.reload()
     assert app_tab.get_by_test_id("job").inner_text() == job_id
-    assert app_tab.get_by_role("status").inner_text(timeout=10000) == "pending"
+    assert app_tab.locator("main > [role=status]").inner_text(timeout=10000) in FOLLOWED
     assert app_tab.errors == []
 
 
@@ -175,7 +178,7 @@ def test_a_reload_between_the_put_and_the_confirm_resumes_the_confirm(app_tab, p
     assert held[0].request.url.endswith(f"/api/upload/{job_id}/confirm")
     # Under StrictMode's double effects the resumed confirm is sent once (no second one answered 409).
     assert sent == [held[0].request.url]
-    assert app_tab.get_by_role("status").inner_text(timeout=10000) == "pending"
+    assert app_tab.locator("main > [role=status]").inner_text(timeout=10000) in FOLLOWED
     assert stored(app_tab)[f"3d-ultra-session-{job_id}"]
 
 
@@ -328,3 +331,54 @@ def test_a_storage_refusing_the_token_reaches_posthog_error_tracking(request, st
         assert token not in "".join(bodies)
     finally:
         context.close()
+
+
+@pytest.fixture
+def jobs_tab(browser, jobs_server, tmp_path_factory):
+    """A tab on the second origin serving the example built for jobs_server (whose worker processes jobs)."""
+    dist = build_for(jobs_server["url"], tmp_path_factory)
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    context.grant_permissions(["local-network-access"], origin=SECOND_ORIGIN)
+    context.route(f"{SECOND_ORIGIN}/**", serve_from(dist, SECOND_ORIGIN))
+    page = context.new_page()
+    page.origin = SECOND_ORIGIN
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    yield page
+    context.close()
+    jobs_server["control"].reset()
+
+
+def test_the_example_follows_one_job_to_its_model_with_progress_and_preview(jobs_tab, jobs_server, photo,
+                                                                             screenshots):
+    jobs_server["control"].set(delay=0.6)
+    submit(jobs_tab, photo)
+    jobs_tab.wait_for_url(PROCESSING, timeout=20000)
+    status = jobs_tab.locator("main > [role=status]")
+
+    jobs_tab.get_by_role("progressbar", name="Progress").wait_for(timeout=30000)
+    jobs_tab.get_by_role("img", name="Your photo").wait_for(timeout=30000)
+    jobs_tab.wait_for_function("() => document.querySelector('img[alt=\"Your photo\"]').naturalWidth > 0")
+    assert status.inner_text() == "processing"
+    screenshots(jobs_tab, "example-processing")
+
+    jobs_tab.wait_for_function("() => document.querySelector('model-viewer')?.loaded === true", timeout=60000)
+    assert status.inner_text() == "completed"
+    assert jobs_tab.get_by_role("link", name="Download the model").get_attribute("href").startswith("http")
+    screenshots(jobs_tab, "example-completed")
+    assert jobs_tab.errors == []
+
+
+def test_the_example_retries_a_failed_job_to_completed(jobs_tab, jobs_server, photo):
+    jobs_server["control"].set(mode="fail", delay=0.05)
+    submit(jobs_tab, photo)
+    jobs_tab.wait_for_url(PROCESSING, timeout=20000)
+    status = jobs_tab.locator("main > [role=status]")
+    jobs_tab.get_by_role("button", name="Try again").wait_for(timeout=60000)
+    assert status.inner_text() == "failed"
+
+    jobs_server["control"].set(mode="ok")
+    jobs_tab.get_by_role("button", name="Try again").click()
+    jobs_tab.wait_for_function("() => document.querySelector('model-viewer')?.loaded === true", timeout=60000)
+    assert status.inner_text() == "completed"
+    assert jobs_tab.errors == []

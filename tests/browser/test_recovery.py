@@ -44,7 +44,9 @@ def test_back_after_a_finished_upload_gives_a_usable_form_and_a_second_upload_wo
     # A page restored from the back/forward cache fires no load event: wait for the navigation only.
     page.go_back(wait_until="commit")
     page.wait_for_url(re.compile(r".*/$"), wait_until="commit")
-    page.wait_for_function("() => document.getElementById('upload-page').dataset.state !== 'done'")
+    # Right after the navigation commits, the restored document may not have its form yet.
+    page.wait_for_function("() => { const form = document.getElementById('upload-page');"
+                           " return form !== null && form.dataset.state !== 'done'; }")
     assert page.get_by_role("button", name="Upload").is_enabled()
     assert page.get_by_label("Email").is_enabled() and page.get_by_label("Photo").is_enabled()
     assert page.locator("#status").text_content() == ""
@@ -102,9 +104,9 @@ def test_a_missing_token_says_what_to_do_and_stops_polling(page, live_server):
     requests = status_requests(page)
     page.goto(f"/processing/{job_id}")
 
-    page.get_by_role("alert").filter(has_text="We couldn't find this upload's session on this device. "
-                                              "Please start a new upload. If you uploaded from another browser "
-                                              "or device, open this page there.").wait_for()
+    page.get_by_role("alert").filter(has_text="This device has no access to this upload. Open this page in the "
+                                              "browser you uploaded from, or use the link in the email we send "
+                                              "when your model is ready.").wait_for()
     page.wait_for_timeout(500)
     assert requests == []
 

@@ -121,7 +121,8 @@ def test_the_processing_page_without_a_stored_token_says_so(page, screenshots):
     page.goto("/processing/zzzzzzzzzzzzzzzzzzzzzzzz")
 
     page.get_by_role("alert").filter(
-        has_text="We couldn't find this upload's session on this device. Please start a new upload.").wait_for()
+        has_text="This device has no access to this upload. Open this page in the browser you uploaded from, "
+                 "or use the link in the email we send when your model is ready.").wait_for()
     assert page.get_by_role("link", name="Start a new upload").is_visible()
     screenshots(page, "processing-no-token")
 

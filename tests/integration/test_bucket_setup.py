@@ -16,7 +16,7 @@ def test_setup_creates_the_bucket_with_cors_and_lifecycle_and_can_run_again(stac
     setup(stack_env, "setup-check", "https://app.example.com", "http://localhost:3000")
 
     assert client.get_bucket_cors(Bucket="setup-check")["CORSRules"] == [{
-        "AllowedHeaders": ["content-type"], "AllowedMethods": ["PUT", "HEAD"],
+        "AllowedHeaders": ["content-type"], "AllowedMethods": ["PUT", "HEAD", "GET"],
         "AllowedOrigins": ["https://app.example.com", "http://localhost:3000"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3600}]
     rule = client.get_bucket_lifecycle_configuration(Bucket="setup-check")["Rules"][0]
     assert (rule["Filter"], rule["Expiration"], rule["Status"]) == ({"Prefix": "uploads/"}, {"Days": 7}, "Enabled")

@@ -1,8 +1,11 @@
 """The job's statuses are defined once (chalicelib/domain.py) and every other place that lists them agrees: the
-database's named CHECK as the migrations left it, the OpenAPI JobStatus enum and the processing page."""
+database's named CHECK as the migrations left it, the OpenAPI JobStatus enum, the processing page, and the statuses
+at which the client's poller stops."""
 
 import json
 import re
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -25,11 +28,25 @@ def statuses_in_openapi():
     return spec["components"]["schemas"]["JobStatus"]["properties"]["status"]["enum"]
 
 
+def served_module(name, expression):
+    """`expression` evaluated by Node over the served page module chalicelib/web/<name> (built from client/src,
+    which `npm run check:web` checks), as JSON: the module itself, not its text, so no reformatting fools it."""
+    node = shutil.which("node")
+    assert node, "node is required (apt-get install nodejs; .ci/run installs it)"
+    module = (ROOT / "chalicelib" / "web" / name).as_uri()
+    result = subprocess.run([node, "--input-type=module", "-e",
+                             f"const m = await import({json.dumps(module)}); console.log(JSON.stringify({expression}));"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def statuses_on_the_processing_page():
-    # The page's source (chalicelib/web/processing-page.js is compiled from it, checked by `npm run check:web`).
-    script = (ROOT / "client" / "src" / "processing-page.ts").read_text()
-    block = re.search(r"^const STATUSES: [^=]+ = \{\n(.*?)^\};", script, re.S | re.M).group(1)
-    return re.findall(r"^  (\w+): \{", block, re.M)
+    return served_module("status-texts.js", "Object.keys(m.STATUSES)")
+
+
+def test_the_client_stops_polling_at_exactly_the_domains_final_statuses():
+    assert sorted(served_module("poller.js", "[...m.FINAL_JOB_STATUSES]")) == sorted(domain.FINISHED)
 
 
 def test_the_database_the_openapi_enum_and_the_processing_page_list_exactly_the_domains_statuses(db):

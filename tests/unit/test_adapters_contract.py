@@ -184,9 +184,11 @@ def test_a_page_carries_the_size_limit_and_a_csp_naming_only_this_api_and_the_st
     assert response.headers == {
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-store",
-        "Content-Security-Policy": "default-src 'self'; connect-src 'self' https://acc.r2.cloudflarestorage.com; "
-                                   "img-src 'self' data:; base-uri 'none'; form-action 'self'; "
-                                   "frame-ancestors 'none'",
+        "Content-Security-Policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+                                   f"style-src 'self' {' '.join(pages.viewer_style_hashes())}; "
+                                   "connect-src 'self' https://acc.r2.cloudflarestorage.com blob:; "
+                                   "img-src 'self' data: blob: https://acc.r2.cloudflarestorage.com; "
+                                   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
     }
@@ -597,3 +599,15 @@ def test_a_server_that_does_not_report_standard_conforming_strings_counts_as_off
         Database(DatabaseSettings.from_url(ENV["DATABASE_URL"]), connect=Quiet).run("SELECT 1")
     (conn,) = recording.opened
     assert conn.closed and conn.statements == []
+
+
+def test_the_pages_csp_allows_the_3d_viewer_by_its_style_hash_and_no_eval():
+    # The viewer's bundle puts one <style> in its shadow root: exactly that one is allowed, by its SHA-256.
+    hashes = pages.viewer_style_hashes()
+    assert len(hashes) == 1 and hashes[0].startswith("'sha256-")
+    csp = pages.page("processing.html", max_upload_bytes=1, storage_endpoint="https://s.example").headers[
+        "Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+    assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"
+    assert "'unsafe-eval'" not in csp and "'unsafe-inline'" not in csp
+    assert directives["style-src"] == f"'self' {hashes[0]}"

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 import app as app_module
+from chalicelib import pages
 from chalicelib.config import ConfigError
 from chalicelib.http import cors_headers, preflight_response, with_cors
 from chalice import Response
@@ -140,7 +141,7 @@ def test_the_served_pages_under_the_stage_prefix_load_everything_from_it(gateway
     assert '<meta name="3d-ultra-api-base" content="/api">' in html
     assert 'src="/api/static/processing-page.js"' in html and 'href="/api/static/styles.css"' in html
     assert '<a id="start-over" href="/api/"' in html
-    assert "connect-src 'self' https://acct.r2.cloudflarestorage.com;" in headers["Content-Security-Policy"]
+    assert "connect-src 'self' https://acct.r2.cloudflarestorage.com blob:;" in headers["Content-Security-Policy"]
 
 
 def test_the_served_page_at_the_root_of_a_custom_domain_has_no_prefix(gateway):
@@ -161,7 +162,10 @@ def test_the_page_csp_uses_the_resolved_storage_endpoint_not_the_unresolved_sett
     headers = call(gateway, "GET", "/api/")[1]
 
     assert headers["Content-Security-Policy"] == (
-        "default-src 'self'; connect-src 'self' https://resolved.r2.cloudflarestorage.com; img-src 'self' data:; "
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+        f"style-src 'self' {' '.join(pages.viewer_style_hashes())}; "
+        "connect-src 'self' https://resolved.r2.cloudflarestorage.com blob:; "
+        "img-src 'self' data: blob: https://resolved.r2.cloudflarestorage.com; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 

@@ -9,7 +9,7 @@ import { createClient, type ClientOptions, type UploadClient } from "../api.js";
 import { IDLE_STATE, UploadEngine, type UploadResult, type UploadState, type UploadStatus } from "../engine.js";
 import { Listeners } from "../listeners.js";
 import { INITIAL_POLL_STATE, JobPoller, type JobPollState } from "../poller.js";
-import { resumableJob, type StorageErrorHandler } from "../session.js";
+import { resumableJob, takeViewToken, type StorageErrorHandler } from "../session.js";
 
 export interface ClientChoice {
   /** A client made with createClient (shared by several components). */
@@ -185,34 +185,50 @@ export function useCurrentJob(options: UseCurrentJobOptions = {}): string | null
 }
 
 export interface UseJobOptions extends ClientChoice {
-  /** The job's token; default: the one stored on this device. */
+  /** The job's token; default: the one stored on this device (or else the view credential of an emailed link). */
   token?: string | null | undefined;
+  /**
+   * Take the view credential from the address (`#view=<token>`, the emailed link's), keep it on this device and
+   * remove it from the address bar, before the first poll. Default true.
+   */
+  viewLink?: boolean | undefined;
 }
 
-export type UseJobResult = JobPollState;
+export interface UseJobResult extends JobPollState {
+  /** Process a failed job again and follow it from the start: true once accepted (else see retryError). */
+  retry: () => Promise<boolean>;
+}
 
 /**
- * The job's status for the processing screen: polled with backoff, paused while the page is hidden, stopped on a
- * final status or an answer no poll can change (410, no token). Nothing is fetched during server rendering or
- * while jobId is null.
+ * The job's status for the processing screen (job.progress, job.previewUrl, job.resultUrl, job.errorMessage):
+ * polled with backoff while it waits and briskly while it is processed, paused while the page is hidden, stopped
+ * on a final status or an answer no poll can change (410, no token); a finished job's links are fetched afresh
+ * before they expire. Nothing is fetched during server rendering or while jobId is null.
  */
 export function useJob(jobId: string | null | undefined, options: UseJobOptions = {}): UseJobResult {
   const client = useClient(options);
   const token = options.token;
+  const viewLink = options.viewLink ?? true;
   const [state, setState] = useState<JobPollState>(INITIAL_POLL_STATE);
+  const poller = useRef<JobPoller | null>(null);
 
   useEffect(() => {
     setState(INITIAL_POLL_STATE);
     if (!jobId) return undefined;
-    const poller = new JobPoller({ client, jobId, token });
-    const unsubscribe = poller.subscribe(setState);
-    poller.start();
+    // Given to the poller too, so that a link whose credential storage refused still shows the job this once.
+    const viewToken = viewLink ? takeViewToken(jobId, { onError: client.onError }) : null;
+    const current = new JobPoller({ client, jobId, token, viewToken });
+    poller.current = current;
+    const unsubscribe = current.subscribe(setState);
+    current.start();
     return () => {
       unsubscribe();
-      poller.stop();
+      current.stop();
+      if (poller.current === current) poller.current = null;
     };
-  }, [client, jobId, token]);
-  return state;
+  }, [client, jobId, token, viewLink]);
+  const retry = useCallback(async () => poller.current?.retry() ?? false, []);
+  return useMemo(() => ({ ...state, retry }), [state, retry]);
 }
 
 export { DEFAULT_UPLOAD_FORM_LABELS, UploadForm } from "./UploadForm.js";
