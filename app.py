@@ -20,9 +20,9 @@ from chalicelib.http import (
     normalise_chalice_error,
     preflight_response,
     refuse_oversized,
-    request_id,
     request_secrets,
     settings_unavailable,
+    trace_ids,
     upload_id_of,
     with_cache_policy,
     with_cors,
@@ -73,7 +73,7 @@ api_view = functools.partial(http.api_view, report=lambda exc, view: report_unex
 @app.middleware("http")
 def finish_request(request, get_response):
     started = time.perf_counter()
-    bound = logs.bind(requestId=request_id(request, app.lambda_context), uploadId=upload_id_of(request))
+    bound = logs.bind(**trace_ids(request, app.lambda_context), uploadId=upload_id_of(request))
     try:
         if request.method == "OPTIONS":
             response = get_response(request)
@@ -239,7 +239,8 @@ def reported(function_name):
     def decorate(handler):
         @functools.wraps(handler)
         def run(event, context):
-            bound = logs.bind(requestId=getattr(context, "aws_request_id", None), function=function_name)
+            invocation = getattr(context, "aws_request_id", None)
+            bound = logs.bind(requestId=invocation, lambdaRequestId=invocation, function=function_name)
             try:
                 return handler(event, context)
             except Exception as exc:
@@ -275,12 +276,15 @@ def expire_abandoned(event):
     """Expire uploads that were never confirmed, delete their objects, clear emails past their retention."""
     s = deps.settings
     windows = tuple(limit.seconds for limit in (s.rate_limit_per_ip, s.rate_limit_per_email) if limit)
+    context = getattr(event, "context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
     return services.expire_abandoned_uploads(uploads=deps.uploads, storage=deps.storage,
                                              older_than_seconds=s.abandoned_after_seconds,
                                              url_ttl_seconds=s.upload_url_ttl_seconds,
                                              email_retention_days=s.email_retention_days,
                                              rate_limit_windows=windows,
-                                             result_retention_days=s.result_retention_days)
+                                             result_retention_days=s.result_retention_days,
+                                             seconds_left=(lambda: remaining() / 1000) if remaining else None)
 
 
 # Lambda resolves the handler `app.expire_abandoned` by name when it runs: this wrapping is what it calls (the

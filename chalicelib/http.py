@@ -45,8 +45,9 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 # What the browser client sends besides CORS-safelisted headers; every API route accepts them all (X-View-Token, the
 # emailed link's read-only credential, is read by the status route only).
 CORS_ALLOW_HEADERS = "Content-Type, X-Session-Token, Idempotency-Key, X-View-Token"
-# Readable by the page's script on a cross-origin response (the 429's retry delay).
-CORS_EXPOSE_HEADERS = "Retry-After"
+# Readable by the page's script on a cross-origin response: the 429's retry delay, and the ids API Gateway gives
+# the request (on every answer, its own errors and timeouts included) for an error report to name.
+CORS_EXPOSE_HEADERS = "Retry-After, x-amzn-RequestId, x-amz-apigw-id"
 # Chromium keeps a preflight at most two hours; asking for longer buys nothing.
 CORS_MAX_AGE_SECONDS = 7200
 # The limits change only with a deploy: an hour in a browser or a shared cache saves a request per page load, and
@@ -155,7 +156,7 @@ def log_request(request, response: Response, seconds: float, lambda_context=None
     body = response.body if isinstance(response.body, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     log.info("request", extra={
-        "requestId": request_id(request, lambda_context),
+        **trace_ids(request, lambda_context),
         "method": getattr(request, "method", None),
         "route": context.get("resourcePath"),
         "status": response.status_code,
@@ -169,6 +170,15 @@ def request_id(request, lambda_context=None) -> str | None:
     """API Gateway's request id (the one in its access log), else the Lambda invocation's."""
     context = getattr(request, "context", None) or {}
     return context.get("requestId") or getattr(lambda_context, "aws_request_id", None)
+
+
+def trace_ids(request, lambda_context=None) -> dict:
+    """The ids that find this request in every log: API Gateway's `requestId` (x-amzn-RequestId; a client may
+    choose it) and `extendedRequestId` (x-amz-apigw-id, always its own), both in its access log, and the Lambda
+    invocation's `lambdaRequestId`, which Lambda's own lines (START, END, REPORT, Task timed out) carry."""
+    context = getattr(request, "context", None) or {}
+    return {"requestId": request_id(request, lambda_context), "extendedRequestId": context.get("extendedRequestId"),
+            "lambdaRequestId": getattr(lambda_context, "aws_request_id", None)}
 
 
 def upload_id_of(request) -> str | None:

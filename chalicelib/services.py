@@ -368,11 +368,11 @@ def cancel_upload(upload_id: str, token: Optional[str], *, uploads, storage, ana
         log.warning("cancelled upload's object not deleted; the sweep will")
 
 
-def _delete_old_results(uploads, storage, retention_days: int, batch_size: int) -> int:
+def _delete_old_results(uploads, storage, retention_days: int, batch_size: int, out_of_time=lambda: False) -> int:
     """Remove the photo, preview and model of jobs finished longer ago than the retention; the status then
-    shows no links and says when they went."""
+    shows no links and says when they went. No batch starts once `out_of_time()`."""
     deleted = 0
-    while True:
+    while not out_of_time():
         finished = uploads.results_to_delete(retention_days, batch_size)
         if not finished:
             return deleted
@@ -381,6 +381,7 @@ def _delete_old_results(uploads, storage, retention_days: int, batch_size: int) 
                 storage.delete(key)
         uploads.mark_results_deleted([upload_id for upload_id, _ in finished])
         deleted += len(finished)
+    return deleted
 
 
 @dataclass(frozen=True)
@@ -408,19 +409,34 @@ def check_health(*, uploads, storage) -> dict:
     return checks
 
 
+# What the sweep keeps of its time limit for the work after its deletes (marking a batch, clearing emails, the
+# summary): it starts no batch with less left, so a backlog ends the run early instead of timing it out.
+SWEEP_RESERVE_SECONDS = 30
+
+
 def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_ttl_seconds: int,
                              email_retention_days: int | None = None, rate_limit_windows: tuple = (),
-                             batch_size: int = 200, result_retention_days: int | None = None) -> dict:
+                             batch_size: int = 200, result_retention_days: int | None = None,
+                             seconds_left=None) -> dict:
     """Expire jobs created but never confirmed, delete the objects of expired and cancelled jobs (a cancelled one's
     once `url_ttl_seconds` have passed since the cancel, so that no upload URL outlives its job), clear emails past
     their retention and forget rate-limit rows older than the longest window in `rate_limit_windows` (seconds);
-    safe to repeat or run concurrently. Ends with one summary line that is also the sweep's heartbeat metric."""
+    safe to repeat or run concurrently. Ends with one summary line that is also the sweep's heartbeat metric.
+    `seconds_left()` (the invocation's remaining time): no batch starts with less than SWEEP_RESERVE_SECONDS left;
+    the next run deletes the rest (`stoppedEarly` in the summary)."""
     started = time.monotonic()
     if rate_limit_windows:
         uploads.forget_rate_limits(max(rate_limit_windows))
     expired = uploads.expire_abandoned(older_than_seconds)
+    stopped = []
+
+    def out_of_time() -> bool:
+        if not stopped and seconds_left is not None and seconds_left() < SWEEP_RESERVE_SECONDS:
+            stopped.append(True)
+        return bool(stopped)
+
     deleted = 0
-    while True:
+    while not out_of_time():
         pending = uploads.objects_to_delete(batch_size, url_ttl_seconds)
         if not pending:
             break
@@ -430,7 +446,10 @@ def expire_abandoned_uploads(*, uploads, storage, older_than_seconds: int, url_t
         deleted += len(pending)
     summary = {"expired": expired, "objectsDeleted": deleted}
     if result_retention_days is not None:
-        summary["resultsDeleted"] = _delete_old_results(uploads, storage, result_retention_days, batch_size)
+        summary["resultsDeleted"] = _delete_old_results(uploads, storage, result_retention_days, batch_size,
+                                                        out_of_time)
+    if stopped:
+        summary["stoppedEarly"] = True
     if email_retention_days is not None:
         summary["emailsCleared"] = uploads.clear_old_emails(email_retention_days)
     log.info("sweep finished", extra={

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
+import os
 import signal
 import sys
 import threading
@@ -71,6 +72,7 @@ def proxy_event(*, method: str, raw_path: str, headers: list[tuple[str, str]], b
             "stage": stage,
             "protocol": "HTTP/1.1",
             "requestId": str(uuid.uuid4()),
+            "extendedRequestId": extended_request_id(),
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "requestTimeEpoch": int(now * 1000),
             "accountId": "000000000000",
@@ -82,6 +84,16 @@ def proxy_event(*, method: str, raw_path: str, headers: list[tuple[str, str]], b
         "body": (base64.b64encode(body).decode("ascii") if binary else text) if body else None,
         "isBase64Encoded": binary,
     }
+
+
+def extended_request_id() -> str:
+    """An id shaped like API Gateway's extendedRequestId (its x-amz-apigw-id header), e.g. `MTqkVEq-FiAEHfw=`."""
+    return base64.urlsafe_b64encode(os.urandom(11)).decode("ascii")
+
+
+def id_headers(context: dict) -> list:
+    """The ids API Gateway puts on every answer (its own errors included): x-amzn-RequestId, x-amz-apigw-id."""
+    return [("x-amzn-RequestId", context["requestId"]), ("x-amz-apigw-id", context["extendedRequestId"])]
 
 
 class LambdaContext:
@@ -103,8 +115,9 @@ def missing_route(origin: str | None):
     from ops.package import gateway_responses
 
     answer = gateway_responses()["MISSING_AUTHENTICATION_TOKEN"]
+    expose = answer["responseParameters"]["gatewayresponse.header.Access-Control-Expose-Headers"].strip("'")
     headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "MissingAuthenticationTokenException"),
-               ("Vary", "Origin"), ("Access-Control-Expose-Headers", "Retry-After")]
+               ("Vary", "Origin"), ("Access-Control-Expose-Headers", expose)]
     if origin:
         headers.append(("Access-Control-Allow-Origin", origin))
     return 403, headers, answer["responseTemplates"]["application/json"].encode()
@@ -129,7 +142,8 @@ class ApiGateway:
             from ops.package import render_access_log
 
             self.access_log(render_access_log({
-                "$context.requestId": context.get("requestId") or str(uuid.uuid4()), "$context.apiId": "local",
+                "$context.requestId": context["requestId"], "$context.extendedRequestId": context["extendedRequestId"],
+                "$context.integration.requestId": context.get("lambdaRequestId"), "$context.apiId": "local",
                 "$context.identity.sourceIp": source_ip,
                 "$context.requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
                 "$context.httpMethod": method, "$context.resourcePath": context.get("resourcePath"),
@@ -137,7 +151,7 @@ class ApiGateway:
                 "$context.responseLatency": round((time.monotonic() - started) * 1000),
                 "$context.integrationStatus": context.get("integrationStatus"),
                 "$context.error.responseType": context.get("error")}))
-        return status, out, payload
+        return status, out + id_headers(context), payload
 
     def _handle(self, method: str, raw_path: str, headers: list, body: bytes, source_ip: str):
         path = urlsplit(raw_path).path
@@ -147,17 +161,21 @@ class ApiGateway:
             route = route_for(self.app, path[len(prefix):] or "/", method)
         if route is None:
             return (*missing_route(next((value for name, value in headers if name.lower() == "origin"), None)),
-                    {"error": "MISSING_AUTHENTICATION_TOKEN"})
+                    {"error": "MISSING_AUTHENTICATION_TOKEN", "requestId": str(uuid.uuid4()),
+                     "extendedRequestId": extended_request_id()})
         event = proxy_event(method=method, raw_path=raw_path, headers=headers, body=body, source_ip=source_ip,
                             stage=self.stage, resource=route[0], path_parameters=route[1],
                             binary_types=self.app.api.binary_types)
         with self._invoke_lock:
-            result = self.app(event, LambdaContext(self.app.app_name))
+            invocation = LambdaContext(self.app.app_name)  # its time starts when the container takes the request
+            result = self.app(event, invocation)
         out = [(k, v) for k, values in (result.get("multiValueHeaders") or {}).items() for v in values]
         out += [(k, v) for k, v in (result.get("headers") or {}).items()]
         raw = result.get("body") or ""
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
-        context = {"requestId": event["requestContext"]["requestId"], "resourcePath": route[0],
+        context = {"requestId": event["requestContext"]["requestId"],
+                   "extendedRequestId": event["requestContext"]["extendedRequestId"],
+                   "lambdaRequestId": invocation.aws_request_id, "resourcePath": route[0],
                    "integrationStatus": result["statusCode"]}
         return result["statusCode"], out, payload, context
 

@@ -33,20 +33,26 @@ AL2_WARNING = (
 # more than `*` would, the bodies carry no data, and `Vary: Origin` keeps caches from mixing origins.
 GATEWAY_CORS_HEADERS = {
     "gatewayresponse.header.Access-Control-Allow-Origin": "method.request.header.origin",
-    "gatewayresponse.header.Access-Control-Expose-Headers": "'Retry-After'",
+    # Retry-After for a 429, and API Gateway's ids of the request (which it sends on every answer) for an error
+    # report; the same list as chalicelib/http.py's.
+    "gatewayresponse.header.Access-Control-Expose-Headers": "'Retry-After, x-amzn-RequestId, x-amz-apigw-id'",
     "gatewayresponse.header.Vary": "'Origin'",
 }
 
 
 # API Gateway's access log line, one JSON object. `status` is written bare (a number): CloudWatch Logs compares
 # `{ $.status = 429 }` as a number only against a JSON number. The other values may be "-" when empty (an
-# integration status for a request that never reached the function), so they stay quoted.
+# integration status for a request that never reached the function), so they stay quoted. Three ids join it to
+# the other logs: `requestId` (x-amzn-RequestId; a client may choose it), `extendedRequestId` (x-amz-apigw-id,
+# always API Gateway's own) and `lambdaRequestId`, the invocation's, which Lambda's own START/END/REPORT and
+# "Task timed out" lines and ours carry (so a request that timed out can be followed too).
 ACCESS_LOG_FIELDS = (
-    ("requestId", "$context.requestId"), ("apiId", "$context.apiId"), ("ip", "$context.identity.sourceIp"),
-    ("requestTime", "$context.requestTime"), ("method", "$context.httpMethod"), ("route", "$context.resourcePath"),
-    ("status", "$context.status"), ("responseLength", "$context.responseLength"),
-    ("latencyMs", "$context.responseLatency"), ("integrationStatus", "$context.integrationStatus"),
-    ("error", "$context.error.responseType"),
+    ("requestId", "$context.requestId"), ("extendedRequestId", "$context.extendedRequestId"),
+    ("lambdaRequestId", "$context.integration.requestId"), ("apiId", "$context.apiId"),
+    ("ip", "$context.identity.sourceIp"), ("requestTime", "$context.requestTime"),
+    ("method", "$context.httpMethod"), ("route", "$context.resourcePath"), ("status", "$context.status"),
+    ("responseLength", "$context.responseLength"), ("latencyMs", "$context.responseLatency"),
+    ("integrationStatus", "$context.integrationStatus"), ("error", "$context.error.responseType"),
 )
 NUMERIC_ACCESS_LOG_FIELDS = {"status"}
 ACCESS_LOG_FORMAT = "{" + ",".join(
@@ -66,8 +72,17 @@ def render_access_log(values: dict[str, str]) -> str:
 # Counted from the access log: what API Gateway itself refused (its stage throttle: error type THROTTLED) and
 # every 429, whoever answered it (the stage's throttle or our per-client limits).
 ACCESS_LOG_METRICS = {"ThrottledRequests": '{ $.error = "THROTTLED" }', "Responses429": "{ $.status = 429 }"}
-# A rate alarm needs enough requests for its share to mean something: below this many in a period it stays OK.
+# A rate alarm needs enough requests for its share to mean something: below this many in a period only its
+# absolute count can fire it. A latency percentile is judged only over this many requests too.
 MIN_REQUESTS_FOR_RATE_ALARMS = 50
+# The synthetic check of /api/health: how often, and how long one check waits (more than a cold start with
+# Neon waking from scale-to-zero, which the API's 5 s database timeout bounds).
+HEALTH_CHECK_MINUTES = 5
+HEALTH_CHECK_TIMEOUT_SECONDS = 10
+# .chalice/config.json's name for each function's section under lambda_functions.
+HEALTH_CHECK_SOURCE = Path(__file__).with_name("health_check.py")
+CONFIG_NAMES = {"APIHandler": "api_handler", "Migrate": "migrate", "ExpireAbandoned": "expire-abandoned",
+                "ProcessJob": "process-job", "FailUndeliverable": "fail-undeliverable", "DispatchJobs": "dispatch-jobs"}
 
 
 class PackageRefused(RuntimeError):
@@ -137,6 +152,19 @@ def deployed_version() -> str:
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
 
 
+def function_timeout(stage: str, logical_id: str) -> int:
+    """The function's timeout in seconds, as Chalice packages it (its own, else the stage's, else 60)."""
+    config = stage_config(stage)
+    own = config.get("lambda_functions", {}).get(CONFIG_NAMES[logical_id], {})
+    return int(own.get("lambda_timeout") or config.get("lambda_timeout") or 60)
+
+
+def api_reserved_concurrency(stage: str) -> int | None:
+    """What the API function reserves: the most requests it runs at once."""
+    return stage_config(stage).get("lambda_functions", {}).get(CONFIG_NAMES["APIHandler"], {}).get(
+        "reserved_concurrency")
+
+
 def function_names(stage: str) -> dict[str, str]:
     """Template logical id -> the fixed function name the runbook uses."""
     base = f"{APP_NAME}-{stage}"
@@ -159,19 +187,30 @@ def _alarm(name: str, description: str, **properties) -> dict:
     }
 
 
-def _rate_alarm(name: str, description: str, errors: dict, requests: dict, *, threshold: float) -> dict:
-    """errors/requests over 5 minutes above `threshold`, twice in a row, only when there were enough requests."""
-    def metric(ident: str, spec: dict) -> dict:
-        return {"Id": ident, "ReturnData": False,
-                "MetricStat": {"Metric": spec, "Period": 300, "Stat": "Sum"}}
+def _metric(ident: str, spec: dict, stat: str = "Sum", period: int = 300) -> dict:
+    return {"Id": ident, "ReturnData": False, "MetricStat": {"Metric": spec, "Period": period, "Stat": stat}}
 
-    alarm = _alarm(name, description, EvaluationPeriods=2, Threshold=threshold,
-                   ComparisonOperator="GreaterThanThreshold", Metrics=[
-                       metric("errors", errors), metric("requests", requests),
-                       {"Id": "rate", "ReturnData": True, "Label": "share of requests",
-                        "Expression": f"IF(requests >= {MIN_REQUESTS_FOR_RATE_ALARMS}, "
-                                      "FILL(errors, 0) / requests, 0)"}])
-    return alarm
+
+def _flat(spec: dict) -> dict:
+    """A metric spec as a single-metric alarm's properties."""
+    return {"Namespace": spec["Namespace"], "MetricName": spec["MetricName"], "Dimensions": spec["Dimensions"]}
+
+
+def _rate_alarm(name: str, description: str, errors: dict, requests: dict, *, rate: float, count: int,
+                periods: int = 2) -> dict:
+    """Breaching in a 5-minute period with at least `count` errors whatever the traffic, or, over at least
+    MIN_REQUESTS_FOR_RATE_ALARMS requests, with more than `rate` of them errors; `periods` periods in a row.
+
+    The expression is 1 (breaching) or 0, written with nested IFs (no division, so no gap where there were no
+    requests): the alarm compares it with 1."""
+    e, r = "FILL(errors, 0)", "FILL(requests, 0)"
+    expression = (f"IF({e} >= {count}, 1, IF({r} >= {MIN_REQUESTS_FOR_RATE_ALARMS}, "
+                  f"IF({e} > {rate} * {r}, 1, 0), 0))")
+    return _alarm(name, description, EvaluationPeriods=periods, DatapointsToAlarm=periods, Threshold=1,
+                  ComparisonOperator="GreaterThanOrEqualToThreshold", Metrics=[
+                      _metric("errors", errors), _metric("requests", requests),
+                      {"Id": "breaching", "ReturnData": True, "Expression": expression,
+                       "Label": f"{count}+ errors, or over {rate:.0%} of {MIN_REQUESTS_FOR_RATE_ALARMS}+ requests"}])
 
 
 def dashboard(stage: str, names: dict[str, str], api_dimensions: list[dict]) -> dict:
@@ -212,6 +251,10 @@ def dashboard(stage: str, names: dict[str, str], api_dimensions: list[dict]) -> 
         graph("Function errors and throttles", [
             ["AWS/Lambda", metric, "FunctionName", name] for name in names.values()
             for metric in ("Errors", "Throttles")], 16, 12),
+        graph("Health check: failed (1) and ms", [
+            [METRICS_NAMESPACE, "HealthCheckFailed", "Stage", stage, {"stat": "Maximum"}],
+            [METRICS_NAMESPACE, "HealthCheckMs", "Stage", stage, {"stat": "Maximum", "yAxis": "right"}]],
+            0, 18, period=HEALTH_CHECK_MINUTES * 60),
     ]}
 
 
@@ -270,6 +313,52 @@ def scope_function_access(template: dict, stage: str) -> None:
             ]}})
 
 
+def add_health_check(template: dict, stage: str, names: dict[str, str]) -> None:
+    """The synthetic check of GET <ApiUrl>api/health (ops/health_check.py, inline: no package, no dependency)
+    every HEALTH_CHECK_MINUTES, with its own log group and a role that may only write there."""
+    resources = template["Resources"]
+    api = resources["APIHandler"]["Properties"]
+    name = f"{names['APIHandler']}-health-check"
+    api_url = template["Outputs"]["EndpointURL"]["Value"]["Fn::Sub"]
+    resources["HealthCheckLogGroup"] = {
+        "Type": "AWS::Logs::LogGroup",
+        "DeletionPolicy": "RetainExceptOnCreate",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {"LogGroupName": f"/aws/lambda/{name}", "RetentionInDays": LOG_RETENTION_DAYS},
+    }
+    resources["HealthCheckRole"] = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+            "Policies": [{"PolicyName": "OwnLogs", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                 "Resource": {"Fn::GetAtt": ["HealthCheckLogGroup", "Arn"]}}]}}],
+        },
+    }
+    resources["HealthCheck"] = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {
+            "FunctionName": name,
+            "Description": "GET /api/health every few minutes; HealthCheckFailed is what the health-check alarm reads",
+            "Runtime": api["Runtime"], "Architectures": api.get("Architectures", ["x86_64"]),
+            "Handler": "index.handler", "InlineCode": HEALTH_CHECK_SOURCE.read_text(),
+            "MemorySize": 128, "Timeout": HEALTH_CHECK_TIMEOUT_SECONDS + 5,
+            "Role": {"Fn::GetAtt": ["HealthCheckRole", "Arn"]},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": {"Ref": "HealthCheckLogGroup"}},
+            "Environment": {"Variables": {
+                "HEALTH_URL": {"Fn::Sub": api_url + "api/health"}, "STAGE": stage,
+                "METRICS_NAMESPACE": METRICS_NAMESPACE, "TIMEOUT_SECONDS": str(HEALTH_CHECK_TIMEOUT_SECONDS)}},
+            "Events": {"Schedule": {"Type": "Schedule", "Properties": {
+                "Schedule": f"rate({HEALTH_CHECK_MINUTES} minutes)",
+                "Description": f"the synthetic check of {stage}'s /api/health"}}},
+            # It never raises (a failed check is a metric), so a retry would only check twice.
+            "EventInvokeConfig": {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 300},
+        },
+    }
+    template["Outputs"]["HealthCheckFunctionName"] = {"Value": {"Ref": "HealthCheck"}}
+
+
 def add_operations(template: dict, stage: str, config: dict) -> dict:
     """Merge the operations resources into Chalice's SAM template (in place; also returned)."""
     resources = template["Resources"]
@@ -288,11 +377,14 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
     template["Parameters"] = {
         "AlarmEmail": {"Type": "String", "Default": "",
                        "Description": "Address subscribed to the alarm topic (empty: subscribe later)"},
-        "ApiThrottleRate": {"Type": "Number", "Default": 50, "MinValue": 1,
+        "ApiThrottleRate": {"Type": "Number", "Default": 20, "MinValue": 1,
                             "Description": "Steady requests per second the API stage accepts"},
-        "ApiThrottleBurst": {"Type": "Number", "Default": 100, "MinValue": 1,
-                             "Description": "Requests the API stage accepts in a burst"},
+        "ApiThrottleBurst": {"Type": "Number", "Default": reserved["APIHandler"] or 20, "MinValue": 1,
+                             "Description": "Requests the API stage accepts at once: at most the API function's "
+                                            "reserved concurrency, or Lambda throttles what the stage admitted"},
     }
+    if reserved["APIHandler"]:
+        template["Parameters"]["ApiThrottleBurst"]["MaxValue"] = reserved["APIHandler"]
     # Without OpenApiVersion, SAM adds a second stage named "Stage" (no throttling, no access log, no alarms).
     template["Globals"] = {"Api": {"OpenApiVersion": "2.0"}}
     template["Conditions"] = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}}
@@ -334,35 +426,16 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
         "HttpMethod": "*",
         "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
         "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
-        "MetricsEnabled": True,
     }]
     api["AccessLogSetting"] = {"DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
                                "Format": ACCESS_LOG_FORMAT}
-    # Access logs need API Gateway's account-wide CloudWatch role (one per account and region).
-    resources["RestAPI"]["DependsOn"] = ["ApiGatewayAccount"]
+    # Access logs need API Gateway's CloudWatch role, one per account and region for every API there: the stack
+    # leaves that setting alone (the deploy checks one is set; the README's "From zero" sets one where none is).
     resources["ApiAccessLogGroup"] = {
         "Type": "AWS::Logs::LogGroup",
         "DeletionPolicy": "RetainExceptOnCreate",
         "UpdateReplacePolicy": "Retain",
         "Properties": {"LogGroupName": f"/aws/apigateway/{api_name}-access", "RetentionInDays": LOG_RETENTION_DAYS},
-    }
-    resources["ApiGatewayCloudWatchRole"] = {
-        "Type": "AWS::IAM::Role",
-        "DeletionPolicy": "Retain",
-        "UpdateReplacePolicy": "Retain",
-        "Properties": {
-            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
-                "Action": "sts:AssumeRole"}]},
-            "ManagedPolicyArns": [
-                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}],
-        },
-    }
-    resources["ApiGatewayAccount"] = {
-        "Type": "AWS::ApiGateway::Account",
-        "DeletionPolicy": "Retain",
-        "UpdateReplacePolicy": "Retain",
-        "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}},
     }
     # In the Swagger body (not separate resources) so that a change redeploys the stage.
     api["DefinitionBody"]["x-amazon-apigateway-gateway-responses"] = gateway_responses()
@@ -387,76 +460,102 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
                                            "Dimensions": [{"Key": "ApiId", "Value": "$.apiId"}]}],
             },
         }
+    add_health_check(template, stage, names)
+    api_count = {"Namespace": "AWS/ApiGateway", "MetricName": "Count", "Dimensions": api_dimensions}
+
+    def lambda_metric(metric: str, logical_id: str) -> dict:
+        return {"Namespace": "AWS/Lambda", "MetricName": metric,
+                "Dimensions": [{"Name": "FunctionName", "Value": names[logical_id]}]}
+
+    # Each alarm pages someone: it fires only when a person has something to do (the description says what),
+    # and every outage users notice fires one at any traffic (the synthetic check and the absolute counts).
     resources.update({
-        "Api5xxRateAlarm": _rate_alarm(
-            f"{api_name}-api-5xx-rate", "More than 5% of API requests answered 5XX over 5 minutes, twice in a row "
-            f"(with at least {MIN_REQUESTS_FOR_RATE_ALARMS} requests in each 5 minutes)",
-            {"Namespace": "AWS/ApiGateway", "MetricName": "5XXError", "Dimensions": api_dimensions},
-            {"Namespace": "AWS/ApiGateway", "MetricName": "Count", "Dimensions": api_dimensions},
-            threshold=0.05),
+        "Api5xxAlarm": _rate_alarm(
+            f"{api_name}-api-5xx", "Users are getting 5XX answers: 10 or more in 5 minutes (any traffic), or over 5% "
+            f"of at least {MIN_REQUESTS_FOR_RATE_ALARMS} requests, twice in a row. Act: the health check and the "
+            "dashboard say which dependency fails (Neon, R2, SSM) or whether a deploy did; roll back or fix it",
+            {"Namespace": "AWS/ApiGateway", "MetricName": "5XXError", "Dimensions": api_dimensions}, api_count,
+            rate=0.05, count=10),
+        "HealthCheckAlarm": _alarm(
+            f"{api_name}-health-check", f"GET /api/health failed twice within 15 minutes (checked every "
+            f"{HEALTH_CHECK_MINUTES} minutes by {names['APIHandler']}-health-check; 503 names the failing "
+            "dependency). INSUFFICIENT_DATA after OK: the check itself stopped. Act: restore the dependency or "
+            "roll back",
+            Namespace=METRICS_NAMESPACE, MetricName="HealthCheckFailed", Dimensions=[{"Name": "Stage", "Value": stage}],
+            Statistic="Maximum", Period=HEALTH_CHECK_MINUTES * 60, EvaluationPeriods=3, DatapointsToAlarm=2,
+            Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold"),
         "ApiLatencyP99Alarm": _alarm(
-            f"{api_name}-api-latency-p99", "p99 API latency above 3 s for 15 minutes",
-            Namespace="AWS/ApiGateway", MetricName="Latency", Dimensions=api_dimensions, ExtendedStatistic="p99",
-            Period=300, EvaluationPeriods=3, Threshold=3000, ComparisonOperator="GreaterThanThreshold"),
+            f"{api_name}-api-latency-p99", f"p99 API latency above 3 s over at least {MIN_REQUESTS_FOR_RATE_ALARMS} "
+            "requests in each of three 5-minute periods (a quiet hour's few cold requests never count). Act: the "
+            "dashboard tells Neon, R2 or cold starts apart",
+            EvaluationPeriods=3, DatapointsToAlarm=3, Threshold=3000, ComparisonOperator="GreaterThanThreshold",
+            Metrics=[_metric("p99", {"Namespace": "AWS/ApiGateway", "MetricName": "Latency",
+                                     "Dimensions": api_dimensions}, stat="p99"),
+                     _metric("requests", api_count),
+                     {"Id": "gated", "ReturnData": True, "Label": f"p99 (ms) over {MIN_REQUESTS_FOR_RATE_ALARMS}+ "
+                                                                  "requests",
+                      "Expression": f"IF(FILL(requests, 0) >= {MIN_REQUESTS_FOR_RATE_ALARMS}, p99, 0)"}]),
         "ApiUnhandledErrorsAlarm": _alarm(
-            f"{api_name}-api-unhandled-errors", "Unexpected exceptions answered 500 (UnhandledErrors, from the logs)",
+            f"{api_name}-api-unhandled-errors", "An unexpected exception was answered 500 (UnhandledErrors, from our "
+            "log lines): a bug, which no retry mends. Act: read the line's exception and fix it",
             Namespace=METRICS_NAMESPACE, MetricName="UnhandledErrors", Dimensions=[{"Name": "Stage", "Value": stage}],
-            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=5,
+            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
             ComparisonOperator="GreaterThanOrEqualToThreshold"),
         "ApiErrorsAlarm": _alarm(
-            f"{api_name}-api-function-errors", "The API function itself failed (timeouts, crashes: Lambda Errors)",
-            Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
-                "APIHandler"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=5,
-            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+            f"{api_name}-api-function-errors", "The API function itself failed 3 or more times in 5 minutes "
+            "(timeouts, crashes, a failed start: Lambda Errors, answered 502/504 by API Gateway). Act: its log "
+            "(Task timed out, the start-up error)",
+            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=3,
+            ComparisonOperator="GreaterThanOrEqualToThreshold", **_flat(lambda_metric("Errors", "APIHandler"))),
         "ApiThrottlesAlarm": _alarm(
-            f"{api_name}-throttles", "The API function was throttled (reserved concurrency exhausted)",
-            Namespace="AWS/Lambda", MetricName="Throttles", Dimensions=[{"Name": "FunctionName", "Value": names[
-                "APIHandler"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+            f"{api_name}-throttles", "Lambda throttled the API function in each of three 5-minute periods in a row "
+            "(answered 500): traffic needs more than its reserved concurrency for 15 minutes. Act: raise "
+            "reserved_concurrency or find the caller",
+            Statistic="Sum", Period=300, EvaluationPeriods=3, DatapointsToAlarm=3, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold", **_flat(lambda_metric("Throttles", "APIHandler"))),
         "ApiGatewayThrottlesAlarm": _rate_alarm(
-            f"{api_name}-stage-throttles", "API Gateway's stage throttle refused more than 5% of requests (THROTTLED "
-            "in the access log) over 5 minutes, twice in a row: raise ApiThrottleRate/ApiThrottleBurst or find the "
-            "caller",
+            f"{api_name}-stage-throttles", "API Gateway's stage throttle refused 50 or more requests in 5 minutes, "
+            "or over 5% of them, twice in a row (THROTTLED in the access log). Act: raise ApiThrottleRate (and the "
+            "burst, within reserved concurrency) or find the caller",
             {"Namespace": METRICS_NAMESPACE, "MetricName": "ThrottledRequests",
-             "Dimensions": [{"Name": "ApiId", "Value": {"Ref": "RestAPI"}}]},
-            {"Namespace": "AWS/ApiGateway", "MetricName": "Count", "Dimensions": api_dimensions},
-            threshold=0.05),
-        "ExpireAbandonedErrorsAlarm": _alarm(
-            f"{api_name}-sweep-errors", "The hourly sweep failed",
-            Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
-                "ExpireAbandoned"]}], Statistic="Sum", Period=3600, EvaluationPeriods=1, Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+             "Dimensions": [{"Name": "ApiId", "Value": {"Ref": "RestAPI"}}]}, api_count, rate=0.05, count=50),
         "ExpireAbandonedDeliveryAlarm": _alarm(
-            f"{api_name}-sweep-failure-undelivered", "A failed sweep could not be delivered to the alarm topic "
-            "(DestinationDeliveryFailures)",
-            Namespace="AWS/Lambda", MetricName="DestinationDeliveryFailures", Dimensions=[
-                {"Name": "FunctionName", "Value": names["ExpireAbandoned"]}], Statistic="Sum", Period=300,
-            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold"),
+            f"{api_name}-sweep-failure-undelivered", "A sweep that failed all its tries could not be delivered to "
+            "the alarm topic (DestinationDeliveryFailures). Act: read the sweep's log; fix the topic's permission",
+            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            **_flat(lambda_metric("DestinationDeliveryFailures", "ExpireAbandoned"))),
         "MigrateErrorsAlarm": _alarm(
-            f"{api_name}-migrate-errors", "The migrate function failed (a deploy's check, or a manual run)",
-            Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
-                "Migrate"]}], Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold"),
+            f"{api_name}-migrate-errors", "The migrate function failed (a deploy's check, or a manual run): the "
+            "schema may not be what the code expects. Act: read its log; the deploy stopped",
+            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold", **_flat(lambda_metric("Errors", "Migrate"))),
     })
     # A missed sweep leaves no data at all, so "missing" is the signal here. A new alarm starts in
     # INSUFFICIENT_DATA and, with missing data left as missing, stays there quietly until the first heartbeat
     # (the deploy runs the sweep once), so a fresh stack raises nothing; once armed (OK), two hours without a
-    # heartbeat move it to INSUFFICIENT_DATA, which notifies the topic.
+    # heartbeat move it to INSUFFICIENT_DATA, which notifies the topic. A run whose tries all failed reaches the
+    # topic as the sweep's on-failure destination, with its error; one that a retry mended pages nobody.
     heartbeat = _alarm(
-        f"{api_name}-sweep-missed", "No sweep heartbeat for 2 hours (the hourly sweep did not complete); "
-        "INSUFFICIENT_DATA after OK means the heartbeats stopped",
+        f"{api_name}-sweep-missed", "No sweep heartbeat for 2 hours: two hourly runs did not complete. "
+        "INSUFFICIENT_DATA after OK means the heartbeats stopped. Act: the sweep's log, then make sweep",
         Namespace=METRICS_NAMESPACE, MetricName="SweepHeartbeat", Dimensions=[{"Name": "Stage", "Value": stage}],
         Statistic="Sum", Period=3600, EvaluationPeriods=2, Threshold=1, ComparisonOperator="LessThanThreshold")
     heartbeat["Properties"]["TreatMissingData"] = "missing"
     heartbeat["Properties"]["InsufficientDataActions"] = [{"Ref": "AlarmTopic"}]
     resources["SweepHeartbeatAlarm"] = heartbeat
+    # The same for the synthetic check: quiet until its first run, then a check that stops reporting notifies.
+    health = resources["HealthCheckAlarm"]["Properties"]
+    health["TreatMissingData"] = "missing"
+    health["InsufficientDataActions"] = [{"Ref": "AlarmTopic"}]
     if api_limit:
         resources["ApiConcurrencyAlarm"] = _alarm(
-            f"{api_name}-concurrency-near-limit", f"API function concurrency at 80% of its reserved {api_limit}",
-            Namespace="AWS/Lambda", MetricName="ConcurrentExecutions", Dimensions=[{"Name": "FunctionName",
-                                                                                   "Value": names["APIHandler"]}],
+            f"{api_name}-concurrency-near-limit", f"API function concurrency at 80% of its reserved {api_limit} in 3 "
+            "of 5 minutes: throttling (500s) is next. Act: raise reserved_concurrency (and the account's quota) "
+            "or find the caller",
             Statistic="Maximum", Period=60, EvaluationPeriods=5, DatapointsToAlarm=3,
-            Threshold=max(1, int(api_limit * 0.8)), ComparisonOperator="GreaterThanOrEqualToThreshold")
+            Threshold=max(1, int(api_limit * 0.8)), ComparisonOperator="GreaterThanOrEqualToThreshold",
+            **_flat(lambda_metric("ConcurrentExecutions", "APIHandler")))
     resources["Dashboard"] = {
         "Type": "AWS::CloudWatch::Dashboard",
         "Properties": {"DashboardName": api_name,
@@ -533,7 +632,8 @@ def add_processing(template: dict, stage: str, config: dict, names: dict[str, st
     resources.update({
         "JobsQueueAgeAlarm": _alarm(
             f"{api_name}-jobs-waiting", "The oldest job in the processing queue has waited over 10 minutes, three "
-            "times in a row: workers are not taking jobs (throttled, failing at start-up, or the provider's limit)",
+            "times in a row: workers are not taking jobs (throttled, failing at start-up, or the provider's limit). "
+            "Act: the worker's log and the queue widgets (runbook: Jobs wait in the queue)",
             Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage", Dimensions=queue_dimensions,
             Statistic="Maximum", Period=300, EvaluationPeriods=3, Threshold=600,
             ComparisonOperator="GreaterThanThreshold"),
@@ -541,13 +641,13 @@ def add_processing(template: dict, stage: str, config: dict, names: dict[str, st
         # handler's invocations are what say a job was given up.
         "JobsDeadLettersAlarm": _alarm(
             f"{api_name}-jobs-dead-letters", "A job message failed five receives and reached the dead-letter queue "
-            "(its job was failed; see the runbook: find why in the worker's log, fix it, retry the jobs)",
+            "(its job was failed). Act: find why in the worker's log, fix it, retry the jobs (runbook)",
             Namespace="AWS/Lambda", MetricName="Invocations",
             Dimensions=[{"Name": "FunctionName", "Value": names["FailUndeliverable"]}], Statistic="Sum", Period=300,
             EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold"),
         "ProcessJobErrorsAlarm": _alarm(
             f"{api_name}-worker-errors", "The processing worker failed 10 or more invocations in each of three "
-            "5-minute periods (a bug, or a dependency down for 15 minutes)",
+            "5-minute periods (a bug, or a dependency down for 15 minutes). Act: its log names the exception",
             Namespace="AWS/Lambda", MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": names[
                 "ProcessJob"]}], Statistic="Sum", Period=300, EvaluationPeriods=3, Threshold=10,
             ComparisonOperator="GreaterThanOrEqualToThreshold"),

@@ -2,7 +2,9 @@
 
     python -m ops.sweep --stage prod --region eu-central-1
 
-The payload is `{}`: the function fills in what Chalice's scheduled wrapper reads and marks the run as manual.
+The payload is `{}`: the function fills in what Chalice's scheduled wrapper reads and marks the run as manual. The
+invocation is sent once, and the CLI waits for it as long as the function may run (see ops/deploy.py's
+invoke_step); if the hourly run holds the function's one reserved slot, it is tried again until that run ends.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 
 from ops.deploy import REGION, DeployError, execute, invoke_step
-from ops.package import ROOT, function_names
+from ops.package import ROOT, function_names, function_timeout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,15 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     if not REGION.match(args.region):
         print(f"--region {args.region!r} is not an AWS region name (e.g. eu-central-1)", file=sys.stderr)
         return 2
-    (ROOT / "build").mkdir(exist_ok=True)
+    response = ROOT / "build" / f"sweep-{args.stage}-response.json"
     try:
         execute([invoke_step("run the sweep (fails on FunctionError)", function_names(args.stage)["ExpireAbandoned"],
-                             args.region, ROOT / "build" / f"sweep-{args.stage}-response.json",
-                             capture="SweepInvoke")], stage=args.stage)
+                             args.region, response, capture="SweepInvoke",
+                             timeout_seconds=function_timeout(args.stage, "ExpireAbandoned"))],
+                stage=args.stage, region=args.region)
     except DeployError as exc:
         print(f"sweep: {exc}", file=sys.stderr)
         return 1
-    print((ROOT / "build" / f"sweep-{args.stage}-response.json").read_text())
+    print(response.read_text())
     return 0
 
 

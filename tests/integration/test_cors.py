@@ -70,7 +70,7 @@ def test_actual_responses_errors_included_reflect_an_allowed_origin_only(live_se
     status, headers, body = send(f"{live_server}/api/upload", "POST", bad_body, b"{}")
     assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR"
     assert (headers["Access-Control-Allow-Origin"], headers["Access-Control-Expose-Headers"], headers["Vary"]) == (
-        SECOND_ORIGIN, "Retry-After", "Origin")
+        SECOND_ORIGIN, "Retry-After, x-amzn-RequestId, x-amz-apigw-id", "Origin")
 
     status, headers, _ = send(f"{live_server}/api/upload/abcdefghijklmnopqrstuvwx", headers={"Origin": EVIL})
     assert status == 401 and "Access-Control-Allow-Origin" not in headers and headers["Vary"] == "Origin"

@@ -1,6 +1,7 @@
 """The packager's checks that need no build: origins, runtime warning, the migrate invocation check."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,65 @@ def test_a_build_naming_an_ssm_parameter_its_functions_may_not_read_is_refused(t
 
     with pytest.raises(DeployError, match="/3d-ultra/staging/database-url is outside /3d-ultra/prod/"):
         check_build(tmp_path, "prod")
+
+
+def account(unreserved, total=1000):
+    return json.dumps({"ConcurrentExecutions": total, "UnreservedConcurrentExecutions": unreserved})
+
+
+def test_the_concurrency_check_reads_what_stays_unreserved_after_the_functions_reserve_theirs():
+    from ops.deploy import check_account_concurrency, reserved_concurrency
+    from ops.package import CONFIG_NAMES, stage_config
+
+    needed = reserved_concurrency("prod")
+    functions = stage_config("prod")["lambda_functions"]
+    none_yet = ["null"] * len(CONFIG_NAMES)
+    held = [json.dumps({"ReservedConcurrentExecutions": functions[name]["reserved_concurrency"]})
+            if functions[name].get("reserved_concurrency") else "{}" for name in CONFIG_NAMES.values()]
+    assert needed == 35
+    # A new account (10 in all): nothing reserved yet.
+    with pytest.raises(DeployError, match=rf"has 10 of its 10 .* reserve 0 now and {needed} once deployed, which "
+                                          rf"would leave {10 - needed}, and Lambda keeps at least 100 unreserved"):
+        check_account_concurrency(account(10, 10), none_yet, "prod")
+    # Other functions in the account reserve 900 of 1000: the account's total alone would have passed.
+    with pytest.raises(DeployError, match=f"which would leave {100 - needed}"):
+        check_account_concurrency(account(100), none_yet, "prod")
+    # A redeploy: the functions' reservations are held already and count back in.
+    check_account_concurrency(account(100), held, "prod")
+    # A function that exists without a reservation answers {}.
+    check_account_concurrency(account(100 + needed), ["{}"] * len(CONFIG_NAMES), "prod")
+
+
+def test_the_stage_burst_stays_within_the_api_functions_reserved_concurrency():
+    from ops.deploy import check_parameters
+
+    common = dict(stage="prod", region="eu-central-1", bucket="3d-ultra-artifacts", alarm_email="a@3d-ultra.com")
+    check_parameters(**common, throttle_rate=20, throttle_burst=None)  # the default burst: the reservation, 20
+    check_parameters(**common, throttle_rate=10, throttle_burst=20)
+    with pytest.raises(DeployError, match=r"--throttle-burst 100 exceeds the API function's reserved concurrency "
+                                          r"\(20\): a burst the stage admits would be throttled by Lambda"):
+        check_parameters(**common, throttle_rate=50, throttle_burst=100)
+    with pytest.raises(DeployError, match="a burst no smaller than the rate"):
+        check_parameters(**common, throttle_rate=30, throttle_burst=None)
+
+
+@pytest.mark.parametrize("answer", ["None", "", "null"])
+def test_a_region_without_api_gateways_logging_role_is_refused(answer):
+    from ops.deploy import check_api_gateway_role
+
+    with pytest.raises(DeployError, match="API Gateway has no CloudWatch Logs role in eu-central-1"):
+        check_api_gateway_role(answer, "eu-central-1")
+    check_api_gateway_role("arn:aws:iam::123456789012:role/apigateway-cloudwatch", "eu-central-1")
+
+
+def test_each_invocation_waits_as_long_as_its_function_may_run():
+    from ops.deploy import INVOKE_READ_MARGIN_SECONDS, invoke_step
+    from ops.package import function_timeout
+
+    assert (function_timeout("prod", "Migrate"), function_timeout("prod", "ExpireAbandoned"),
+            function_timeout("prod", "APIHandler"), function_timeout("dev", "APIHandler")) == (300, 300, 15, 60)
+    step = invoke_step("run", "f", "eu-central-1", Path("/b/r.json"), capture="R", timeout_seconds=300)
+    assert step.argv[step.argv.index("--cli-read-timeout") + 1] == str(300 + INVOKE_READ_MARGIN_SECONDS)
+    assert step.shown().startswith("AWS_MAX_ATTEMPTS=1 AWS_RETRY_MODE=standard aws lambda invoke ")
+    assert "--cli-binary-format" not in step.argv and "fileb:///b/empty-event.json" in step.argv
+    assert step.writes == {"/b/empty-event.json": "{}"}

@@ -16,8 +16,9 @@ from tests.logfilter import matches
 from tests.unit.fakes import SweepUploads
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+# The runbook's `logs GROUP SECONDS PATTERN` lines (its shell function over `aws logs filter-log-events`).
 FILTERS = dict(((group, pattern), pattern) for group, pattern in re.findall(
-    r"aws logs tail (\S+) [^\n]*?--filter-pattern '([^']+)'", README))
+    r"^\s*logs (/\S+) \d+ '([^']+)'$", README, re.M))
 API_GROUP, ACCESS_GROUP = "/aws/lambda/three-d-ultra-upload-prod", "/aws/apigateway/three-d-ultra-upload-prod-access"
 SWEEP_GROUP = "/aws/lambda/three-d-ultra-upload-prod-expire-abandoned"
 BODY = {"email": "person@example.com", "fileType": "image/png", "fileSize": 68}
@@ -126,3 +127,42 @@ def test_the_runbook_error_filter_selects_the_line_of_a_sweep_that_failed(deps, 
     selected = [json.loads(line) for line in lines if matches(readme_filter(SWEEP_GROUP, "level"), line)]
     assert [(line["message"], line["requestId"]) for line in selected] == [
         ("expire-abandoned failed: TimeoutError", "sweep-2")]
+
+
+def test_the_runbook_reads_logs_with_a_command_the_pinned_cli_has():
+    # CLI v1 has no `logs tail` ("Invalid choice"); the runbook's function runs filter-log-events.
+    assert "aws logs tail" not in README
+    assert len(FILTERS) >= 8
+    [function] = re.findall(r"^  logs\(\) \{.*?\n  \}", README, re.M | re.S)
+    assert "aws logs filter-log-events --region eu-central-1 --log-group-name \"$1\"" in function
+    assert '--filter-pattern "$3"' in function
+
+
+def test_one_id_follows_a_request_through_the_access_log_our_lines_and_lambdas_own(deps, json_lines):
+    lines = []
+    gateway = ApiGateway(app_module.app, stage="api", access_log=lines.append)
+    status, headers, _ = gateway.handle("POST", "/api/api/upload", [("Content-Type", "application/json")],
+                                        json.dumps(BODY).encode(), "198.51.100.7")
+    gateway.handle("GET", "/api/api/upload/limits", [], b"", "198.51.100.7")
+    ours = [json.dumps(line) for line in json_lines()]
+    answer = dict(headers)
+    access = json.loads(lines[0])
+
+    # The answer carries API Gateway's ids; either finds the request's access line, and only that one.
+    by_id = readme_filter(ACCESS_GROUP, "extendedRequestId")
+    for header in ("x-amzn-RequestId", "x-amz-apigw-id"):
+        selected = [line for line in lines if matches(by_id.replace("<id>", answer[header]), line)]
+        assert selected == [lines[0]]
+    invocation = access["lambdaRequestId"]
+    assert status == 201 and invocation not in ("", "-")
+    # The access line's invocation id selects our lines of that request (not the other's) and Lambda's own.
+    term = readme_filter(API_GROUP, "lambdaRequestId").replace("<lambdaRequestId>", invocation)
+    mine = [json.loads(line) for line in ours if matches(term, line)]
+    assert mine and {line["lambdaRequestId"] for line in mine} == {invocation}
+    assert {line["requestId"] for line in mine} == {answer["x-amzn-RequestId"]}
+    assert {line["extendedRequestId"] for line in mine} == {answer["x-amz-apigw-id"]}
+    assert ("request", 201) in [(line["message"], line.get("status")) for line in mine]
+    platform = [f"START RequestId: {invocation} Version: $LATEST",
+                f"2026-01-01T00:00:15.000Z {invocation} Task timed out after 15.00 seconds",
+                f"REPORT RequestId: {invocation}\tDuration: 15000.00 ms\tBilled Duration: 15000 ms"]
+    assert all(matches(term, line) for line in platform)

@@ -106,3 +106,32 @@ def test_a_sweep_ends_with_one_summary_line_that_is_also_its_heartbeat_metric(cl
     (directive,) = record._aws["CloudWatchMetrics"]
     assert directive["Metrics"] == [{"Name": name, "Unit": "Count"} for name in
                                     ("SweepHeartbeat", "UploadsExpired", "ObjectsDeleted", "EmailsCleared")]
+
+
+def test_a_sweep_starts_no_batch_without_time_for_it_and_the_next_run_goes_on(clock, service_logs):
+    uploads, storage = SweepUploads(["k0", "k1", "k2", "k3"]), FakeStorage()
+    left = iter([300.0, 31.0, 29.0])
+
+    summary = sweep(uploads, storage, batch_size=2, seconds_left=lambda: next(left))
+
+    assert summary == {"expired": 7, "objectsDeleted": 4, "stoppedEarly": True}
+    assert [name for name, _ in uploads.calls].count("objects_to_delete") == 2
+    record = sweep_line(service_logs)
+    assert (record.stoppedEarly, record.SweepHeartbeat) == (True, 1)
+
+
+def test_the_scheduled_sweep_reads_the_invocations_remaining_time(deps, monkeypatch):
+    import app as app_module
+
+    seen = {}
+
+    def expire(**options):
+        seen["left"] = options["seconds_left"]()
+        return {"expired": 0, "objectsDeleted": 0}
+
+    monkeypatch.setattr(services, "expire_abandoned_uploads", expire)
+    context = SimpleNamespace(aws_request_id="sweep-3", get_remaining_time_in_millis=lambda: 299_500)
+
+    app_module.expire_abandoned({}, context)
+
+    assert seen["left"] == 299.5
