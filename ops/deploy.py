@@ -187,7 +187,7 @@ def check_api_gateway_role(output: str, region: str) -> None:
     if output.strip() in ("", "None", "null"):
         raise DeployError(
             f"API Gateway has no CloudWatch Logs role in {region} (an account-wide setting, shared by every API "
-            "there), so the stage's access log cannot be written: set one once as the README's \"From zero to a "
+            "there), so the stage's access log cannot be written: set one once as docs/deploy.md's \"From zero to a "
             "deployed stage\" says, then deploy")
 
 
@@ -206,7 +206,7 @@ def check_parameters_exist(output: str) -> None:
     missing = json.loads(output) or []
     if missing:
         raise DeployError(f"the functions name SSM parameters that do not exist: {', '.join(sorted(missing))};"
-                          " store them (see the README's Deploy section) before deploying")
+                          " store them (see docs/deploy.md) before deploying")
 
 
 def deploy_steps(*, stage: str, region: str, template: str, parameters: list[str], bucket: str,

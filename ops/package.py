@@ -430,7 +430,7 @@ def add_operations(template: dict, stage: str, config: dict) -> dict:
     api["AccessLogSetting"] = {"DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
                                "Format": ACCESS_LOG_FORMAT}
     # Access logs need API Gateway's CloudWatch role, one per account and region for every API there: the stack
-    # leaves that setting alone (the deploy checks one is set; the README's "From zero" sets one where none is).
+    # leaves that setting alone (the deploy checks one is set; docs/deploy.md's "From zero" sets one where none is).
     resources["ApiAccessLogGroup"] = {
         "Type": "AWS::Logs::LogGroup",
         "DeletionPolicy": "RetainExceptOnCreate",

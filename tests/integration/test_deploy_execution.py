@@ -233,7 +233,7 @@ def test_a_missing_artefact_bucket_stops_the_deploy_before_migrating(aws, build,
 def test_a_region_whose_api_gateway_has_no_logging_role_stops_the_deploy_before_migrating(aws, build, moto, fake):
     log_dir, direct_url = aws
     with pytest.raises(DeployError, match=r"API Gateway has no CloudWatch Logs role in eu-west-1 .* set one once as "
-                                          r"the README's \"From zero to a deployed stage\" says"):
+                                          r"docs/deploy.md's \"From zero to a deployed stage\" says"):
         execute(steps_for(build, region="eu-west-1"))
     assert applied_migrations(direct_url) == []
     assert "CreateChangeSet" not in fake.names()
@@ -249,7 +249,7 @@ def test_a_secret_the_new_functions_need_but_nobody_stored_stops_the_deploy_befo
         execute(steps_for(build))
 
     assert str(caught.value) == ("the functions name SSM parameters that do not exist: /3d-ultra/prod/digest-secret;"
-                                 " store them (see the README's Deploy section) before deploying")
+                                 " store them (see docs/deploy.md) before deploying")
     assert applied_migrations(direct_url) == []
     assert "CreateChangeSet" not in fake.names()
 

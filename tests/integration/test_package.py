@@ -274,8 +274,8 @@ def test_the_health_check_runs_every_five_minutes_inline_and_may_only_write_its_
     assert (alarm["Period"], alarm["Statistic"]) == (300, "Maximum")
 
 
-def test_the_readme_alarm_table_lists_every_alarm_of_the_template(template):
-    readme = (ROOT / "README.md").read_text()
+def test_the_runbooks_alarm_table_lists_every_alarm_of_the_template(template):
+    readme = "".join(path.read_text() for path in sorted((ROOT / "docs").glob("*.md")))
     table = readme[readme.index("| alarm | metric |"):]
     table = table[:table.index("\n\n")]
     named = re.findall(r"^ *\| `([a-z0-9-]+)` \|", table, re.M)

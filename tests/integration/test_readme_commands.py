@@ -15,7 +15,8 @@ import pytest
 from devstack.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+# The README and the documentation it links to, read as one text.
+README = "\n".join(path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 PINNED_CLI = Path(sys.executable).parent / "aws"
 SEPARATORS = {"|", "||", "&&", ";", ")", ">", ">>", "&"}
 # Innermost first: `$(date +%s)`, then `$(( (1 - 1) * 1000 ))`, then variables.

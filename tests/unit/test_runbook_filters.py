@@ -1,4 +1,4 @@
-"""The README runbook's CloudWatch Logs filters and the template's metric filters, applied to the lines the
+"""The runbook's (docs/runbook.md) CloudWatch Logs filters and the template's metric filters, applied to the lines the
 functions really write and to access-log lines in the template's format (from the local API Gateway stand-in,
 or rendered as API Gateway fills it in for what the stand-in cannot do, such as throttling)."""
 
@@ -15,7 +15,7 @@ from ops.package import ACCESS_LOG_FIELDS, ACCESS_LOG_METRICS, render_access_log
 from tests.logfilter import matches
 from tests.unit.fakes import SweepUploads
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
 # The runbook's `logs GROUP SECONDS PATTERN` lines (its shell function over `aws logs filter-log-events`).
 FILTERS = dict(((group, pattern), pattern) for group, pattern in re.findall(
     r"^\s*logs (/\S+) \d+ '([^']+)'$", README, re.M))
