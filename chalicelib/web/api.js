@@ -72,7 +72,8 @@ export function createClient(options) {
         }
         if (!response.ok) {
             const error = errorBody(payload);
-            throw new ApiError(response.status, error ? error.code : "UNEXPECTED_RESPONSE", error ? error.message : UNEXPECTED_MESSAGE, { retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
+            throw new ApiError(response.status, error ? error.code : "UNEXPECTED_RESPONSE", error ? error.message : UNEXPECTED_MESSAGE, { retryAfter: parseRetryAfter(response.headers.get("Retry-After")),
+                requestId: response.headers.get("x-amzn-RequestId") });
         }
         return payload;
     }

@@ -9,11 +9,14 @@ export class ApiError extends Error {
     code;
     /** Seconds the server asked us to wait before trying again (429, 503); null when it did not say. */
     retryAfter;
-    constructor(status, code, message, { retryAfter = null } = {}) {
+    /** The request's id (x-amzn-RequestId) for an error report: support finds the request's log lines by it. */
+    requestId;
+    constructor(status, code, message, { retryAfter = null, requestId = null } = {}) {
         super(message);
         this.status = status;
         this.code = code;
         this.retryAfter = retryAfter;
+        this.requestId = requestId;
     }
 }
 export const NO_SESSION_MESSAGE = "We couldn't find this upload's session on this device. Please start a new upload.";

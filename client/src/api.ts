@@ -148,7 +148,8 @@ export function createClient(options: ClientOptions): UploadClient {
       const error = errorBody(payload);
       throw new ApiError(response.status, error ? (error.code as ApiError["code"]) : "UNEXPECTED_RESPONSE",
         error ? error.message : UNEXPECTED_MESSAGE,
-        { retryAfter: parseRetryAfter(response.headers.get("Retry-After")) });
+        { retryAfter: parseRetryAfter(response.headers.get("Retry-After")),
+          requestId: response.headers.get("x-amzn-RequestId") });
     }
     return payload as T;
   }

@@ -28,6 +28,8 @@ export type ErrorCode = ServerErrorCode | ClientErrorCode;
 export interface ApiErrorOptions {
   /** Seconds the server asked us to wait (429, 503), from Retry-After. */
   retryAfter?: number | null;
+  /** The id API Gateway gave the request (x-amzn-RequestId), which finds it in every log; null without an answer. */
+  requestId?: string | null;
 }
 
 /** An API failure, carrying a stable code and a message fit to show a person. */
@@ -38,12 +40,16 @@ export class ApiError extends Error {
   readonly code: ErrorCode;
   /** Seconds the server asked us to wait before trying again (429, 503); null when it did not say. */
   readonly retryAfter: number | null;
+  /** The request's id (x-amzn-RequestId) for an error report: support finds the request's log lines by it. */
+  readonly requestId: string | null;
 
-  constructor(status: number, code: ErrorCode, message: string, { retryAfter = null }: ApiErrorOptions = {}) {
+  constructor(status: number, code: ErrorCode, message: string,
+    { retryAfter = null, requestId = null }: ApiErrorOptions = {}) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.requestId = requestId;
   }
 }
 

@@ -132,6 +132,15 @@ describe("createClient", () => {
         message: "Too many uploads right now. Please try again in 2 minutes." });
   });
 
+  test("an error carries the request's id for an error report, and none when no answer came", async () => {
+    const { fetch } = recordingFetch(json({ error: { code: "SERVICE_UNAVAILABLE", message: "Try again." } }, 503,
+      { "x-amzn-RequestId": "5b1f0c2e-req" }));
+    await expect(createClient({ baseUrl: "", fetch }).limits())
+      .rejects.toMatchObject({ status: 503, code: "SERVICE_UNAVAILABLE", requestId: "5b1f0c2e-req" });
+    const offline = createClient({ baseUrl: "", fetch: () => Promise.reject(new TypeError("Failed to fetch")) });
+    await expect(offline.limits()).rejects.toMatchObject({ code: "NETWORK_ERROR", requestId: null });
+  });
+
   test("a cancelled upload answers 410 UPLOAD_CANCELLED as a typed code", async () => {
     const { fetch } = recordingFetch(json({ error: { code: "UPLOAD_CANCELLED", message: "This upload was cancelled." } }, 410));
     const failure = await createClient({ baseUrl: "", fetch }).getJob("job1", { token: "t" }).catch((error: unknown) => error);
